@@ -1,0 +1,68 @@
+"""nionswift-insitu: live processors, drift-corrected spectrum imaging and a simulated instrument for Nion Swift.
+
+Thin glue only: processors live in ``processing``, the simulated instrument in ``instrument_sim``.
+Set ``INSITU_SIMULATOR=1`` in the environment to start Swift with the simulated instrument ("simulator mode").
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import typing
+
+from nion.swift import Application
+
+from nionswift_plugin.insitu import computations
+from nionswift_plugin.insitu import panels
+from nionswift_plugin.insitu.live_engine import ENGINE
+
+_simulator_handle: typing.Any = None
+
+
+def simulator_requested() -> bool:
+    """Simulator mode: the ``INSITU_SIMULATOR`` switch (1/true/yes)."""
+    return os.environ.get("INSITU_SIMULATOR", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _warm_up() -> None:
+    """Compile/load the numba kernels off the live path, so the first frames don't stall."""
+    try:
+        from processing import warmup
+        warmup.warm_up()
+    except Exception as e:  # never fail plug-in loading because of a cache problem
+        logging.warning("In-situ: warm-up failed (%s); kernels will compile on first use.", e)
+
+
+class InSituExtension:
+    extension_id = "nionswift.insitu.extension"
+
+    def __init__(self, api_broker: typing.Any) -> None:
+        computations.register_all()
+        panels.register_panels()
+        self.__menu_handler = None
+        if Application.app is not None:
+            self.__menu_handler = Application.app.register_menu_handler(panels.install_menu)
+        threading.Thread(target=_warm_up, name="insitu-warmup", daemon=True).start()
+
+    def close(self) -> None:
+        if self.__menu_handler is not None and Application.app is not None:
+            Application.app.unregister_menu_handler(self.__menu_handler)
+        panels.unregister_panels()
+        ENGINE.close()
+
+
+def run() -> None:
+    """Called by Swift after all plug-ins are loaded: register the simulated instrument in simulator mode."""
+    global _simulator_handle
+    if simulator_requested() and _simulator_handle is None:
+        from instrument_sim import configuration
+        _simulator_handle = configuration.register_simulator(configuration.SimulatorConfiguration())
+        logging.info("In-situ: simulator mode, simulated instrument registered.")
+
+
+def stop() -> None:
+    global _simulator_handle
+    if _simulator_handle is not None:
+        from instrument_sim import configuration
+        configuration.unregister_simulator(_simulator_handle)
+        _simulator_handle = None

@@ -1,0 +1,269 @@
+"""Swift computations for every registered processor, built from ``processing.registry`` (one table).
+
+For each processor class: a processing description (title, source, parameters with labels and ranges, so the
+inspector shows them) and a computation type whose ``execute`` asks the live engine for the newest result and whose
+``commit`` writes the typed outputs into Swift (data items, line plots, a circle graphic).
+"""
+from __future__ import annotations
+
+import threading
+import typing
+
+import numpy as np
+from nion.data import Calibration
+from nion.data import DataAndMetadata
+from nion.instrumentation import HardwareSource
+from nion.swift.model import DataItem
+from nion.swift.model import DocumentModel
+from nion.swift.model import Graphics
+from nion.swift.model import Symbolic
+from nion.utils import Geometry
+
+from nionswift_plugin.insitu.live_engine import ENGINE, Runner
+from processing import base as pb
+from processing import registry
+
+ROI_INPUT = "roi"
+SOURCE_INPUT = "src"
+
+_registered: set[str] = set()
+_registration_lock = threading.Lock()
+
+
+def _swift_type(parameter: pb.Parameter) -> str:
+    return {"choice": "string"}.get(parameter.type, parameter.type)
+
+
+def processing_description(cls: type[pb.Processor]) -> dict[str, typing.Any]:
+    """The Swift processing description of a processor: title, source, parameters (labels, defaults, ranges)."""
+    parameters = []
+    for p in cls.PARAMETERS:
+        entry: dict[str, typing.Any] = {"name": p.name, "label": f"{p.label} ({p.units})" if p.units else p.label,
+                                        "type": _swift_type(p), "value": p.default, "value_default": p.default}
+        if p.min is not None:
+            entry["value_min"] = p.min
+        if p.max is not None:
+            entry["value_max"] = p.max
+        parameters.append(entry)
+    return {"title": cls.title,
+            "sources": [{"name": SOURCE_INPUT, "label": "Source", "data_type": "xdata"}],
+            "parameters": parameters}
+
+
+def _to_calibration(c: pb.Calibration) -> Calibration.Calibration:
+    return Calibration.Calibration(c.offset, c.scale, c.units)
+
+
+def output_to_xdata(output: pb.Output, metadata: dict[str, typing.Any]) -> DataAndMetadata.DataAndMetadata | None:
+    """Typed processor output -> Swift xdata (None for graphics and notices)."""
+    md = {"insitu": metadata}
+    if isinstance(output, pb.ImageOutput):
+        return DataAndMetadata.new_data_and_metadata(
+            np.asarray(output.data), intensity_calibration=Calibration.Calibration(units=output.intensity_units),
+            dimensional_calibrations=[_to_calibration(c) for c in output.calibrations], metadata=md)
+    if isinstance(output, pb.RGBImageOutput):
+        rgb = np.ascontiguousarray(np.asarray(output.data, np.uint8)[..., ::-1])  # Swift stores RGB data as BGR
+        return DataAndMetadata.new_data_and_metadata(
+            rgb, dimensional_calibrations=[_to_calibration(c) for c in output.calibrations], metadata=md)
+    if isinstance(output, pb.KymographOutput):
+        return DataAndMetadata.new_data_and_metadata(
+            np.asarray(output.data), intensity_calibration=Calibration.Calibration(units=output.intensity_units),
+            dimensional_calibrations=[_to_calibration(output.y_calibration), _to_calibration(output.time_calibration)],
+            metadata=md)
+    if isinstance(output, pb.LinePlotOutput):
+        data = np.asarray(output.data)
+        descriptor = DataAndMetadata.DataDescriptor(False, 1 if data.ndim == 2 else 0, 1)
+        calibrations = ([Calibration.Calibration()] if data.ndim == 2 else []) + [_to_calibration(output.x_calibration)]
+        md["insitu"] = dict(metadata, labels=list(output.labels))
+        return DataAndMetadata.new_data_and_metadata(
+            data, intensity_calibration=Calibration.Calibration(units=output.intensity_units),
+            dimensional_calibrations=calibrations, data_descriptor=descriptor, metadata=md)
+    if isinstance(output, pb.TimeSeriesOutput):
+        values = np.atleast_2d(np.asarray(output.values, np.float64))
+        times = np.asarray(output.times_s, np.float64)
+        n = values.shape[-1]
+        scale = float((times[-1] - times[0]) / (n - 1)) if n > 1 else 1.0
+        offset = float(times[0]) if n else 0.0
+        md["insitu"] = dict(metadata, labels=list(output.labels), units=list(output.units), times_s=times.tolist())
+        return DataAndMetadata.new_data_and_metadata(
+            values, dimensional_calibrations=[Calibration.Calibration(), Calibration.Calibration(offset, scale, "s")],
+            data_descriptor=DataAndMetadata.DataDescriptor(False, 1, 1), metadata=md)
+    return None
+
+
+def _main_output_name(cls: type[pb.Processor]) -> str:
+    for name, kind in cls.OUTPUTS:
+        if kind in ("image", "rgb", "kymograph"):
+            return name
+    return cls.OUTPUTS[0][0] if cls.OUTPUTS else "image"
+
+
+def _is_live_source(xdata: DataAndMetadata.DataAndMetadata | None) -> tuple[str, int] | None:
+    hardware = xdata.metadata.get("hardware_source", {}) if xdata is not None else {}
+    hardware_source_id = hardware.get("hardware_source_id")
+    if not hardware_source_id:
+        return None
+    return hardware_source_id, int(hardware.get("channel_index", 0) or 0)
+
+
+def _request_commit(computation: Symbolic.Computation, document_model: DocumentModel.DocumentModel) -> None:
+    """Ask Swift (from any thread) to run execute/commit again so a fresh result reaches the display."""
+    event_loop = document_model._event_loop if hasattr(document_model, "_event_loop") else None
+    event_loop = event_loop or getattr(document_model, "event_loop", None)
+
+    def request() -> None:
+        if not computation._closed:
+            computation.needs_update = True
+            computation.computation_mutated_event.fire()
+
+    if event_loop is not None and not event_loop.is_closed():
+        event_loop.call_soon_threadsafe(request)
+
+
+def make_computation_class(processor_id: str) -> type:
+    """The Swift computation handler for one processor (a new instance is created by Swift for each run)."""
+    cls = registry.get(processor_id)
+    main_name = _main_output_name(cls)
+
+    class InSituComputation:
+        def __init__(self, computation: typing.Any, **kwargs: typing.Any) -> None:
+            self.computation = computation
+            self.__outputs: pb.Outputs = ()
+            self.__stats: dict[str, typing.Any] = {}
+            self.__shape: tuple[int, ...] | None = None
+
+        def execute(self, src: typing.Any, **kwargs: typing.Any) -> None:  # worker thread
+            roi = kwargs.pop(ROI_INPUT, None)
+            symbolic = self.computation._computation
+            document_model = symbolic.container
+            runner = ENGINE.runner_for(symbolic, processor_id, kwargs, title=cls.title,
+                                       on_result=lambda r: _request_commit(symbolic, document_model))
+            xdata = src.xdata if src is not None else None
+            runner.roi = _bounds_of(roi)
+            runner.source_label = str(getattr(symbolic, "label", "") or cls.title)
+            live = _is_live_source(xdata)
+            hardware_source = (HardwareSource.HardwareSourceManager().get_hardware_source_for_hardware_source_id(live[0])
+                               if live else None)
+            if hardware_source is not None and live is not None:
+                runner.attach_stream(ENGINE.stream_for(hardware_source, live[1]))
+                if runner.stats.frames_processed == 0 and xdata is not None:
+                    runner.process_now(xdata)  # show something before the first streamed frame arrives
+            else:
+                runner.detach_stream()
+                runner.process_now(xdata)
+            outputs, error, stats = runner.latest()
+            if error:
+                raise pb.ProcessingError(error)
+            self.__outputs, self.__stats = outputs, stats
+            self.__shape = xdata.data_shape if xdata is not None else None
+
+        def commit(self) -> None:  # main thread
+            metadata = dict(self.__stats, processor_id=processor_id)
+            notices = [o.text for o in self.__outputs if isinstance(o, pb.Notice)]
+            if notices:
+                metadata["notices"] = notices
+            for output in self.__outputs:
+                xdata = output_to_xdata(output, metadata)
+                if xdata is not None:
+                    self.computation.set_referenced_xdata("target" if output.name == main_name else output.name,
+                                                          xdata)
+            for output in self.__outputs:
+                if isinstance(output, pb.CircleAnnotation):
+                    self.__commit_circle(output)
+
+        def __commit_circle(self, circle: pb.CircleAnnotation) -> None:
+            target = self.computation.get_result("target")
+            if target is None:
+                return
+            shape = target.xdata.data_shape if target.xdata is not None else None
+            if not shape or len(shape) != 2:
+                return
+            # circle centre is in source-frame px; the target shows the ROI crop
+            runner = ENGINE.find_runner(self.computation._computation)
+            oy, ox = 0.0, 0.0
+            if runner is not None and runner.roi is not None and self.__shape is not None and len(self.__shape) == 2:
+                oy = round(runner.roi[0][0] * self.__shape[0])
+                ox = round(runner.roi[0][1] * self.__shape[1])
+            h, w = shape
+            cy, cx = (circle.center_px[0] - oy) / h, (circle.center_px[1] - ox) / w
+            ry, rx = 2 * circle.radius_px / h, 2 * circle.radius_px / w
+            marker = self.computation.get_result(circle.name)
+            if marker is None:
+                marker = target.add_ellipse_region(cy, cx, ry, rx)
+                marker.label = circle.label
+                self.computation.set_result(circle.name, marker)
+            else:
+                marker._graphic.bounds = Geometry.FloatRect.from_center_and_size((cy, cx), (ry, rx))
+            marker._graphic.is_shape_locked = False
+            marker._graphic.color = "#0F0" if circle.visible else "rgba(0,0,0,0)"
+
+    InSituComputation.__name__ = f"InSituComputation_{processor_id.replace('.', '_')}"
+    return InSituComputation
+
+
+def _bounds_of(roi: typing.Any) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    bounds = getattr(roi, "bounds", None)
+    if bounds is None:
+        return None
+    return ((float(bounds.top), float(bounds.left)), (float(bounds.height), float(bounds.width)))
+
+
+def register_processor(cls: type[pb.Processor]) -> None:
+    """Register one processor with Swift (idempotent)."""
+    with _registration_lock:
+        if cls.processor_id in _registered:
+            return
+        _registered.add(cls.processor_id)
+    DocumentModel.DocumentModel.register_processing_descriptions({cls.processor_id: processing_description(cls)})
+    Symbolic.register_computation_type(cls.processor_id, make_computation_class(cls.processor_id))
+
+
+def register_all() -> None:
+    """Register every processor of the table, and any registered later."""
+    for cls in registry.all_processors():
+        register_processor(cls)
+    registry.add_listener(register_processor)
+
+
+def attach(document_model: DocumentModel.DocumentModel, processor_id: str, display_item: typing.Any, *,
+           data_item: DataItem.DataItem | None = None, roi: Graphics.Graphic | None = None,
+           parameters: typing.Mapping[str, typing.Any] | None = None) -> DataItem.DataItem:
+    """Attach a processor to the data shown by ``display_item`` and return the new output data item.
+
+    ``roi``: a rectangle graphic on that display (processed region), or None for the whole frame. ``parameters``
+    override the declared defaults. The computation appears in the inspector with its parameters.
+    """
+    cls = registry.get(processor_id)
+    register_processor(cls)
+    data_item = data_item or display_item.data_item
+    if data_item is None:
+        raise ValueError(f"the display has no data to process; show a camera or image first (processor {cls.title}).")
+    values = {p.name: p.default for p in cls.PARAMETERS}
+    values.update(parameters or {})
+    cls(**values)  # validate before creating anything: a clear error instead of a broken computation
+    computation = document_model.create_computation()
+    computation.label = cls.title
+    computation.processing_id = processor_id
+    display_data_channel = display_item.get_display_data_channel_for_data_item(data_item)
+    computation.create_input_item(SOURCE_INPUT, Symbolic.make_item(display_data_channel), label="Source")
+    if roi is not None:
+        computation.create_input_item(ROI_INPUT, Symbolic.make_item(roi), label="ROI")
+    for p in cls.PARAMETERS:
+        computation.create_variable(p.name, _swift_type(p), values[p.name], value_default=p.default,
+                                    value_min=p.min, value_max=p.max,
+                                    label=f"{p.label} ({p.units})" if p.units else p.label)
+    new_data_item = DataItem.DataItem(large_format=False)
+    new_data_item.title = f"{data_item.title} ({cls.title})"
+    new_data_item.category = data_item.category
+    document_model.append_data_item(new_data_item)
+    document_model.set_data_item_computation(new_data_item, computation)
+    return new_data_item
+
+
+def selected_roi(display_item: typing.Any, selected_graphics: typing.Sequence[typing.Any]) -> Graphics.Graphic | None:
+    """The rectangle to process: the selected rectangle, else the only rectangle on the display, else None."""
+    rectangles = [g for g in selected_graphics if isinstance(g, Graphics.RectangleGraphic)]
+    if not rectangles and display_item is not None:
+        all_rectangles = [g for g in display_item.graphics if isinstance(g, Graphics.RectangleGraphic)]
+        rectangles = all_rectangles if len(all_rectangles) == 1 else []
+    return rectangles[0] if rectangles else None

@@ -1,0 +1,243 @@
+"""The first three live processors: copy (the template), noise reduction, live difference.
+
+Pure functions first (``gaussian_blur``, ``median_blur``, ``ewma_update``, ``measure_shift_px``), thin processor
+classes second. Kernels are single-threaded and release the GIL (OpenCV with one thread, numba ``nogil``), so the
+live engine's worker threads use both cores.
+"""
+from __future__ import annotations
+
+import math
+import typing
+
+import cv2
+import numba
+import numpy as np
+import scipy.fft
+import scipy.ndimage
+from numpy.typing import NDArray
+
+from processing.base import (Context, Frame, ImageOutput, InputError, Outputs, Parameter, ParameterError,
+                             Processor)
+
+cv2.setNumThreads(1)  # coarse-grained parallelism: one processor per core, no nested thread pools
+
+FloatArray = NDArray[np.float32]
+
+__all__ = ["gaussian_kernel_1d", "gaussian_blur", "median_blur", "ewma_span_weight", "ewma_update",
+           "measure_shift_px", "CopyProcessor", "NoiseReductionProcessor", "LiveDifferenceProcessor"]
+
+
+# --------------------------------------------------------------------------------------------------- noise filters
+
+def gaussian_kernel_1d(sigma_px: float, *, truncate: float = 4.0) -> NDArray[np.float64]:
+    """The 1-D Gaussian kernel scipy.ndimage.gaussian_filter uses (radius ``int(truncate*sigma+0.5)``), summing to 1."""
+    radius = int(truncate * sigma_px + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma_px) ** 2)
+    return typing.cast(NDArray[np.float64], kernel / kernel.sum())
+
+
+def gaussian_blur(image: FloatArray, sigma_px: float) -> FloatArray:
+    """Gaussian blur of a (H, W) float32 image, equal to ``scipy.ndimage.gaussian_filter(mode='reflect')``.
+
+    sigma_px: standard deviation in pixels (> 0). Returns a new float32 array.
+    """
+    if sigma_px <= 0:
+        raise ParameterError(f"sigma_px must be > 0; got {sigma_px}. Use sigma_px > 0 or disable the Gaussian.")
+    kernel = gaussian_kernel_1d(sigma_px).astype(np.float32)
+    radius = kernel.size // 2
+    if radius >= min(image.shape):  # OpenCV's reflect border needs the kernel to fit; scipy handles any size
+        return typing.cast(FloatArray, scipy.ndimage.gaussian_filter(image, sigma_px, mode="reflect"))
+    return typing.cast(FloatArray, cv2.sepFilter2D(image, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT))
+
+
+def median_blur(image: FloatArray, size_px: int) -> FloatArray:
+    """Median filter of a (H, W) float32 image over a ``size_px`` x ``size_px`` window (odd size).
+
+    Equal to ``scipy.ndimage.median_filter(mode='reflect')``; sizes 3 and 5 use OpenCV (about 300x faster).
+    """
+    if size_px < 1 or size_px % 2 == 0:
+        raise ParameterError(f"median size must be an odd number of pixels >= 1; got {size_px}.")
+    if size_px == 1:
+        return image.copy()
+    if size_px == 3 and min(image.shape) >= 2:
+        # OpenCV replicates the border; for a 3x3 window that equals scipy's 'reflect' ('abc|cba').
+        return typing.cast(FloatArray, cv2.medianBlur(image, 3))
+    if size_px == 5 and min(image.shape) >= 3:
+        padded = cv2.copyMakeBorder(image, 2, 2, 2, 2, cv2.BORDER_REFLECT)
+        return typing.cast(FloatArray, np.ascontiguousarray(cv2.medianBlur(padded, 5)[2:-2, 2:-2]))
+    return typing.cast(FloatArray, scipy.ndimage.median_filter(image, size=size_px, mode="reflect"))
+
+
+# --------------------------------------------------------------------------------------------------- EWMA difference
+
+def ewma_span_weight(span_frames: float) -> float:
+    """Weight of the old average for an EWMA of span N frames: p = (N - 1) / (N + 1) (alpha = 2 / (N + 1))."""
+    return (span_frames - 1.0) / (span_frames + 1.0)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _ewma_difference_kernel(frame: FloatArray, fast: FloatArray, slow: FloatArray, out: FloatArray,
+                            p_fast: np.float32, p_slow: np.float32) -> None:  # pragma: no cover - compiled
+    q_fast = np.float32(1.0) - p_fast
+    q_slow = np.float32(1.0) - p_slow
+    f = frame.ravel()
+    a = fast.ravel()
+    b = slow.ravel()
+    o = out.ravel()
+    for i in range(f.size):
+        x = f[i]
+        af = p_fast * a[i] + q_fast * x
+        bs = p_slow * b[i] + q_slow * x
+        a[i] = af
+        b[i] = bs
+        o[i] = abs(af - bs)
+
+
+def ewma_update(frame: FloatArray, fast: FloatArray, slow: FloatArray, *, p_fast: float, p_slow: float,
+                out: FloatArray | None = None) -> FloatArray:
+    """Update two EWMAs in place with ``frame`` and return ``|fast - slow|`` (all (H, W) float32).
+
+    avg <- p * avg + (1 - p) * frame, in float32, in that order (bit-identical to the numpy expression).
+    """
+    if out is None:
+        out = np.empty_like(frame)
+    _ewma_difference_kernel(frame, fast, slow, out, np.float32(p_fast), np.float32(p_slow))
+    return out
+
+
+def measure_shift_px(reference: FloatArray, moving: FloatArray) -> tuple[float, float]:
+    """Translation (dy, dx) in pixels that moves ``moving`` onto ``reference``, by phase correlation.
+
+    Both (H, W) of the same shape. Sub-pixel by a parabola through the correlation peak and its neighbours.
+    """
+    if reference.shape != moving.shape:
+        raise InputError(f"images to register must have the same shape; got {reference.shape} and {moving.shape}.")
+    fa = scipy.fft.rfft2(reference - reference.mean(), workers=1)
+    fb = scipy.fft.rfft2(moving - moving.mean(), workers=1)
+    cross = fa * np.conj(fb)
+    cross /= np.maximum(np.abs(cross), 1e-12)
+    corr = scipy.fft.irfft2(cross, s=reference.shape, workers=1)
+    peak = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    shift = []
+    for axis, (index, n) in enumerate(zip(peak, corr.shape)):
+        before = corr[tuple((index - 1) % n if a == axis else peak[a] for a in range(2))]
+        after = corr[tuple((index + 1) % n if a == axis else peak[a] for a in range(2))]
+        center = corr[peak]
+        denominator = before - 2.0 * center + after
+        delta = 0.5 * (before - after) / denominator if denominator != 0 else 0.0
+        value = index + float(np.clip(delta, -0.5, 0.5))
+        shift.append(value - n if value > n / 2 else value)
+    return shift[0], shift[1]
+
+
+# --------------------------------------------------------------------------------------------------- processors
+
+class CopyProcessor(Processor):
+    """Copy the region of interest into a new live image: the template for custom processors."""
+
+    processor_id = "insitu.copy"
+    title = "Copy (ROI)"
+    description = "Copies the region of interest of each frame into a new live image."
+
+    def process(self, frame: Frame, context: Context) -> Outputs:
+        return (ImageOutput("image", frame.data.copy(), frame.calibrations, frame.intensity_units),)
+
+
+class NoiseReductionProcessor(Processor):
+    """Median filter and/or Gaussian blur, in that order."""
+
+    processor_id = "insitu.noise_reduction"
+    title = "Noise Reduction"
+    description = "Median filter (size in px) then Gaussian blur (sigma in px); set either to 0 to skip it."
+    PARAMETERS = (
+        Parameter("median_size_px", "Median size", "integral", 3, 0, 15, "px",
+                  description="odd window size; 0 or 1 = no median"),
+        Parameter("sigma_px", "Gaussian sigma", "real", 2.0, 0.0, 50.0, "px", description="0 = no Gaussian"),
+    )
+    median_size_px: int
+    sigma_px: float
+
+    def __init__(self, **params: typing.Any) -> None:
+        super().__init__(**params)
+        if self.median_size_px > 1 and self.median_size_px % 2 == 0:
+            raise ParameterError(f"Median size must be odd (3, 5, 7...); got {self.median_size_px}. "
+                                 f"Use {self.median_size_px + 1}.")
+
+    def process(self, frame: Frame, context: Context) -> Outputs:
+        image = frame.data
+        if self.median_size_px > 1:
+            image = median_blur(image, self.median_size_px)
+        if self.sigma_px > 0:
+            image = gaussian_blur(image, self.sigma_px)
+        elif image is frame.data:
+            image = image.copy()
+        return (ImageOutput("image", image, frame.calibrations, frame.intensity_units),)
+
+
+class LiveDifferenceProcessor(Processor):
+    """|EWMA_fast - EWMA_slow|: shows where the sample changes, hides what stays.
+
+    Time constants are spans in frames (alpha = 2 / (N + 1)) or, with ``time_in_seconds``, time constants tau in
+    seconds (alpha = 1 - exp(-dt / tau), dt from the frame timestamps, so skipped frames are accounted for).
+    With ``align`` each frame is first shifted onto the slow average (phase correlation), so sample drift does not
+    show up as change.
+    """
+
+    processor_id = "insitu.live_difference"
+    title = "Live Difference"
+    description = "Absolute difference of a fast and a slow exponentially weighted moving average."
+    stateful = True
+    PARAMETERS = (
+        Parameter("fast", "Fast time constant", "real", 2.0, 1.0, 10000.0, "frames or s"),
+        Parameter("slow", "Slow time constant", "real", 20.0, 1.0, 100000.0, "frames or s"),
+        Parameter("time_in_seconds", "Time constants in seconds", "boolean", False),
+        Parameter("align", "Align frames (drift-robust)", "boolean", False),
+    )
+    fast: float
+    slow: float
+    time_in_seconds: bool
+    align: bool
+
+    def __init__(self, **params: typing.Any) -> None:
+        super().__init__(**params)
+        if self.time_in_seconds and (self.fast <= 0 or self.slow <= 0):
+            raise ParameterError("time constants in seconds must be > 0.")
+        if self.fast >= self.slow:
+            raise ParameterError(f"the fast time constant ({self.fast}) must be smaller than the slow one "
+                                 f"({self.slow}); swap them.")
+        self.reset()
+
+    def reset(self) -> None:
+        self._fast: FloatArray | None = None
+        self._slow: FloatArray | None = None
+        self._last_time_s: float | None = None
+        self._shape: tuple[int, int] | None = None
+        self.frames_integrated = 0
+        self.last_shift_px = (0.0, 0.0)
+
+    def _weights(self, timestamp_s: float) -> tuple[float, float]:
+        if not self.time_in_seconds:
+            return ewma_span_weight(self.fast), ewma_span_weight(self.slow)
+        dt_s = 0.0 if self._last_time_s is None else max(timestamp_s - self._last_time_s, 0.0)
+        return math.exp(-dt_s / self.fast), math.exp(-dt_s / self.slow)
+
+    def process(self, frame: Frame, context: Context) -> Outputs:
+        data = frame.data
+        if self._shape != frame.shape:
+            self.reset()  # ROI or binning changed: start over rather than mixing geometries
+        if self._fast is None or self._slow is None:
+            self._fast, self._slow = data.copy(), data.copy()
+            self._shape = frame.shape
+            out = np.zeros_like(data)
+        else:
+            if self.align:
+                dy, dx = measure_shift_px(self._slow, data)
+                self.last_shift_px = (dy, dx)
+                data = typing.cast(FloatArray, scipy.ndimage.shift(data, (dy, dx), order=1, mode="nearest"))
+            p_fast, p_slow = self._weights(frame.timestamp_s)
+            out = ewma_update(np.ascontiguousarray(data, np.float32), self._fast, self._slow,
+                              p_fast=p_fast, p_slow=p_slow)
+        self._last_time_s = frame.timestamp_s
+        self.frames_integrated += 1
+        return (ImageOutput("image", out, frame.calibrations, frame.intensity_units),)
