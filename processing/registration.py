@@ -1,0 +1,244 @@
+"""Translation registration of two images by normalised cross-correlation (NCC) with a sub-pixel peak fit.
+
+Used by the drift-corrected spectrum imaging (issue 5) to measure how far the reference region moved between two
+sub-scans, but generic: any pair of same-size 2-D images.
+
+Conventions
+-----------
+Arrays are (y, x). A *shift* ``s = (dy, dx)`` in pixels means the content of ``moving`` is the content of
+``reference`` displaced by ``s``: ``moving[y, x] ~= reference[y - dy, x - dx]`` (the same sign as
+``scipy.ndimage.shift(reference, s)``).
+
+Algorithm
+---------
+1. :func:`prefilter`: Gaussian low-pass (shot noise) and optional Gaussian high-pass (slow background, contrast
+   gradients from beam damage or thickness), as recommended by SDSD / the measurements in
+   ``docs/acquisition-reference.md`` §5.2 (pre-filtering gives most of the gain at low dose).
+2. :func:`ncc_surface`: the zero-mean NCC over the *overlap* of the two images for every integer shift (Padfield's
+   masked NCC computed with six FFT correlations), so values are true correlation coefficients in [-1, 1]
+   whatever the shift, unlike a plain FFT correlation that favours zero shift.
+3. :func:`register_translation`: integer peak inside ``max_shift_px``, then 1-D parabola through the three values
+   around the peak in y and in x, then (``refine_iterations``) resample ``moving`` back by the estimate and fit
+   the parabola again around zero, which removes the parabola's bias for sharp peaks.
+   ``quality`` = NCC at the peak (1 = identical up to brightness/contrast).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import numpy as np
+import scipy.fft
+import scipy.ndimage
+from numpy.typing import NDArray
+
+from processing.base import InputError, ParameterError
+
+__all__ = ["RegistrationResult", "prefilter", "ncc_surface", "register_translation", "shift_image"]
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationResult:
+    """Result of :func:`register_translation`.
+
+    shift_px: (dy, dx) displacement of ``moving`` relative to ``reference`` in pixels (sub-pixel).
+    quality: normalised cross-correlation at the peak, in [-1, 1].
+    overlap_fraction: fraction of the image area shared by the two images at that shift.
+    """
+
+    shift_px: tuple[float, float]
+    quality: float
+    overlap_fraction: float
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        return {"shift_px": list(self.shift_px), "quality": self.quality, "overlap_fraction": self.overlap_fraction}
+
+
+def _as_image(data: typing.Any, what: str) -> FloatArray:
+    array = np.asarray(data)
+    if np.iscomplexobj(array) or array.ndim != 2:
+        raise InputError(f"{what} must be a real 2-D image (H, W); got shape {array.shape}, dtype {array.dtype}. "
+                         f"Pass one scan frame.")
+    if min(array.shape) < 4:
+        raise InputError(f"{what} is {array.shape[0]}x{array.shape[1]} px; registration needs at least 4x4 px. "
+                         f"Enlarge the reference region.")
+    out = np.asarray(array, dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise InputError(f"{what} contains NaN/inf values; registration needs finite data. "
+                         f"Check the detector or replace invalid pixels first.")
+    return out
+
+
+def prefilter(image: typing.Any, *, lowpass_sigma_px: float = 1.0, highpass_sigma_px: float | None = None,
+              ) -> FloatArray:
+    """Noise-robust pre-filter: Gaussian low-pass, optional subtraction of a wide Gaussian (high-pass).
+
+    Parameters
+    ----------
+    image : (H, W) array, any real dtype.
+    lowpass_sigma_px : Gaussian sigma in pixels against shot noise; 0 disables.
+    highpass_sigma_px : sigma of the background removed (pixels); ``None`` disables. Use a few times the size of
+        the features that carry the registration (e.g. 4-10 px).
+
+    Returns
+    -------
+    (H, W) float64 array.
+    """
+    data = _as_image(image, "image")
+    if lowpass_sigma_px < 0 or (highpass_sigma_px is not None and highpass_sigma_px <= lowpass_sigma_px):
+        raise ParameterError(
+            f"prefilter needs lowpass_sigma_px >= 0 and highpass_sigma_px > lowpass_sigma_px (or None); got "
+            f"{lowpass_sigma_px} and {highpass_sigma_px}. Choose e.g. 1.0 and 8.0.")
+    out = scipy.ndimage.gaussian_filter(data, lowpass_sigma_px, mode="nearest") if lowpass_sigma_px > 0 else data
+    if highpass_sigma_px is not None:
+        out = out - scipy.ndimage.gaussian_filter(data, highpass_sigma_px, mode="nearest")
+    return np.asarray(out, dtype=np.float64)
+
+
+def ncc_surface(reference: typing.Any, moving: typing.Any, *, min_overlap_fraction: float = 0.25,
+                ) -> tuple[FloatArray, FloatArray]:
+    """NCC over the overlap for every integer shift.
+
+    Parameters
+    ----------
+    reference, moving : (H, W) arrays of the same shape.
+    min_overlap_fraction : shifts whose overlap is smaller than this fraction of H*W get NCC = -1.
+
+    Returns
+    -------
+    ncc : (2H-1, 2W-1) array; ``ncc[H-1+dy, W-1+dx]`` is the correlation coefficient for shift (dy, dx).
+    overlap : (2H-1, 2W-1) array, number of overlapping pixels for each shift.
+    """
+    a = _as_image(reference, "reference")
+    b = _as_image(moving, "moving")
+    if a.shape != b.shape:
+        raise InputError(f"reference {a.shape} and moving {b.shape} images differ in shape; registration needs "
+                         f"two images of the same size (same sub-scan settings).")
+    h, w = a.shape
+    a = a - a.mean()
+    b = b - b.mean()
+    shape = (scipy.fft.next_fast_len(2 * h - 1, real=True), scipy.fft.next_fast_len(2 * w - 1, real=True))
+    fa, fb = scipy.fft.rfft2(a, shape), scipy.fft.rfft2(b, shape)
+    fa2, fb2 = scipy.fft.rfft2(a * a, shape), scipy.fft.rfft2(b * b, shape)
+    ones = scipy.fft.rfft2(np.ones_like(a), shape)
+
+    def corr(f_moving: NDArray[np.complex128], f_ref: NDArray[np.complex128]) -> FloatArray:
+        # c[s] = sum_x moving(x) ref(x - s), re-ordered so that index (h-1+dy, w-1+dx) holds shift (dy, dx)
+        full = scipy.fft.irfft2(f_moving * np.conj(f_ref), shape)
+        full = np.roll(full, (h - 1, w - 1), axis=(0, 1))
+        return np.asarray(full[:2 * h - 1, :2 * w - 1], dtype=np.float64)
+
+    n = np.rint(corr(ones, ones))
+    cab = corr(fb, fa)
+    sa, sa2 = corr(ones, fa), corr(ones, fa2)
+    sb, sb2 = corr(fb, ones), corr(fb2, ones)
+    valid = n >= max(min_overlap_fraction * h * w, 4.0)
+    n_safe = np.where(valid, n, 1.0)
+    var_a = sa2 - sa * sa / n_safe
+    var_b = sb2 - sb * sb / n_safe
+    denom = np.sqrt(np.clip(var_a, 0, None) * np.clip(var_b, 0, None))
+    scale = max(float(np.sum(a * a)), float(np.sum(b * b)), 1e-300)
+    valid &= denom > 1e-9 * scale
+    ncc = np.full(n.shape, -1.0)
+    ncc[valid] = (cab[valid] - sa[valid] * sb[valid] / n_safe[valid]) / denom[valid]
+    return np.clip(ncc, -1.0, 1.0), n
+
+
+def _parabola_offset(m: float, c: float, p: float) -> float:
+    """Vertex offset of the parabola through (-1, m), (0, c), (1, p), clipped to [-0.5, 0.5]."""
+    denom = m - 2.0 * c + p
+    if denom >= 0:  # not a maximum (flat or convex): stay on the integer peak
+        return 0.0
+    return float(np.clip(0.5 * (m - p) / denom, -0.5, 0.5))
+
+
+def _peak(ncc: FloatArray, center: tuple[int, int], max_shift_px: tuple[float, float]) -> tuple[int, int]:
+    h2, w2 = ncc.shape
+    cy, cx = center
+    yy = np.abs(np.arange(h2) - cy)[:, None] <= max_shift_px[0]
+    xx = np.abs(np.arange(w2) - cx)[None, :] <= max_shift_px[1]
+    masked = np.where(yy & xx, ncc, -np.inf)
+    iy, ix = np.unravel_index(int(np.argmax(masked)), ncc.shape)
+    return int(iy), int(ix)
+
+
+def _subpixel(ncc: FloatArray, iy: int, ix: int) -> tuple[float, float]:
+    h2, w2 = ncc.shape
+    oy = _parabola_offset(ncc[iy - 1, ix], ncc[iy, ix], ncc[iy + 1, ix]) if 0 < iy < h2 - 1 else 0.0
+    ox = _parabola_offset(ncc[iy, ix - 1], ncc[iy, ix], ncc[iy, ix + 1]) if 0 < ix < w2 - 1 else 0.0
+    return oy, ox
+
+
+def shift_image(image: typing.Any, shift_px: tuple[float, float], *, order: int = 3) -> FloatArray:
+    """Resample ``image`` displaced by ``shift_px`` (dy, dx); edges repeat the nearest pixel. (H, W) float64."""
+    data = _as_image(image, "image")
+    return np.asarray(scipy.ndimage.shift(data, shift_px, order=order, mode="nearest"), dtype=np.float64)
+
+
+def register_translation(reference: typing.Any, moving: typing.Any, *, lowpass_sigma_px: float = 1.0,
+                         highpass_sigma_px: float | None = None, max_shift_px: float | tuple[float, float] | None = None,
+                         min_overlap_fraction: float = 0.25, refine_iterations: int = 1) -> RegistrationResult:
+    """Measure the sub-pixel translation of ``moving`` relative to ``reference``.
+
+    Parameters
+    ----------
+    reference, moving : (H, W) images of the same shape (any real dtype).
+    lowpass_sigma_px, highpass_sigma_px : pre-filter, see :func:`prefilter` (applied to both images).
+    max_shift_px : largest |dy|, |dx| searched (pixels); default half the image size.
+    min_overlap_fraction : smallest overlap (fraction of the area) for a shift to be considered.
+    refine_iterations : number of resample-and-refit passes after the first sub-pixel estimate (0 = parabola only).
+
+    Returns
+    -------
+    RegistrationResult with ``shift_px`` (dy, dx) such that ``moving ~= scipy.ndimage.shift(reference, shift_px)``.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.ndimage
+    >>> ref = scipy.ndimage.gaussian_filter(np.random.default_rng(0).normal(size=(48, 48)), 2)
+    >>> mov = scipy.ndimage.shift(ref, (2.3, -1.6), mode="nearest")
+    >>> r = register_translation(ref, mov)
+    >>> [round(v, 1) for v in r.shift_px], r.quality > 0.95
+    ([2.3, -1.6], True)
+    """
+    if refine_iterations < 0:
+        raise ParameterError(f"refine_iterations must be >= 0; got {refine_iterations}.")
+    if not 0.0 < min_overlap_fraction <= 1.0:
+        raise ParameterError(f"min_overlap_fraction must be in (0, 1]; got {min_overlap_fraction}.")
+    a = prefilter(reference, lowpass_sigma_px=lowpass_sigma_px, highpass_sigma_px=highpass_sigma_px)
+    b = prefilter(moving, lowpass_sigma_px=lowpass_sigma_px, highpass_sigma_px=highpass_sigma_px)
+    h, w = a.shape
+    if max_shift_px is None:
+        limits = (h / 2.0, w / 2.0)
+    elif isinstance(max_shift_px, (int, float)):
+        limits = (float(max_shift_px), float(max_shift_px))
+    else:
+        limits = (float(max_shift_px[0]), float(max_shift_px[1]))
+    if min(limits) < 0:
+        raise ParameterError(f"max_shift_px must be >= 0; got {max_shift_px}.")
+    ncc, n = ncc_surface(a, b, min_overlap_fraction=min_overlap_fraction)
+    iy, ix = _peak(ncc, (h - 1, w - 1), limits)
+    quality = float(ncc[iy, ix])
+    overlap = float(n[iy, ix]) / (h * w)
+    oy, ox = _subpixel(ncc, iy, ix)
+    dy, dx = iy - (h - 1) + oy, ix - (w - 1) + ox
+    for _ in range(refine_iterations):
+        if quality <= 0:
+            break
+        # compare only the interior that the back-shift fills with real data (edge replication biases to 0)
+        my, mx = int(np.ceil(abs(dy))) + 2, int(np.ceil(abs(dx))) + 2
+        if h - 2 * my < 8 or w - 2 * mx < 8:
+            break
+        back = scipy.ndimage.shift(b, (-dy, -dx), order=3, mode="nearest")[my:h - my, mx:w - mx]
+        ncc_r, _n = ncc_surface(a[my:h - my, mx:w - mx], back, min_overlap_fraction=min_overlap_fraction)
+        hr, wr = back.shape
+        ry, rx = _peak(ncc_r, (hr - 1, wr - 1), (1.0, 1.0))
+        sy, sx = _subpixel(ncc_r, ry, rx)
+        dy += ry - (hr - 1) + sy
+        dx += rx - (wr - 1) + sx
+        quality = max(quality, float(ncc_r[ry, rx]))
+    dy = float(np.clip(dy, -limits[0], limits[0]))
+    dx = float(np.clip(dx, -limits[1], limits[1]))
+    return RegistrationResult((dy, dx), quality, overlap)
