@@ -1,0 +1,285 @@
+"""Drift estimation from repeated sub-scans of a reference region, with an updated template and rejection log.
+
+Model and sign convention
+-------------------------
+``drift_nm(t) = (dy, dx)``: where the specimen has moved in scan coordinates since the first reference scan (t0):
+a feature at scan position ``p`` at t0 is at ``p + drift_nm(t)`` at time t. To keep imaging the same area the scan
+centre must follow the drift: ``scan_offset_nm = +drift_nm``. A reference sub-scan recorded with the scan centre
+already moved by ``applied_offset_nm`` shows the *residual* ``drift - applied`` as a content shift of
+``(drift - applied) / pixel_size`` pixels, so each measurement yields ``drift = applied + shift_px * pixel_size``.
+
+Improvements over Nion's ``DriftTracker`` (``docs/acquisition-reference.md`` §2.3):
+
+* the template is **updated**: a running average of the accepted measurements, each resampled back into the
+  template frame (so contrast change from beam damage or contamination does not break the match) —
+  ``template_weight`` sets the weight of the newest image (0 = fixed first image as in Nion);
+* each measurement has a **quality** (peak NCC); below ``quality_threshold`` it is **rejected**, logged and never
+  used for the correction or the rate;
+* jumps larger than ``max_step_nm`` relative to the prediction can also be rejected (optional);
+* the **rate** is a robust (Siegel repeated-median) linear fit over the last ``rate_window``
+  accepted measurements, and :meth:`DriftEstimator.predict_offset_nm` extrapolates from the last accepted position
+  with that rate (not only the last measurement).
+
+The record list (:attr:`DriftEstimator.records`) is an immutable tuple of frozen :class:`DriftMeasurement`
+objects, JSON-serialisable through :meth:`DriftEstimator.to_json` / :func:`records_from_json`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+
+import numpy as np
+from numpy.typing import NDArray
+
+from processing.base import InputError, ParameterError
+from processing.registration import prefilter, register_translation, shift_image
+
+__all__ = ["DriftMeasurement", "DriftEstimator", "robust_rate", "records_from_json"]
+
+Vec2 = tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftMeasurement:
+    """One drift measurement (immutable).
+
+    index: 0-based measurement number (the reference scan is 0). time_s: time of the reference sub-scan (s).
+    applied_offset_nm: scan offset (dy, dx) in nm in force while the sub-scan was recorded.
+    shift_px: residual content shift (dy, dx) measured on the sub-scan, pixels. pixel_size_nm: (y, x) of the sub-scan.
+    drift_nm: total drift (dy, dx) in nm = applied + shift * pixel size. quality: peak NCC.
+    accepted: used for the correction; reason: why it was rejected ("" when accepted).
+    predicted_drift_nm: what the estimator predicted for this time before the measurement (None for the first).
+    """
+
+    index: int
+    time_s: float
+    applied_offset_nm: Vec2
+    shift_px: Vec2
+    pixel_size_nm: Vec2
+    drift_nm: Vec2
+    quality: float
+    accepted: bool
+    reason: str = ""
+    predicted_drift_nm: Vec2 | None = None
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        d = dataclasses.asdict(self)
+        for key, value in d.items():
+            if isinstance(value, tuple):
+                d[key] = [float(v) for v in value]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: typing.Mapping[str, typing.Any]) -> DriftMeasurement:
+        pred = d.get("predicted_drift_nm")
+        return cls(index=int(d["index"]), time_s=float(d["time_s"]),
+                   applied_offset_nm=_vec(d["applied_offset_nm"]), shift_px=_vec(d["shift_px"]),
+                   pixel_size_nm=_vec(d["pixel_size_nm"]), drift_nm=_vec(d["drift_nm"]),
+                   quality=float(d["quality"]), accepted=bool(d["accepted"]), reason=str(d.get("reason", "")),
+                   predicted_drift_nm=None if pred is None else _vec(pred))
+
+
+def _vec(v: typing.Any) -> Vec2:
+    seq = list(v)
+    if len(seq) != 2:
+        raise InputError(f"expected a (y, x) pair; got {v!r}.")
+    return float(seq[0]), float(seq[1])
+
+
+def records_from_json(text: str) -> tuple[DriftMeasurement, ...]:
+    """Rebuild the measurement records written by :meth:`DriftEstimator.to_json`."""
+    payload = json.loads(text)
+    items = payload["measurements"] if isinstance(payload, dict) else payload
+    return tuple(DriftMeasurement.from_dict(d) for d in items)
+
+
+def robust_rate(times_s: typing.Sequence[float], values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Robust slope of ``values`` (n, k) versus ``times_s`` (n,): Siegel's repeated median, per column.
+
+    For each point the median of its slopes to all other points, then the median of those: a single jump (even at
+    the end of the window) or a single bad point does not bias the rate (50 % breakdown point, unlike least squares
+    or Theil-Sen, whose pairs straddling a late jump can be the majority). Returns a (k,) array (value units per
+    second); zeros when fewer than two distinct times.
+    """
+    t = np.asarray(times_s, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64).reshape(len(t), -1)
+    if len(t) < 2:
+        return np.zeros(v.shape[1])
+    dt = t[None, :] - t[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slopes = (v[None, :, :] - v[:, None, :]) / dt[:, :, None]
+    slopes[np.broadcast_to((dt == 0)[:, :, None], slopes.shape)] = np.nan
+    per_point = np.nanmedian(slopes, axis=1) if np.isfinite(slopes).any() else np.zeros((len(t), v.shape[1]))
+    if not np.isfinite(per_point).any():
+        return np.zeros(v.shape[1])
+    return np.asarray(np.nanmedian(per_point, axis=0), dtype=np.float64)
+
+
+class DriftEstimator:
+    """Measure drift on successive reference sub-scans and predict the scan offset that cancels it.
+
+    Parameters (keyword-only)
+    -------------------------
+    quality_threshold : NCC below which a measurement is rejected (0..1).
+    template_weight : weight of the newest accepted image in the running-average template (0 = fixed reference;
+        1 = always the last image).
+    rate_window : number of most recent accepted measurements used for the rate fit (>= 2).
+    max_step_nm : reject a measurement whose drift differs from the prediction by more than this (None = off).
+    lowpass_sigma_px, highpass_sigma_px : registration pre-filter (see :func:`processing.registration.prefilter`).
+    max_shift_fraction : largest residual shift searched, as a fraction of the sub-scan size.
+
+    Usage
+    -----
+    >>> est = DriftEstimator()
+    >>> m0 = est.add_image(ref_image, time_s=0.0, pixel_size_nm=(0.2, 0.2))       # doctest: +SKIP
+    >>> offset = est.predict_offset_nm(t_next)                                     # doctest: +SKIP
+    >>> m1 = est.add_image(img, time_s=t_next, pixel_size_nm=(0.2, 0.2), applied_offset_nm=offset)  # doctest: +SKIP
+    """
+
+    def __init__(self, *, quality_threshold: float = 0.5, template_weight: float = 0.3, rate_window: int = 4,
+                 max_step_nm: float | None = None, lowpass_sigma_px: float = 1.0,
+                 highpass_sigma_px: float | None = 8.0, max_shift_fraction: float = 0.4) -> None:
+        if not 0.0 <= quality_threshold < 1.0:
+            raise ParameterError(f"quality_threshold must be in [0, 1); got {quality_threshold}. Typical: 0.3-0.7.")
+        if not 0.0 <= template_weight <= 1.0:
+            raise ParameterError(f"template_weight must be in [0, 1]; got {template_weight}.")
+        if rate_window < 2:
+            raise ParameterError(f"rate_window must be >= 2 measurements; got {rate_window}.")
+        if max_step_nm is not None and max_step_nm <= 0:
+            raise ParameterError(f"max_step_nm must be > 0 or None; got {max_step_nm}.")
+        if not 0.0 < max_shift_fraction <= 0.5:
+            raise ParameterError(f"max_shift_fraction must be in (0, 0.5]; got {max_shift_fraction}.")
+        self.quality_threshold = float(quality_threshold)
+        self.template_weight = float(template_weight)
+        self.rate_window = int(rate_window)
+        self.max_step_nm = max_step_nm
+        self.lowpass_sigma_px = float(lowpass_sigma_px)
+        self.highpass_sigma_px = highpass_sigma_px
+        self.max_shift_fraction = float(max_shift_fraction)
+        self._records: list[DriftMeasurement] = []
+        self._template: NDArray[np.float64] | None = None
+        self._shape: tuple[int, int] | None = None
+
+    # -- state ---------------------------------------------------------------------------------------------
+    @property
+    def records(self) -> tuple[DriftMeasurement, ...]:
+        """Every measurement so far (accepted and rejected), oldest first."""
+        return tuple(self._records)
+
+    @property
+    def accepted(self) -> tuple[DriftMeasurement, ...]:
+        return tuple(m for m in self._records if m.accepted)
+
+    @property
+    def rejected(self) -> tuple[DriftMeasurement, ...]:
+        return tuple(m for m in self._records if not m.accepted)
+
+    @property
+    def template(self) -> NDArray[np.float64] | None:
+        """The current reference template (H, W) (a copy), or None before the first image."""
+        return None if self._template is None else self._template.copy()
+
+    def reset(self) -> None:
+        self._records.clear()
+        self._template = None
+        self._shape = None
+
+    # -- prediction ----------------------------------------------------------------------------------------
+    def rate_nm_per_s(self) -> Vec2:
+        """Robust drift rate (dy, dx) in nm/s over the last ``rate_window`` accepted measurements (0 if < 2)."""
+        recent = self.accepted[-self.rate_window:]
+        if len(recent) < 2:
+            return 0.0, 0.0
+        rate = robust_rate([m.time_s for m in recent], np.array([m.drift_nm for m in recent]))
+        return float(rate[0]), float(rate[1])
+
+    def predict_offset_nm(self, time_s: float) -> Vec2:
+        """Predicted drift (dy, dx) in nm at ``time_s``: last accepted drift + rate * elapsed time.
+
+        This is the scan offset to apply so that the scan follows the specimen. (0, 0) before any measurement.
+        """
+        acc = self.accepted
+        if not acc:
+            return 0.0, 0.0
+        last = acc[-1]
+        ry, rx = self.rate_nm_per_s()
+        dt = float(time_s) - last.time_s
+        return last.drift_nm[0] + ry * dt, last.drift_nm[1] + rx * dt
+
+    # -- measurement ---------------------------------------------------------------------------------------
+    def add_image(self, image: typing.Any, *, time_s: float, pixel_size_nm: Vec2,
+                  applied_offset_nm: Vec2 = (0.0, 0.0)) -> DriftMeasurement:
+        """Register a reference sub-scan and record the measurement.
+
+        Parameters
+        ----------
+        image : (H, W) reference-region sub-scan. The first image becomes the template (drift = applied offset).
+        time_s : acquisition time (s), increasing.
+        pixel_size_nm : (y, x) pixel size of the sub-scan in nm.
+        applied_offset_nm : scan offset (dy, dx) in force during this sub-scan.
+
+        Returns
+        -------
+        The :class:`DriftMeasurement` (also appended to :attr:`records`).
+        """
+        data = np.asarray(image, dtype=np.float64)
+        if data.ndim != 2:
+            raise InputError(f"reference sub-scan must be a 2-D image; got shape {data.shape}.")
+        if pixel_size_nm[0] <= 0 or pixel_size_nm[1] <= 0:
+            raise ParameterError(f"pixel_size_nm must be positive; got {pixel_size_nm}.")
+        if self._records and time_s < self._records[-1].time_s:
+            raise InputError(f"time_s={time_s} is earlier than the previous measurement "
+                             f"({self._records[-1].time_s}); pass monotonic times.")
+        applied = _vec(applied_offset_nm)
+        pixel = _vec(pixel_size_nm)
+        index = len(self._records)
+        if self._template is None:
+            filtered = prefilter(data, lowpass_sigma_px=0.0)  # validates; template kept unfiltered
+            del filtered
+            self._template = data.copy()
+            self._shape = typing.cast(tuple[int, int], data.shape)
+            m = DriftMeasurement(index, float(time_s), applied, (0.0, 0.0), pixel, applied, 1.0, True, "reference")
+            self._records.append(m)
+            return m
+        if data.shape != self._shape:
+            raise InputError(f"reference sub-scan shape {data.shape} differs from the first one {self._shape}; "
+                             f"keep the reference-region size constant during a run.")
+        predicted = self.predict_offset_nm(time_s)
+        h, w = data.shape
+        result = register_translation(self._template, data, lowpass_sigma_px=self.lowpass_sigma_px,
+                                      highpass_sigma_px=self.highpass_sigma_px,
+                                      max_shift_px=(self.max_shift_fraction * h, self.max_shift_fraction * w))
+        shift = result.shift_px
+        drift = (applied[0] + shift[0] * pixel[0], applied[1] + shift[1] * pixel[1])
+        reason = ""
+        if result.quality < self.quality_threshold:
+            reason = f"quality {result.quality:.3f} < threshold {self.quality_threshold:.3f}"
+        elif self.max_step_nm is not None and len(self.accepted) >= 2:
+            step = float(np.hypot(drift[0] - predicted[0], drift[1] - predicted[1]))
+            if step > self.max_step_nm:
+                reason = f"jump {step:.2f} nm from prediction > max_step_nm {self.max_step_nm:.2f}"
+        accepted = not reason
+        m = DriftMeasurement(index, float(time_s), applied, (float(shift[0]), float(shift[1])), pixel, drift,
+                             float(result.quality), accepted, reason, predicted)
+        self._records.append(m)
+        if accepted and self.template_weight > 0:
+            aligned = shift_image(data, (-shift[0], -shift[1]))
+            # match brightness/contrast to the template before averaging (dose or damage changes the level)
+            t = self._template
+            a_std = float(aligned.std())
+            if a_std > 0:
+                aligned = (aligned - aligned.mean()) / a_std * float(t.std()) + float(t.mean())
+            self._template = (1.0 - self.template_weight) * t + self.template_weight * aligned
+        return m
+
+    # -- serialisation ---------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, typing.Any]:
+        return {"settings": {"quality_threshold": self.quality_threshold, "template_weight": self.template_weight,
+                             "rate_window": self.rate_window, "max_step_nm": self.max_step_nm,
+                             "lowpass_sigma_px": self.lowpass_sigma_px, "highpass_sigma_px": self.highpass_sigma_px,
+                             "max_shift_fraction": self.max_shift_fraction},
+                "measurements": [m.to_dict() for m in self._records]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
