@@ -42,11 +42,20 @@ class InSituExtension:
         self.__menu_handler = None
         if Application.app is not None:
             self.__menu_handler = Application.app.register_menu_handler(panels.install_menu)
+        self.__driver_handler = None
+        driver_folder = os.environ.get("INSITU_GUI_DRIVER")
+        if driver_folder and Application.app is not None:  # the scripted user of the real-GUI check only
+            from nionswift_plugin.insitu import gui_driver
+            self.__driver_handler = Application.app.register_menu_handler(gui_driver.GuiDriver(
+                driver_folder, [p for p in os.environ.get("INSITU_GUI_PROCESSORS", "").split(",") if p]
+                or gui_driver.DEFAULT_PROCESSORS).on_window)
         threading.Thread(target=_warm_up, name="insitu-warmup", daemon=True).start()
 
     def close(self) -> None:
         if self.__menu_handler is not None and Application.app is not None:
             Application.app.unregister_menu_handler(self.__menu_handler)
+        if self.__driver_handler is not None and Application.app is not None:
+            Application.app.unregister_menu_handler(self.__driver_handler)
         panels.unregister_panels()
         ENGINE.close()
 

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Run the real Nion Swift (Qt launcher) on a virtual X screen with the suite in simulator mode, let the scripted
+user (nionswift_plugin/insitu/gui_driver.py) play the camera and attach processors through the menu, take
+screenshots, and shut everything down cleanly by PID.
+
+usage: .venv/bin/python scripts/swift_xvfb.py [--out out/launch] [--seconds 30] [--processors id,id,...]
+Needs Debian's xvfb (installed by scripts/setup.sh as root) and the nionswift-tool launcher (setup.cfg extra).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import typing
+import uuid
+
+VENV = pathlib.Path(sys.prefix)
+LAUNCHER = VENV / "bin" / "NionSwiftLauncher" / "NionSwiftLauncher"
+
+
+def available() -> str | None:
+    """None when the real GUI can run here, else the reason it cannot."""
+    if not shutil.which("Xvfb"):
+        return "Xvfb is not installed (run scripts/setup.sh as root)"
+    if not LAUNCHER.exists():
+        return f"the Swift launcher {LAUNCHER} is missing (pip install nionswift-tool)"
+    return None
+
+
+def make_profile(home: pathlib.Path) -> None:
+    """A Swift profile whose last project exists, so Swift opens a window instead of the Choose Project dialog."""
+    data_dir = home / ".local" / "share" / "Nion" / "Nion Swift"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    project_dir = home / "InSituProject"
+    project_dir.mkdir(parents=True, exist_ok=True)
+    project_uuid, reference_uuid = str(uuid.uuid4()), str(uuid.uuid4())
+    project_path = project_dir / "InSituProject.nsproj"
+    project_path.write_text(json.dumps({"version": 3, "uuid": project_uuid,
+                                        "project_data_folders": ["InSituProject Data"]}))
+    (data_dir / "Profile.nsproj").write_text(json.dumps({
+        "version": 2, "uuid": str(uuid.uuid4()),
+        "project_references": [{"type": "project_index", "uuid": reference_uuid, "project_uuid": project_uuid,
+                                "project_path": str(project_path)}],
+        "last_project_reference": reference_uuid}))
+
+
+def start_xvfb(size: str = "1600x1000x24") -> tuple[subprocess.Popen[bytes], str]:
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", size, "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()
+    if not number:
+        proc.kill()
+        raise RuntimeError("Xvfb failed to start")
+    return proc, ":" + number
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def screenshot(display: str, path: pathlib.Path) -> None:
+    from PIL import ImageGrab
+    ImageGrab.grab(xdisplay=display).save(path)
+
+
+def run(out_dir: pathlib.Path, *, seconds: float = 8.0, processors: typing.Sequence[str] = (),
+        timeout_s: float = 120.0) -> dict[str, typing.Any]:
+    """Launch, drive, screenshot, quit. Returns {"rc", "log", "status", "screenshot", "ready_s"}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="insitu-gui-"))
+    home = work / "home"
+    make_profile(home)
+    driver = work / "driver"
+    xvfb = swift = None
+    log_path = out_dir / "swift.log"
+    try:
+        xvfb, display = start_xvfb()
+        env = dict(os.environ, DISPLAY=display, HOME=str(home), XDG_RUNTIME_DIR=str(work), QT_QPA_PLATFORM="xcb",
+                   INSITU_SIMULATOR="1", INSITU_GUI_DRIVER=str(driver))
+        if processors:
+            env["INSITU_GUI_PROCESSORS"] = ",".join(processors)
+        for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+            env.pop(k, None)
+        with open(log_path, "w") as log:
+            t0 = time.monotonic()
+            swift = subprocess.Popen([str(LAUNCHER), str(VENV), "nionui_app.nionswift"], env=env, stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=work)
+            while not (driver / "ready").exists():
+                if swift.poll() is not None:
+                    raise RuntimeError(f"Nion Swift exited early with {swift.returncode}; see {log_path}")
+                if time.monotonic() - t0 > timeout_s:
+                    raise TimeoutError(f"Nion Swift did not become ready in {timeout_s} s; see {log_path}")
+                time.sleep(0.2)
+            ready_s = time.monotonic() - t0
+            time.sleep(seconds)
+            shot = out_dir / "swift.png"
+            screenshot(display, shot)
+            (driver / "quit").touch()
+            rc = swift.wait(timeout=60)
+        status = json.loads((driver / "status.json").read_text()) if (driver / "status.json").exists() else {}
+        return {"rc": rc, "log": log_path.read_text(), "status": status, "screenshot": shot, "ready_s": ready_s}
+    finally:
+        if swift is not None:
+            stop(swift)
+        if xvfb is not None:
+            stop(xvfb)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/launch"))
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--processors", default="")
+    args = parser.parse_args()
+    reason = available()
+    if reason:
+        print(f"Cannot run the real GUI here: {reason}.")
+        return 2
+    result = run(args.out, seconds=args.seconds, processors=[p for p in args.processors.split(",") if p])
+    print(f"Nion Swift ran {args.seconds:.0f} s (ready after {result['ready_s']:.1f} s), exit code {result['rc']}.")
+    for runner in result["status"].get("runners", []):
+        print(f"  {runner['title']}: {runner['frames_processed']} frames processed, {runner['frames_dropped']} "
+              f"dropped, {runner['mean_ms']:.1f} ms/frame" + (f", error: {runner['error']}" if runner['error'] else ""))
+    print(f"Screenshot: {result['screenshot']}; log: {args.out / 'swift.log'}")
+    return int(result["rc"] or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The Swift glue on static data: computations built from the registry, parameters, ROI, errors."""
+from __future__ import annotations
+
+import typing
+
+import numpy as np
+import scipy.ndimage
+from nion.data import Calibration, DataAndMetadata
+from nion.swift.model import DataItem, Graphics
+from nion.utils import Geometry
+
+from nionswift_plugin.insitu import computations, panels
+
+
+def _add_image(document_controller: typing.Any, data: np.ndarray, title: str = "image") -> typing.Any:
+    xdata = DataAndMetadata.new_data_and_metadata(
+        data, dimensional_calibrations=[Calibration.Calibration(0, 0.5, "nm"), Calibration.Calibration(0, 0.5, "nm")])
+    data_item = DataItem.new_data_item(xdata)
+    data_item.title = title
+    document_controller.document_model.append_data_item(data_item)
+    return document_controller.document_model.get_display_item_for_data_item(data_item)
+
+
+def _recompute(document_controller: typing.Any) -> None:
+    for _ in range(3):
+        document_controller.document_model.recompute_all()
+        document_controller.periodic()
+
+
+def test_noise_reduction_on_a_static_image_equals_scipy_and_keeps_calibration(document_controller: typing.Any) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.poisson(50, (64, 80)).astype(np.float32)
+    display_item = _add_image(document_controller, data)
+    out = computations.attach(document_controller.document_model, "insitu.noise_reduction", display_item,
+                              parameters={"median_size_px": 3, "sigma_px": 1.5})
+    _recompute(document_controller)
+    expected = scipy.ndimage.gaussian_filter(scipy.ndimage.median_filter(data, 3, mode="reflect"), 1.5,
+                                             mode="reflect")
+    assert out.xdata is not None, document_controller.document_model.get_data_item_computation(out).error_text
+    np.testing.assert_allclose(out.xdata.data, expected, rtol=1e-5, atol=1e-4)
+    assert out.xdata.dimensional_calibrations[0].units == "nm"
+    assert out.xdata.metadata["insitu"]["processor_id"] == "insitu.noise_reduction"
+
+
+def test_rectangle_roi_is_processed_and_moving_it_takes_effect(document_controller: typing.Any) -> None:
+    data = np.arange(100 * 100, dtype=np.float32).reshape(100, 100)
+    display_item = _add_image(document_controller, data)
+    roi = Graphics.RectangleGraphic()
+    roi.bounds = Geometry.FloatRect.from_tlhw(0.1, 0.2, 0.3, 0.4)
+    display_item.add_graphic(roi)
+    out = computations.attach(document_controller.document_model, "insitu.copy", display_item, roi=roi)
+    _recompute(document_controller)
+    np.testing.assert_array_equal(out.xdata.data, data[10:40, 20:60])
+    assert abs(out.xdata.dimensional_calibrations[1].offset - 20 * 0.5) < 1e-9  # calibrated position kept
+    roi.bounds = Geometry.FloatRect.from_tlhw(0.5, 0.5, 0.2, 0.2)
+    _recompute(document_controller)
+    np.testing.assert_array_equal(out.xdata.data, data[50:70, 50:70])
+
+
+def test_parameters_appear_as_computation_variables_with_labels_and_ranges(document_controller: typing.Any) -> None:
+    display_item = _add_image(document_controller, np.ones((16, 16), np.float32))
+    out = computations.attach(document_controller.document_model, "insitu.live_difference", display_item)
+    computation = document_controller.document_model.get_data_item_computation(out)
+    variables = {v.name: v for v in computation.variables}
+    assert {"src", "fast", "slow", "time_in_seconds", "align"} <= set(variables)
+    assert variables["fast"].value_min == 1.0 and variables["fast"].display_label.startswith("Fast time constant")
+
+
+def test_bad_inputs_give_clear_error_text_and_recover(document_controller: typing.Any) -> None:
+    document_model = document_controller.document_model
+    display_item = _add_image(document_controller, np.ones((32, 32), np.float32))
+    out = computations.attach(document_model, "insitu.noise_reduction", display_item)
+    computation = document_model.get_data_item_computation(out)
+    source = display_item.data_item
+    bad = np.ones((32, 32), np.float32)
+    bad[3, 4] = np.nan
+    source.set_data(bad)
+    _recompute(document_controller)
+    assert "NaN" in (computation.error_text or ""), computation.error_text
+    source.set_data(np.ones((40,), np.float32))
+    _recompute(document_controller)
+    assert "2-D image" in (computation.error_text or ""), computation.error_text
+    source.set_data(np.full((32, 32), 7, np.uint16))
+    _recompute(document_controller)
+    assert not computation.error_text
+    np.testing.assert_allclose(out.xdata.data, 7.0, rtol=1e-6)
+
+
+def test_out_of_bounds_roi_is_reported(document_controller: typing.Any) -> None:
+    display_item = _add_image(document_controller, np.ones((32, 32), np.float32))
+    roi = Graphics.RectangleGraphic()
+    roi.bounds = Geometry.FloatRect.from_tlhw(1.2, 1.2, 0.2, 0.2)
+    display_item.add_graphic(roi)
+    out = computations.attach(document_controller.document_model, "insitu.copy", display_item, roi=roi)
+    _recompute(document_controller)
+    error = document_controller.document_model.get_data_item_computation(out).error_text or ""
+    assert "region of interest" in error and "covers no pixel" in error, error
+
+
+def test_processing_menu_has_in_situ_submenu_listing_every_processor(document_controller: typing.Any) -> None:
+    from processing import registry
+    panels.install_menu(document_controller)
+    submenu = document_controller._insitu_menu
+    titles = [action.title for action in submenu.items if action.title]
+    assert titles == [cls.title for cls in registry.all_processors()]
+
+
+def test_menu_action_attaches_to_selected_display_with_its_rectangle(document_controller: typing.Any) -> None:
+    data = np.random.default_rng(1).random((50, 60)).astype(np.float32)
+    display_item = _add_image(document_controller, data)
+    roi = Graphics.RectangleGraphic()
+    roi.bounds = Geometry.FloatRect.from_tlhw(0.0, 0.0, 0.5, 0.5)
+    display_item.add_graphic(roi)
+    display_panel = document_controller.selected_display_panel
+    display_panel.set_display_panel_display_item(display_item)
+    out = panels.attach_to_selection(document_controller, "insitu.copy")
+    _recompute(document_controller)
+    np.testing.assert_array_equal(out.xdata.data, data[:25, :30])
