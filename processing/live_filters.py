@@ -189,8 +189,8 @@ class LiveDifferenceProcessor(Processor):
     description = "Absolute difference of a fast and a slow exponentially weighted moving average."
     stateful = True
     PARAMETERS = (
-        Parameter("fast", "Fast time constant", "real", 2.0, 1.0, 10000.0, "frames or s"),
-        Parameter("slow", "Slow time constant", "real", 20.0, 1.0, 100000.0, "frames or s"),
+        Parameter("fast", "Fast time constant", "real", 2.0, 0.001, 10000.0, "frames or s"),
+        Parameter("slow", "Slow time constant", "real", 20.0, 0.001, 100000.0, "frames or s"),
         Parameter("time_in_seconds", "Time constants in seconds", "boolean", False),
         Parameter("align", "Align frames (drift-robust)", "boolean", False),
     )
@@ -201,8 +201,9 @@ class LiveDifferenceProcessor(Processor):
 
     def __init__(self, **params: typing.Any) -> None:
         super().__init__(**params)
-        if self.time_in_seconds and (self.fast <= 0 or self.slow <= 0):
-            raise ParameterError("time constants in seconds must be > 0.")
+        if not self.time_in_seconds and min(self.fast, self.slow) < 1.0:
+            raise ParameterError(f"spans in frames must be >= 1 (fast={self.fast}, slow={self.slow}); "
+                                 f"use spans >= 1 frame or tick 'Time constants in seconds'.")
         if self.fast >= self.slow:
             raise ParameterError(f"the fast time constant ({self.fast}) must be smaller than the slow one "
                                  f"({self.slow}); swap them.")

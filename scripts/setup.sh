@@ -31,11 +31,13 @@ fi
 stamp="$VENV/.insitu-setup-stamp"
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing nionswift-insitu (editable) with test and launcher extras"
-  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v -i warning || true
+  log="$VENV/insitu-pip.log"
   # editable_mode=compat puts the repository on sys.path, so Swift's plug-in discovery (pkgutil) finds
   # nionswift_plugin/insitu; the default editable finder hook is invisible to pkgutil.iter_modules.
-  "$VENV/bin/python" -m pip install -q -e ".[test,launcher]" --config-settings editable_mode=compat 2>&1 \
-    | grep -v -i -E "warning|^\s*$|!!|editable|mode = |strategy" || true
+  if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+         "$VENV/bin/python" -m pip install -q -e ".[test,launcher]" --config-settings editable_mode=compat; } >"$log" 2>&1; then
+    tail -30 "$log"; echo "setup: pip install failed (full log: $log)"; exit 1
+  fi
   "$VENV/bin/python" -c "import nionswift_plugin.insitu, processing, instrument_sim" 
   touch "$stamp"
 fi

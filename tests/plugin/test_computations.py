@@ -63,7 +63,7 @@ def test_parameters_appear_as_computation_variables_with_labels_and_ranges(docum
     computation = document_controller.document_model.get_data_item_computation(out)
     variables = {v.name: v for v in computation.variables}
     assert {"src", "fast", "slow", "time_in_seconds", "align"} <= set(variables)
-    assert variables["fast"].value_min == 1.0 and variables["fast"].display_label.startswith("Fast time constant")
+    assert variables["fast"].value_min == 0.001 and variables["fast"].display_label.startswith("Fast time constant")
 
 
 def test_bad_inputs_give_clear_error_text_and_recover(document_controller: typing.Any) -> None:
