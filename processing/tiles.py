@@ -1,0 +1,250 @@
+"""Shared tile-FFT engine: one pass over overlapping windowed tiles feeds Max-FFT and the orientation map.
+
+Tiles are ``tile_px`` squares every ``step_px`` (the reference's strided view: ``n = (W - T)//step + 1`` per axis),
+windowed by the separable sqrt-Hann window ``sqrt(outer(hanning(T), hanning(T)))``. Per tile the engine yields the
+power spectrum ``|fft2(window * tile)|**2`` (float32) and reduces it at once (nothing the size of the tile stack is
+ever stored):
+
+* the per-pixel maximum over all tiles (Max-FFT),
+* optionally the reference colour-map peak of each tile (orientation, spacing, strength; see :class:`PeakSpec`).
+
+How (same numbers as the plain per-tile FFT up to float32 rounding):
+
+* **row sharing**: the window is separable, so each ``T``-long row segment times ``w_x`` gets one real FFT that
+  the ``T/step`` vertically overlapping tiles reuse (kept in a ring buffer of ``T`` rows); ``w_y`` is applied
+  afterwards (linearity), then one ``T``-point complex FFT per column. In ring order a tile's rows are circularly
+  rotated, which only changes the phase, never the power.
+* **half plane**: only ``kx = 0..T/2`` is computed (real input); the rest follows from Hermitian symmetry.
+* **L2-sized chunks**: tiles go through the column FFT and the reduction kernel 16 at a time (~1 MiB).
+* **two cores**: bands of tile rows are tasks of :func:`processing.parallel.map_chunks`; every kernel releases
+  the GIL (numba ``nogil``, ``scipy.fft`` with ``workers=1``).
+
+Memory per frame: ~2 MiB per band (rows, column block) plus the (T, n_x, T/2+1) ring per thread (4 MiB at
+T=128, 2048 px wide), kept per thread between frames.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+import typing
+
+import numpy as np
+import scipy.fft
+from numpy.typing import NDArray
+
+from processing import _kernels, parallel
+from processing.base import InputError, ParameterError
+
+__all__ = ["PeakSpec", "TilePass", "tile_grid", "sqrt_hann", "centre_mask", "gaussian_taps", "tile_pass",
+           "full_shifted_plane", "frequency_calibration_scale"]
+
+F32 = NDArray[np.float32]
+
+#: tiles per column-FFT block (128 x 65 x 16 complex64 = 1 MiB: fits the 2 MiB L2 with the kernel's scratch)
+SEGMENT_TILES = 16
+#: tile rows per band task: larger bands repeat fewer row FFTs at band edges, smaller ones balance the cores better
+BAND_TILE_ROWS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class PeakSpec:
+    """The reference colour map's per-tile peak search (BenMillerScripts ``FFTArrayAnalysis`` defaults).
+
+    mask_percent: diameter of the masked centre disc in % of the tile (radius ``int(mask_percent/100 * T/2)`` px).
+    bar_width_px: ``maskC_width``; the horizontal and vertical bars through the centre are ``2*w-1`` px wide.
+    smooth: the 5x5 Gaussian pre-filter (sigma 1 px, truncate 2) on the log power before the search.
+    """
+
+    mask_percent: float = 10.0
+    bar_width_px: int = 2
+    smooth: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePass:
+    """Result of one tile pass.
+
+    max_power_half: (T, T//2+1) float32, per-pixel maximum of |F|^2 over all tiles, unshifted half plane.
+    theta_deg, spacing_cpp, strength: (n_y, n_x) float32 per tile (None without a :class:`PeakSpec`): the peak's
+    orientation in degrees [0, 180) (counter-clockwise from +x with y up), its spatial frequency in cycles/px, and
+    the smoothed natural-log power at the peak.
+    """
+
+    tile_px: int
+    step_px: int
+    grid: tuple[int, int]
+    max_power_half: F32
+    theta_deg: F32 | None = None
+    spacing_cpp: F32 | None = None
+    strength: F32 | None = None
+
+
+def tile_grid(shape: tuple[int, int], tile_px: int, step_px: int) -> tuple[int, int]:
+    """Number of tiles (n_y, n_x) of a (H, W) frame; :class:`InputError` if the frame is smaller than one tile."""
+    if tile_px < 8 or tile_px % 2:
+        raise ParameterError(f"tile size {tile_px} px must be even and at least 8 px; use e.g. 128.")
+    if step_px < 1:
+        raise ParameterError(f"tile step {step_px} px must be at least 1 px; use e.g. 32.")
+    h, w = shape
+    if h < tile_px or w < tile_px:
+        raise InputError(f"the frame ({h}x{w} px) is smaller than one {tile_px} px tile; choose a tile size of at "
+                         f"most {min(h, w)} px or enlarge the region of interest.")
+    return (h - tile_px) // step_px + 1, (w - tile_px) // step_px + 1
+
+
+@functools.lru_cache(maxsize=16)
+def sqrt_hann(tile_px: int) -> F32:
+    """The 1-D factor of the reference window, ``sqrt(hanning(T))`` as float32 (T,); read-only."""
+    w = np.sqrt(np.hanning(tile_px)).astype(np.float32)
+    w.flags.writeable = False
+    return w
+
+
+@functools.lru_cache(maxsize=16)
+def centre_mask(tile_px: int, mask_percent: float, bar_width_px: int) -> NDArray[np.bool_]:
+    """(T, T) bool, True where the reference masks the fftshifted plane: the disc of radius
+    ``int(mask_percent/100 * T/2)`` px around (T/2, T/2) and the two bars ``2*bar_width_px - 1`` px wide."""
+    h = tile_px // 2
+    radius = int(mask_percent / 100.0 * h)
+    yy, xx = np.mgrid[0:tile_px, 0:tile_px]
+    mask = (yy - h) ** 2 + (xx - h) ** 2 <= radius ** 2
+    if bar_width_px > 0:
+        mask |= np.abs(yy - h) <= bar_width_px - 1
+        mask |= np.abs(xx - h) <= bar_width_px - 1
+    mask.flags.writeable = False
+    return mask
+
+
+@functools.lru_cache(maxsize=4)
+def gaussian_taps(sigma: float = 1.0, truncate: float = 2.0) -> NDArray[np.float64]:
+    """scipy.ndimage's 1-D Gaussian weights (float64); 5 taps for the defaults."""
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 / sigma ** 2 * x ** 2)
+    return typing.cast(NDArray[np.float64], phi / phi.sum())
+
+
+def full_shifted_plane(half: F32) -> F32:
+    """The fftshifted (T, T) plane of a real-input spectrum given as its unshifted half plane (T, T//2+1)."""
+    t = half.shape[0]
+    full = np.empty((t, t), half.dtype)
+    full[:, :t // 2 + 1] = half
+    ky = (-np.arange(t)) % t
+    kx = t - np.arange(t // 2 + 1, t)
+    full[:, t // 2 + 1:] = half[ky][:, kx]
+    return typing.cast(F32, np.fft.fftshift(full))
+
+
+def frequency_calibration_scale(tile_px: int, pixel_size: float) -> float:
+    """Spatial-frequency step of a T-point FFT: 1 / (T * pixel_size) (1/units of the pixel size)."""
+    return 1.0 / (tile_px * pixel_size) if pixel_size else 1.0 / tile_px
+
+
+class _ThreadBuffers(threading.local):
+    def __init__(self) -> None:
+        self.store: dict[tuple[typing.Any, ...], np.ndarray] = {}
+
+    def get(self, key: tuple[typing.Any, ...], shape: tuple[int, ...], dtype: typing.Any) -> np.ndarray:
+        full_key = key + (shape, np.dtype(dtype).str)
+        buf = self.store.get(full_key)
+        if buf is None:
+            if len(self.store) > 16:
+                self.store.clear()
+            buf = np.empty(shape, dtype)
+            self.store[full_key] = buf
+        return buf
+
+
+_buffers = _ThreadBuffers()
+
+
+@dataclasses.dataclass
+class _Job:
+    data: F32
+    tile_px: int
+    step_px: int
+    grid: tuple[int, int]
+    peaks: PeakSpec | None
+    allowed: NDArray[np.uint8]
+    gauss: NDArray[np.float64]
+    theta: F32
+    spacing: F32
+    strength: F32
+
+
+def _band(job: _Job, band: tuple[int, int]) -> F32:
+    """Tile rows [i0, i1) of the frame; returns the band's (T, Kx) running maximum of |F|^2."""
+    i0, i1 = band
+    t, step = job.tile_px, job.step_px
+    n_x = job.grid[1]
+    kx = t // 2 + 1
+    wx = sqrt_hann(t)
+    wy = sqrt_hann(t).astype(np.float32)
+    ring = _buffers.get(("ring",), (t, n_x, kx), np.complex64)
+    rows = _buffers.get(("rows",), (min(t, 32), n_x, t), np.float32)
+    seg = _buffers.get(("seg",), (SEGMENT_TILES, t, kx), np.complex64)
+    max_power = np.zeros((t, kx), np.float32)
+    filled = i0 * step  # next image row to transform
+    want = job.peaks is not None
+    for i in range(i0, i1):
+        y0 = i * step
+        start = max(filled, y0)
+        while start < y0 + t:  # row FFTs of the rows this tile row adds
+            stop = min(y0 + t, start + rows.shape[0])
+            block = rows[:stop - start]
+            _kernels.window_rows(job.data, start, stop, step, n_x, wx, block)
+            spectra = scipy.fft.rfft(block, axis=-1, workers=1)
+            _kernels.store_ring(spectra, start, ring)
+            start = stop
+        filled = y0 + t
+        wy_rot = np.roll(wy, y0 % t)
+        for j0 in range(0, n_x, SEGMENT_TILES):
+            j1 = min(n_x, j0 + SEGMENT_TILES)
+            block_c = seg[:j1 - j0]
+            _kernels.gather_tiles(ring, j0, j1, wy_rot, block_c)
+            spec = scipy.fft.fft(block_c, axis=1, overwrite_x=True, workers=1)
+            _kernels.tile_post(spec, max_power, want, job.allowed, job.gauss, bool(job.peaks and job.peaks.smooth),
+                               job.theta, job.spacing, job.strength, i, j0)
+    return max_power
+
+
+def tile_pass(data: F32, *, tile_px: int = 128, step_px: int = 32, peaks: PeakSpec | None = None,
+              band_tile_rows: int = BAND_TILE_ROWS) -> TilePass:
+    """Run the tile engine on a validated float32 (H, W) frame (see the module docstring).
+
+    Raises :class:`InputError` when the frame is smaller than one tile. The returned maps are in tile units; NaN
+    input gives NaN outputs (callers check).
+    """
+    grid = tile_grid(typing.cast(tuple[int, int], data.shape), tile_px, step_px)
+    n_y, n_x = grid
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    if peaks is not None:
+        if not 0.0 <= peaks.mask_percent <= 90.0:
+            raise ParameterError(f"centre mask {peaks.mask_percent} % must be within [0, 90] %.")
+        masked = centre_mask(tile_px, float(peaks.mask_percent), int(peaks.bar_width_px))[:tile_px // 2]
+        allowed = np.ascontiguousarray(~masked, dtype=np.uint8)
+        if not allowed.any():
+            raise ParameterError(f"the centre mask ({peaks.mask_percent} %, bars {peaks.bar_width_px} px) covers "
+                                 f"the whole upper half of a {tile_px} px tile; reduce it.")
+        theta = np.empty(grid, np.float32)
+        spacing = np.empty(grid, np.float32)
+        strength = np.empty(grid, np.float32)
+    else:
+        allowed = np.ones((tile_px // 2, tile_px), np.uint8)
+        theta = spacing = strength = np.empty((1, 1), np.float32)
+    job = _Job(data, tile_px, step_px, grid, peaks, allowed, gaussian_taps(), theta, spacing, strength)
+    per_band = max(1, int(band_tile_rows))
+    bands = [(i, min(n_y, i + per_band)) for i in range(0, n_y, per_band)]
+    partial = parallel.map_chunks(lambda b: _band(job, b), bands)
+    max_power = partial[0]
+    for p in partial[1:]:
+        np.maximum(max_power, p, out=max_power)
+    if peaks is None:
+        return TilePass(tile_px, step_px, grid, max_power)
+    bad = theta < 0
+    if bad.any():
+        theta[bad] = np.nan
+        spacing[bad] = np.nan
+        strength[bad] = np.nan
+    return TilePass(tile_px, step_px, grid, max_power, theta, spacing, strength)
