@@ -145,9 +145,9 @@ def make_computation_class(processor_id: str) -> type:
             hardware_source = (HardwareSource.HardwareSourceManager().get_hardware_source_for_hardware_source_id(live[0])
                                if live else None)
             if hardware_source is not None and live is not None:
+                # every frame from now on comes from the stream (the current item's frame is not re-processed,
+                # so a stateful processor integrates each camera frame exactly once)
                 runner.attach_stream(ENGINE.stream_for(hardware_source, live[1]))
-                if runner.stats.frames_processed == 0 and xdata is not None:
-                    runner.process_now(xdata)  # show something before the first streamed frame arrives
             else:
                 runner.detach_stream()
                 runner.process_now(xdata)

@@ -1,0 +1,93 @@
+"""A headless Nion Swift session with the suite and the simulated instrument: for the demo, tests and scripts.
+
+>>> with HeadlessSwift() as swift:                                    # doctest: +SKIP
+...     camera = swift.hardware_source("insitu_camera")
+...     camera.start_playing()
+"""
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import tempfile
+import time
+import typing
+
+from nion.instrumentation import HardwareSource
+from nion.instrumentation import stem_controller
+from nion.swift import Facade
+from nion.swift.test import TestContext
+
+from nionswift_plugin.insitu import computations
+from nionswift_plugin.insitu.live_engine import ENGINE
+
+
+class HeadlessSwift:
+    """Swift application + document window without a screen, instrument-kit started, simulator registered."""
+
+    def __init__(self, simulator_configuration: typing.Any = None, *, with_window: bool = True) -> None:
+        self._configuration = simulator_configuration
+        self._with_window = with_window
+        self._stack = contextlib.ExitStack()
+        self.document_controller: typing.Any = None
+        self.document_model: typing.Any = None
+        self.simulator: typing.Any = None
+
+    def __enter__(self) -> HeadlessSwift:
+        from instrument_sim import configuration
+        from nionswift_plugin import nion_instrumentation_ui
+        Facade.initialize()
+        self._setup = TestContext.TestSetup()
+        folder = pathlib.Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="insitu-headless-")))
+        nion_instrumentation_ui.configuration_location = str(folder)
+        nion_instrumentation_ui.run()
+        self._stack.callback(nion_instrumentation_ui.stop)
+        computations.register_all()
+        config = self._configuration or configuration.SimulatorConfiguration()
+        self.simulator = configuration.register_simulator(config)
+        self._stack.callback(configuration.unregister_simulator, self.simulator)
+        memory_context = self._stack.enter_context(TestContext.create_memory_context())
+        if self._with_window:
+            self.document_controller = memory_context.create_document_controller_with_application(auto_close=False)
+        else:
+            self.document_controller = memory_context.create_document_controller(auto_close=False)
+        self.document_model = self.document_controller.document_model
+        stem_controller.register_event_loop(self.document_controller.event_loop)
+        self._stack.callback(stem_controller.unregister_event_loop)
+        return self
+
+    def __exit__(self, *exc: typing.Any) -> None:
+        for hardware_source in HardwareSource.HardwareSourceManager().hardware_sources:
+            if hardware_source.is_playing:
+                hardware_source.stop_playing(sync_timeout=5.0)
+        ENGINE.close()
+        if self.document_controller is not None:
+            self.document_controller.periodic()
+            self.document_controller.close()
+        self._stack.close()
+        self._setup = None
+
+    def hardware_source(self, hardware_source_id: str) -> typing.Any:
+        source = HardwareSource.HardwareSourceManager().get_hardware_source_for_hardware_source_id(hardware_source_id)
+        if source is None:
+            raise KeyError(f"no hardware source '{hardware_source_id}'")
+        return source
+
+    def live_data_item(self, hardware_source_id: str, timeout_s: float = 10.0) -> typing.Any:
+        """The live data item of a playing hardware source (pumps the event loop until it appears)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.pump()
+            reference = self.document_model.get_data_item_channel_reference(hardware_source_id, None)
+            if reference is not None and reference.data_item is not None:
+                return reference.data_item
+            time.sleep(0.02)
+        raise TimeoutError(f"no live data item for '{hardware_source_id}' after {timeout_s} s")
+
+    def pump(self, seconds: float = 0.0) -> None:
+        """Run Swift's main-thread work (data item updates, computation commits) for ``seconds``."""
+        end = time.monotonic() + seconds
+        while True:
+            self.document_controller.periodic()
+            if time.monotonic() >= end:
+                break
+            time.sleep(0.01)
