@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from processing.base import InputError, ParameterError
 from processing.registration import prefilter, register_translation, shift_image
 
-__all__ = ["DriftMeasurement", "DriftEstimator", "robust_rate", "records_from_json"]
+__all__ = ["DriftMeasurement", "DriftEstimator", "robust_rate", "records_from_json", "drift_trajectory_nm"]
 
 Vec2 = tuple[float, float]
 
@@ -114,6 +114,28 @@ def robust_rate(times_s: typing.Sequence[float], values: NDArray[np.float64]) ->
     if not np.isfinite(per_point).any():
         return np.zeros(v.shape[1])
     return np.asarray(np.nanmedian(per_point, axis=0), dtype=np.float64)
+
+
+def drift_trajectory_nm(records: typing.Sequence[DriftMeasurement], times_s: typing.Any, *,
+                        extrapolation_rate_nm_per_s: Vec2 | None = None) -> NDArray[np.float64]:
+    """A-posteriori drift (…, 2) in nm at ``times_s`` from the accepted measurements: piecewise linear between them
+    (the constant rate between two reference scans), extrapolated with ``extrapolation_rate_nm_per_s`` (default:
+    the rate of the last two accepted measurements) after the last and held before the first.
+    """
+    acc = [m for m in records if m.accepted]
+    t = np.asarray(times_s, dtype=np.float64)
+    if not acc:
+        return np.zeros(t.shape + (2,))
+    tm = np.array([m.time_s for m in acc])
+    dm = np.array([m.drift_nm for m in acc])
+    out = np.stack([np.interp(t, tm, dm[:, 0]), np.interp(t, tm, dm[:, 1])], axis=-1)
+    if extrapolation_rate_nm_per_s is None:
+        rate = (dm[-1] - dm[-2]) / (tm[-1] - tm[-2]) if len(acc) >= 2 and tm[-1] > tm[-2] else np.zeros(2)
+    else:
+        rate = np.asarray(extrapolation_rate_nm_per_s, dtype=np.float64)
+    after = t > tm[-1]
+    out[after] = dm[-1] + (t[after] - tm[-1])[:, None] * rate[None, :]
+    return np.asarray(out, dtype=np.float64)
 
 
 class DriftEstimator:

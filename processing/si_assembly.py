@@ -38,32 +38,50 @@ class SIAssembler:
         if min(height, width, n_channels) < 1:
             raise ParameterError(f"SI size must be >= 1 in every dimension; got {height}x{width}x{n_channels}.")
         self.data: NDArray[typing.Any] = np.zeros((height, width, n_channels), dtype=dtype)
-        self.valid_rows: NDArray[np.bool_] = np.zeros(height, dtype=bool)
+        #: (H, W) True where the pixel was acquired
+        self.valid_pixels: NDArray[np.bool_] = np.zeros((height, width), dtype=bool)
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return typing.cast(tuple[int, int, int], self.data.shape)
 
     @property
+    def valid_rows(self) -> NDArray[np.bool_]:
+        """(H,) True for the rows whose every pixel was acquired."""
+        return np.asarray(self.valid_pixels.all(axis=1), dtype=bool)
+
+    @property
     def acquired_rows(self) -> int:
+        """Number of complete rows."""
         return int(np.count_nonzero(self.valid_rows))
 
     @property
-    def complete(self) -> bool:
-        return bool(self.valid_rows.all())
+    def acquired_pixels(self) -> int:
+        return int(np.count_nonzero(self.valid_pixels))
 
-    def add_rows(self, row0: int, block: typing.Any) -> None:
-        """Store ``block`` (rows, W, E) (or (rows, W) for a single-channel signal) at rows ``row0..row0+rows``."""
+    @property
+    def complete(self) -> bool:
+        return bool(self.valid_pixels.all())
+
+    def add_rows(self, row0: int, block: typing.Any, *, n_pixels: int | None = None) -> None:
+        """Store ``block`` (rows, W, E) (or (rows, W) for a single-channel signal) at rows ``row0..row0+rows``.
+
+        ``n_pixels``: only the first ``n_pixels`` pixels of the block (raster order) were acquired (an aborted
+        section); the others are neither copied nor marked valid. Default: all.
+        """
         array = np.asarray(block)
         h, w, e = self.shape
         if array.ndim == 2 and e == 1:
             array = array[..., None]
         if array.ndim != 3 or array.shape[1:] != (w, e):
             raise InputError(f"section has shape {array.shape}; expected (rows, {w}, {e}) for this SI.")
-        if row0 < 0 or row0 + array.shape[0] > h:
-            raise InputError(f"section rows {row0}..{row0 + array.shape[0] - 1} fall outside the SI height {h}.")
-        self.data[row0:row0 + array.shape[0]] = array
-        self.valid_rows[row0:row0 + array.shape[0]] = True
+        rows = array.shape[0]
+        if row0 < 0 or row0 + rows > h:
+            raise InputError(f"section rows {row0}..{row0 + rows - 1} fall outside the SI height {h}.")
+        count = rows * w if n_pixels is None else int(np.clip(n_pixels, 0, rows * w))
+        target = self.data[row0:row0 + rows].reshape(rows * w, e)
+        target[:count] = array.reshape(rows * w, e)[:count]
+        self.valid_pixels[row0:row0 + rows].reshape(-1)[:count] = True
 
 
 def pixel_times_s(start_s: float, rows: int, width: int, pixel_time_s: float, *, flyback_s: float = 0.0,

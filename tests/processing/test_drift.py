@@ -150,3 +150,13 @@ def test_bad_input() -> None:
         est.add_image(np.ones((16, 16)), time_s=0.5, pixel_size_nm=(1.0, 1.0))
     with pytest.raises(ParameterError, match="quality_threshold"):
         DriftEstimator(quality_threshold=1.5)
+
+
+def test_drift_trajectory_interpolates_accepted_only() -> None:
+    from processing.drift import DriftMeasurement, drift_trajectory_nm
+    recs = [DriftMeasurement(0, 0.0, (0, 0), (0, 0), (1, 1), (0.0, 0.0), 1.0, True),
+            DriftMeasurement(1, 10.0, (0, 0), (0, 0), (1, 1), (1.0, -2.0), 0.9, True),
+            DriftMeasurement(2, 15.0, (0, 0), (0, 0), (1, 1), (50.0, 50.0), 0.1, False, "quality"),
+            DriftMeasurement(3, 20.0, (0, 0), (0, 0), (1, 1), (3.0, -4.0), 0.9, True)]
+    traj = drift_trajectory_nm(recs, np.array([5.0, 15.0, 30.0]))
+    assert np.allclose(traj, [[0.5, -1.0], [2.0, -3.0], [5.0, -6.0]])

@@ -16,6 +16,10 @@ def test_assembler_keeps_exactly_the_acquired_rows() -> None:
     assert a.acquired_rows == 4 and not a.complete
     assert a.valid_rows.tolist() == [True] * 4 + [False] * 4
     assert (a.data[4:] == 0).all() and (a.data[2:4] == 2).all()
+    a.add_rows(4, 3 * np.ones((2, 5, 3)), n_pixels=7)  # aborted inside the section: 1 row + 2 pixels
+    assert a.acquired_rows == 5 and a.acquired_pixels == 27
+    assert (a.data[5, :2] == 3).all() and (a.data[5, 2:] == 0).all()
+    assert a.valid_pixels[5].tolist() == [True, True, False, False, False]
     with pytest.raises(InputError, match="outside"):
         a.add_rows(7, np.ones((2, 5, 3)))
     with pytest.raises(InputError, match="expected"):
