@@ -268,25 +268,6 @@ def histogram_f32(data: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> No
 
 
 @_kernel
-def min_max_finite(data: np.ndarray) -> tuple[float, float, int]:
-    """(min, max, number of non-finite values) of a float32 (H, W) array."""
-    lo = np.inf
-    hi = -np.inf
-    bad = 0
-    for y in range(data.shape[0]):
-        for x in range(data.shape[1]):
-            v = data[y, x]
-            if not np.isfinite(v):
-                bad += 1
-                continue
-            if v < lo:
-                lo = v
-            if v > hi:
-                hi = v
-    return lo, hi, bad
-
-
-@_kernel
 def region_hull_candidates(labels: np.ndarray, label: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
     """Pixels (y, x) of region ``label`` inside the box that start or end a row or a column run (bbox coordinates),
     i.e. skimage's ``possible_hull``: an (n, 2) int64 array."""

@@ -17,6 +17,10 @@ BUILTIN: tuple[str, ...] = (
     "processing.live_filters:CopyProcessor",
     "processing.live_filters:NoiseReductionProcessor",
     "processing.live_filters:LiveDifferenceProcessor",
+    "processing.tracking:ThresholdTrackingProcessor",
+    "processing.fft_analysis:MaxFFTProcessor",
+    "processing.fft_analysis:RadialKymographProcessor",
+    "processing.fft_analysis:OrientationMapProcessor",
 )
 
 _lock = threading.Lock()

@@ -1,0 +1,234 @@
+"""Threshold + region tracking: Otsu (or manual) threshold, binary opening/closing, the largest (or the nearest)
+contiguous bright region, its centroid, area and convex area.
+
+Pure functions and :class:`ThresholdTrackingProcessor` (``insitu.threshold_tracking``). The results equal the
+plain scikit-image recipe (:func:`processing.reference.ref_threshold_tracking`): the histogram, Otsu threshold,
+morphology with ``disk(r)`` and border mode 'ignore', 8-connected labels and ``area_convex`` (pixel centres on or
+inside the hull of the pixel-edge midpoints, in exact integer arithmetic) are reproduced exactly; only the speed
+differs (numba + OpenCV, GIL-free, about 20x faster).
+
+OpenCV is set to one thread on import (:mod:`processing.parallel` provides the parallelism).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from processing import _kernels, parallel
+from processing.base import (CircleAnnotation, Context, Frame, ImageOutput, InputError, Notice, Outputs, Parameter,
+                             Processor, TimeSeriesOutput)
+
+__all__ = ["otsu_threshold", "open_close", "Region", "TrackResult", "convex_area_px", "find_regions",
+           "track_region", "ThresholdTrackingProcessor"]
+
+cv2.setNumThreads(1)
+
+F32 = NDArray[np.float32]
+U8 = NDArray[np.uint8]
+
+
+def _finite_range(data: F32) -> tuple[float, float]:
+    lo, hi = float(data.min()), float(data.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError("threshold: the frame contains NaN or infinite pixels; mask or replace them first "
+                         "(dead or saturated detector pixels).")
+    return lo, hi
+
+
+def otsu_threshold(data: F32, *, nbins: int = 256) -> float:
+    """Otsu's threshold of a float32 (H, W) frame, equal to ``skimage.filters.threshold_otsu(data)``.
+
+    Raises :class:`InputError` for NaN/inf pixels. A flat frame returns its value (nothing lies above it).
+    """
+    from skimage.filters import threshold_otsu
+
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    lo, hi = _finite_range(data)
+    if lo == hi:
+        return lo
+    # numpy.histogram's bin edges for this min/max (same dtype rules), computed on a 2-element array
+    edges = np.histogram(np.array([data.min(), data.max()], np.float32), bins=nbins)[1].astype(np.float32)
+    n_tasks = 2 * parallel.workers()
+    bounds = np.linspace(0, data.shape[0], n_tasks + 1).astype(int)
+
+    def part(rows: tuple[int, int]) -> NDArray[np.int64]:
+        counts = np.zeros(nbins, np.int64)
+        _kernels.histogram_f32(data[rows[0]:rows[1]], edges, counts)
+        return counts
+
+    counts = np.sum(parallel.map_chunks(part, [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]),
+                    axis=0)
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    return float(threshold_otsu(hist=(counts, centres)))
+
+
+def _footprint(radius_px: int) -> U8:
+    from skimage.morphology import disk
+    return typing.cast(U8, disk(radius_px).astype(np.uint8))
+
+
+def open_close(mask: U8, radius_px: int) -> U8:
+    """Binary opening then closing of a uint8 (H, W) mask (nonzero = foreground) with ``disk(radius_px)``; border
+    mode 'ignore' (scikit-image's default). Returns uint8 0/255."""
+    if radius_px <= 0:
+        return typing.cast(U8, np.where(mask != 0, np.uint8(255), np.uint8(0)))
+    fp = _footprint(radius_px)
+    opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, fp)
+    return typing.cast(U8, cv2.morphologyEx(opened, cv2.MORPH_CLOSE, fp))
+
+
+def convex_area_px(labels: NDArray[np.int32], label: int, bbox: tuple[int, int, int, int]) -> int:
+    """``regionprops(...).area_convex`` of region ``label`` inside ``bbox`` = (top, left, height, width), exactly."""
+    top, left, h, w = bbox
+    candidates = _kernels.region_hull_candidates(labels, label, top, left, h, w)
+    if candidates.shape[0] == 0:
+        return 0
+    hull = _kernels.convex_hull_doubled(candidates)
+    return int(_kernels.count_pixels_in_hull(hull))
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """One connected region: label, centroid (y, x) px in the frame, area px, bbox (top, left, height, width)."""
+
+    label: int
+    centroid_px: tuple[float, float]
+    area_px: int
+    bbox: tuple[int, int, int, int]
+
+
+def find_regions(mask: U8) -> tuple[NDArray[np.int32], list[Region]]:
+    """8-connected regions of a uint8 mask: (labels (H, W) int32, regions in raster order of their first pixel)."""
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
+    regions = [Region(k, (float(centroids[k, 1]), float(centroids[k, 0])), int(stats[k, cv2.CC_STAT_AREA]),
+                      (int(stats[k, cv2.CC_STAT_TOP]), int(stats[k, cv2.CC_STAT_LEFT]),
+                       int(stats[k, cv2.CC_STAT_HEIGHT]), int(stats[k, cv2.CC_STAT_WIDTH])))
+               for k in range(1, n)]
+    return labels, regions
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackResult:
+    """One frame's result. ``region`` is None when nothing lies above the threshold.
+
+    threshold: the level used; mask: uint8 (H, W) after morphology (0/255); labels: int32 (H, W);
+    region: the chosen region; area_convex_px: its convex area; n_regions: number of regions after morphology.
+    """
+
+    threshold: float
+    mask: U8
+    labels: NDArray[np.int32]
+    region: Region | None
+    area_convex_px: int
+    n_regions: int
+
+    @property
+    def radius_px(self) -> float:
+        """Radius of the circle with the region's convex area: sqrt(area_convex / pi)."""
+        return math.sqrt(self.area_convex_px / math.pi)
+
+
+def track_region(data: F32, *, threshold: float | None = None, radius_px: int = 2,
+                 previous_centre_px: tuple[float, float] | None = None) -> TrackResult:
+    """Threshold a float32 (H, W) frame (Otsu when ``threshold`` is None), open and close with ``disk(radius_px)``,
+    and pick the largest 8-connected region (or, given ``previous_centre_px`` (y, x), the region whose centroid is
+    nearest to it). Raises :class:`InputError` for NaN/inf pixels."""
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    if threshold is None:
+        level = otsu_threshold(data)
+    else:
+        _finite_range(data)
+        level = float(threshold)
+    mask = cv2.compare(data, np.float64(np.float32(level)), cv2.CMP_GT)
+    mask = open_close(mask, radius_px)
+    labels, regions = find_regions(mask)
+    if not regions:
+        return TrackResult(level, mask, labels, None, 0, 0)
+    if previous_centre_px is None:
+        chosen = max(regions, key=lambda r: r.area_px)  # first of equals (raster order), like max() in the reference
+    else:
+        py, px = previous_centre_px
+        chosen = min(regions, key=lambda r: (r.centroid_px[0] - py) ** 2 + (r.centroid_px[1] - px) ** 2)
+    return TrackResult(level, mask, labels, chosen, convex_area_px(labels, chosen.label, chosen.bbox), len(regions))
+
+
+class ThresholdTrackingProcessor(Processor):
+    """Threshold + tracking: the largest bright region (or the one nearest the previous one), its centre, area and
+    convex area; a circle marker that follows it and a time plot of centre x, y and convex area."""
+
+    processor_id = "insitu.threshold_tracking"
+    title = "Threshold Tracking"
+    description = "Otsu (or manual) threshold, opening/closing, largest region: centre, convex area versus time."
+    PARAMETERS = (
+        Parameter("threshold_mode", "Threshold", "choice", "otsu", choices=("otsu", "manual"),
+                  description="Otsu's automatic level, or the manual level below."),
+        Parameter("manual_level", "Manual level", "real", 0.0,
+                  description="Intensity level used when Threshold is 'manual' (pixels above it are bright)."),
+        Parameter("radius_px", "Opening/closing radius", "integral", 2, 0, 50, "px",
+                  description="Radius of the disc used for the binary opening and closing (0: none)."),
+        Parameter("track", "Track", "choice", "largest", choices=("largest", "nearest"),
+                  description="Follow the largest region, or the region nearest the previous one."),
+        Parameter("history_points", "History", "integral", 100000, 2, 10_000_000, "points",
+                  description="Number of most recent points kept in the time plot."),
+    )
+    OUTPUTS = (("image", "image"), ("marker", "circle"), ("track", "timeseries"), ("status", "notice"))
+    stateful = True
+
+    threshold_mode: str
+    manual_level: float
+    radius_px: int
+    track: str
+    history_points: int
+
+    def __init__(self, **params: typing.Any) -> None:
+        super().__init__(**params)
+        self.reset()
+
+    def reset(self) -> None:
+        self._times: list[float] = []
+        self._values: list[tuple[float, float, float]] = []
+        self._previous_px: tuple[float, float] | None = None
+        self._last_marker_px: tuple[float, float] = (0.0, 0.0)
+        self._units: tuple[str, str, str] = ("", "", "")
+
+    def process(self, frame: Frame, context: Context) -> Outputs:
+        previous = self._previous_px if self.track == "nearest" else None
+        result = track_region(frame.data, threshold=None if self.threshold_mode == "otsu" else self.manual_level,
+                              radius_px=self.radius_px, previous_centre_px=previous)
+        image = np.empty(frame.shape, np.uint8)
+        _kernels.region_image(result.mask, result.labels, result.region.label if result.region else 0, image)
+        cal_y, cal_x = frame.calibrations
+        units = (cal_x.units, cal_y.units, f"{cal_x.units}²" if cal_x.units else "px²")
+        if units != self._units and self._values:
+            self._times.clear()
+            self._values.clear()
+        self._units = units
+        notices: list[Notice] = []
+        if result.region is None:
+            self._previous_px = None
+            marker = CircleAnnotation("marker", self._last_marker_px, 0.0, "region", visible=False)
+            notices.append(Notice("status", f"no region above the threshold {result.threshold:.6g} (after opening "
+                                            f"and closing with radius {self.radius_px} px) in frame "
+                                            f"{frame.frame_number}; tracking resumes when one appears."))
+        else:
+            cy, cx = result.region.centroid_px
+            self._previous_px = (cy, cx)
+            centre = (cy + frame.origin_px[0], cx + frame.origin_px[1])
+            self._last_marker_px = centre
+            marker = CircleAnnotation("marker", centre, result.radius_px, "region")
+            area = result.area_convex_px * abs(cal_x.scale * cal_y.scale)
+            self._times.append(frame.timestamp_s)
+            self._values.append((cal_x.offset + cal_x.scale * cx, cal_y.offset + cal_y.scale * cy, area))
+            if len(self._times) > self.history_points:
+                del self._times[:len(self._times) - self.history_points]
+                del self._values[:len(self._values) - self.history_points]
+        values = np.array(self._values, np.float64).reshape(-1, 3).T
+        series = TimeSeriesOutput("track", np.array(self._times, np.float64), values,
+                                  ("centre x", "centre y", "convex area"), units, "Tracked region")
+        main = ImageOutput("image", image, frame.calibrations, "", "Threshold regions (2 = tracked)")
+        return (main, marker, series, *notices)
