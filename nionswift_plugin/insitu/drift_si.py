@@ -1,0 +1,882 @@
+"""Drift-corrected EELS/EEGS spectrum imaging (issue 5): the acquisition engine, no UI.
+
+Orchestration only; the algorithms are in ``processing`` (registration, drift estimation, ZLP alignment, EEGS
+analysis, SI assembly). Built on Swift's own acquisition machinery:
+
+* each **section** of the SI (``section_lines`` rows) is one ``scan_hardware_source.grab_synchronized(...)`` of a
+  sub-scan covering those rows of the SI field, with the scan ``center_nm`` moved by the drift predicted for the
+  middle of the section (scan + camera synchronized streams, sum-projected spectra);
+* **between sections** a short sub-scan of the reference region is recorded with ``record_immediate`` (at the
+  predicted offset) and registered by :class:`processing.drift.DriftEstimator` (pre-filtered NCC, updated template,
+  quality threshold; rejected measurements are logged and never applied);
+* after each section the ZLP of every spectrum is measured and the spectra are aligned (gain side kept), and the
+  optional intra-section **shear correction** resamples each section with the drift trajectory interpolated between
+  the measurements before and after it (the predicted rate for the last section).
+
+Scripting (same engine as the panel)::
+
+    from nionswift_plugin.insitu import drift_si
+    settings = drift_si.DriftSISettings(si_size_px=(32, 32), section_lines=4, exposure_s=0.002)
+    run = drift_si.DriftCorrectedSI(settings)
+    result = run.run()                 # blocking; or run.start() + run.wait(); run.abort() from another thread
+    xdata = result.si_xdata()          # (H, W, E) with nm/nm/eV calibrations and the full audit trail in metadata
+
+Only one run may be active per process: a second ``start()``/``run()`` raises :class:`AcquisitionBusyError`.
+Abort or a device error ends the run cleanly: every pixel already acquired is kept (``result.state`` is
+"aborted"/"error", ``result.complete`` is False, the metadata says which pixels are valid).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import pathlib
+import threading
+import time
+import typing
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nion.data import Calibration
+from nion.data import DataAndMetadata
+from nion.instrumentation import Acquisition
+from nion.instrumentation import HardwareSource
+from nion.instrumentation import scan_base
+from nion.utils import Event
+from nion.utils import Geometry
+
+from processing import eegs as eegs_analysis
+from processing.drift import DriftEstimator, DriftMeasurement, drift_trajectory_nm
+from processing.si_assembly import SIAssembler, resample_displacement
+from processing.spectrum_alignment import EnergyAxis, align_zlp, zlp_position_eV
+
+__all__ = ["DriftSISettings", "DriftCorrectedSI", "DriftSIResult", "PassResult", "SectionRecord",
+           "DriftSIError", "AcquisitionBusyError", "default_settings_path", "run_drift_corrected_si"]
+
+FloatArray = NDArray[np.float64]
+Rect = tuple[float, float, float, float]  # (top, left, height, width), fractions of the context scan
+
+
+class DriftSIError(RuntimeError):
+    """A drift-corrected SI cannot start or failed; the message says why and what to do."""
+
+
+class AcquisitionBusyError(DriftSIError):
+    """A drift-corrected SI is already running in this process."""
+
+
+def default_settings_path() -> pathlib.Path:
+    """Where the panel remembers its settings: ``$INSITU_SETTINGS_DIR`` or ``~/.config/nionswift-insitu``."""
+    folder = os.environ.get("INSITU_SETTINGS_DIR")
+    base = pathlib.Path(folder) if folder else pathlib.Path.home() / ".config" / "nionswift-insitu"
+    return base / "drift_si_settings.json"
+
+
+@dataclasses.dataclass
+class DriftSISettings:
+    """Every setting of a drift-corrected SI run (JSON round-trip with :meth:`save`/:meth:`load`).
+
+    Geometry is given as fractions of the *context* scan (the scan's current frame parameters: its field of view,
+    centre and pixel size): ``scan_field`` and ``reference_region`` are (top, left, height, width).
+    """
+
+    scan_hardware_source_id: str = "insitu_scan"
+    camera_hardware_source_id: str = "insitu_eels_camera"
+    laser_id: str = "insitu_laser"
+    scan_field: Rect = (0.25, 0.25, 0.5, 0.5)
+    reference_region: Rect = (0.05, 0.05, 0.15, 0.15)
+    reference_channel_index: int = 0
+    reference_size_px: int = 32
+    reference_pixel_time_us: float = 2.0
+    exposure_s: float = 0.002
+    si_size_px: tuple[int, int] = (32, 32)
+    section_lines: int = 4
+    #: if set, the section height is derived from this interval (s) and the estimated line time
+    section_interval_s: float | None = None
+    mode: str = "EELS"  # "EELS" or "EEGS"
+    # EEGS
+    wavelengths_nm: tuple[float, ...] = ()
+    wavelength_range_nm: tuple[float, float, float] | None = (560.0, 620.0, 5.0)  # start, stop, step (inclusive)
+    frames_per_wavelength: int = 4
+    eegs_geometry: str = "point"  # "point" (N frames at eegs_point), "line" (the SI row through it), "map"
+    eegs_point: tuple[float, float] = (0.5, 0.5)  # (y, x) fraction of the SI field
+    laser_off_frames: int = 8
+    # correction options
+    correct_drift: bool = True
+    use_prediction: bool = True
+    correct_shear: bool = True
+    correct_energy: bool = True
+    energy_alignment: str = "spectrum"  # "spectrum" or "row"
+    zlp_search_eV: tuple[float, float] | None = (-5.0, 5.0)
+    quality_threshold: float = 0.5
+    template_weight: float = 0.3
+    rate_window: int = 4
+    max_shift_fraction: float = 0.3
+    max_step_nm: float | None = None
+    lowpass_sigma_px: float = 1.0
+    highpass_sigma_px: float | None = 8.0
+
+    # -- validation / persistence ----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`DriftSIError` with a remedy for any inconsistent setting."""
+        def rect_ok(r: Rect) -> bool:
+            t, l, h, w = r
+            return h > 0 and w > 0 and t >= 0 and l >= 0 and t + h <= 1.0 + 1e-9 and l + w <= 1.0 + 1e-9
+        if not rect_ok(self.scan_field):
+            raise DriftSIError(f"scan_field {self.scan_field} must be (top, left, height, width) inside the context "
+                               f"scan (fractions 0..1); draw it inside the survey image.")
+        if not rect_ok(self.reference_region):
+            raise DriftSIError(f"reference_region {self.reference_region} must lie inside the context scan.")
+        if min(self.si_size_px) < 1 or self.section_lines < 1:
+            raise DriftSIError(f"SI size {self.si_size_px} and section_lines {self.section_lines} must be >= 1.")
+        if self.reference_size_px < 8:
+            raise DriftSIError(f"reference_size_px {self.reference_size_px} must be >= 8 px for registration.")
+        if not self.exposure_s > 0:
+            raise DriftSIError(f"exposure_s must be > 0; got {self.exposure_s}.")
+        if self.mode not in ("EELS", "EEGS"):
+            raise DriftSIError(f"mode must be 'EELS' or 'EEGS'; got {self.mode!r}.")
+        if self.eegs_geometry not in ("point", "line", "map"):
+            raise DriftSIError(f"eegs_geometry must be 'point', 'line' or 'map'; got {self.eegs_geometry!r}.")
+        if self.energy_alignment not in ("spectrum", "row"):
+            raise DriftSIError(f"energy_alignment must be 'spectrum' or 'row'; got {self.energy_alignment!r}.")
+        if self.mode == "EEGS":
+            lams = self.wavelength_list()
+            if len(lams) < 1 or min(lams) <= 0:
+                raise DriftSIError(f"EEGS needs at least one positive wavelength; got {lams}. Set wavelengths_nm or "
+                                   f"wavelength_range_nm=(start, stop, step).")
+            if self.frames_per_wavelength < 1:
+                raise DriftSIError("frames_per_wavelength must be >= 1.")
+        if self.section_interval_s is not None and not self.section_interval_s > 0:
+            raise DriftSIError(f"section_interval_s must be > 0 or None; got {self.section_interval_s}.")
+
+    def wavelength_list(self) -> list[float]:
+        """The EEGS wavelengths (nm): ``wavelengths_nm`` if given, else the inclusive range (start, stop, step)."""
+        if self.wavelengths_nm:
+            return [float(v) for v in self.wavelengths_nm]
+        if self.wavelength_range_nm is None:
+            return []
+        start, stop, step = self.wavelength_range_nm
+        if step == 0 or (stop - start) / step < 0:
+            raise DriftSIError(f"wavelength_range_nm {self.wavelength_range_nm}: step must be non-zero and point "
+                               f"from start to stop.")
+        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        return [float(start + i * step) for i in range(n)]
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        return typing.cast(dict[str, typing.Any], json.loads(json.dumps(dataclasses.asdict(self))))
+
+    @classmethod
+    def from_dict(cls, d: typing.Mapping[str, typing.Any]) -> DriftSISettings:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            logging.warning("Drift-corrected SI: ignoring unknown settings %s", unknown)
+        values: dict[str, typing.Any] = {}
+        for name, value in d.items():
+            if name in fields:
+                values[name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)
+
+    def save(self, path: pathlib.Path | str | None = None) -> pathlib.Path:
+        target = pathlib.Path(path) if path is not None else default_settings_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(self.to_dict(), indent=1))
+        return target
+
+    @classmethod
+    def load(cls, path: pathlib.Path | str | None = None) -> DriftSISettings:
+        """Settings from ``path`` (default :func:`default_settings_path`); defaults if the file does not exist."""
+        source = pathlib.Path(path) if path is not None else default_settings_path()
+        if not source.exists():
+            return cls()
+        try:
+            return cls.from_dict(json.loads(source.read_text()))
+        except (ValueError, TypeError) as e:
+            logging.warning("Drift-corrected SI: settings file %s unreadable (%s); using defaults.", source, e)
+            return cls()
+
+
+@dataclasses.dataclass
+class SectionRecord:
+    """What happened in one section (JSON-able through :meth:`to_dict`)."""
+
+    index: int
+    pass_index: int
+    row0: int
+    rows: int
+    t_start_s: float
+    t_end_s: float
+    offset_nm: tuple[float, float]
+    offset_time_s: float
+    pixels_acquired: int
+    zlp_median_eV: float | None = None
+    zlp_range_eV: tuple[float, float] | None = None
+    energy_shift_median_eV: float | None = None
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        return typing.cast(dict[str, typing.Any], json.loads(json.dumps(dataclasses.asdict(self))))
+
+
+class _PassGeometry(typing.NamedTuple):
+    field: Rect  # fraction of context
+    shape: tuple[int, int]
+    exposure_s: float
+
+
+class PassResult:
+    """One SI pass (the EELS SI, or one EEGS wavelength, or the laser-off reference)."""
+
+    def __init__(self, index: int, geometry: _PassGeometry, n_channels: int, *, label: str,
+                 wavelength_nm: float | None = None) -> None:
+        h, w = geometry.shape
+        self.index = index
+        self.label = label
+        self.geometry = geometry
+        self.wavelength_nm = wavelength_nm
+        self.laser_power_mW: float | None = None
+        self.raw = SIAssembler(h, w, n_channels)
+        self.aligned = SIAssembler(h, w, n_channels)
+        self.haadf = SIAssembler(h, w, 1)
+        self.zlp_eV = np.full((h, w), np.nan)
+        self.energy_shift_eV = np.zeros((h, w))
+        self.pixel_times_s = np.full((h, w), np.nan)
+        self.applied_offset_nm = np.full((h, w, 2), np.nan)
+        self.offset_time_s = np.full((h, w), np.nan)
+
+
+class DriftSIResult:
+    """Everything a run produced; partial when aborted or failed (``complete`` False)."""
+
+    def __init__(self, settings: DriftSISettings) -> None:
+        self.settings = settings
+        self.state = "running"  # running | complete | aborted | error
+        self.message = ""
+        self.passes: list[PassResult] = []
+        self.sections: list[SectionRecord] = []
+        self.measurements: tuple[DriftMeasurement, ...] = ()
+        self.energy_axis: EnergyAxis | None = None
+        self.energy_units = "eV"
+        self.si_pixel_size_nm: tuple[float, float] = (1.0, 1.0)
+        self.reference_pixel_size_nm: tuple[float, float] = (1.0, 1.0)
+        self.context_center_nm: tuple[float, float] = (0.0, 0.0)
+        self.t0_s = 0.0
+        self.shear_corrected = False
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "complete"
+
+    @property
+    def main(self) -> PassResult | None:
+        return self.passes[0] if self.passes else None
+
+    # -- audit trail -----------------------------------------------------------------------------------------
+    def metadata(self, pass_result: PassResult | None = None) -> dict[str, typing.Any]:
+        p = pass_result or self.main
+        d: dict[str, typing.Any] = {
+            "state": self.state, "complete": self.complete, "message": self.message,
+            "settings": self.settings.to_dict(),
+            "si_pixel_size_nm": list(self.si_pixel_size_nm),
+            "reference_pixel_size_nm": list(self.reference_pixel_size_nm),
+            "context_center_nm": list(self.context_center_nm),
+            "t0_s": self.t0_s,
+            "shear_corrected": self.shear_corrected,
+            "drift_measurements": [m.to_dict() for m in self.measurements],
+            "n_measurements": len(self.measurements),
+            "n_rejected": sum(1 for m in self.measurements if not m.accepted),
+            "sections": [s.to_dict() for s in self.sections if p is None or s.pass_index == p.index],
+        }
+        if p is not None:
+            d.update({"pass": p.label, "wavelength_nm": p.wavelength_nm, "laser_power_mW": p.laser_power_mW,
+                      "acquired_pixels": p.aligned.acquired_pixels, "acquired_rows": p.aligned.acquired_rows,
+                      "valid_rows": p.aligned.valid_rows.tolist(),
+                      "valid_pixels_per_row": p.aligned.valid_pixels.sum(axis=1).tolist()})
+        return d
+
+    def _rows_to_keep(self, p: PassResult) -> int:
+        """Rows that hold any acquired pixel (an incomplete SI keeps exactly those)."""
+        rows_with_data = np.flatnonzero(p.aligned.valid_pixels.any(axis=1))
+        return int(rows_with_data.max()) + 1 if rows_with_data.size else 0
+
+    def si_xdata(self, pass_index: int = 0, *, raw: bool = False) -> DataAndMetadata.DataAndMetadata:
+        """(H, W, E) SI (aligned unless ``raw``), calibrations (nm, nm, eV), audit metadata under ``drift_si``.
+
+        An incomplete run returns only the rows that hold acquired pixels.
+        """
+        p = self.passes[pass_index]
+        rows = self._rows_to_keep(p) if not self.complete else p.geometry.shape[0]
+        data = (p.raw if raw else p.aligned).data[:rows].copy()
+        axis = self.energy_axis or EnergyAxis(0.0, 1.0)
+        cy, cx = self.si_pixel_size_nm
+        calibrations = [Calibration.Calibration(0.0, cy, "nm"), Calibration.Calibration(0.0, cx, "nm"),
+                        Calibration.Calibration(axis.offset_eV, axis.scale_eV, self.energy_units)]
+        metadata = {"drift_si": self.metadata(p)}
+        metadata["drift_si"]["aligned"] = not raw
+        return DataAndMetadata.new_data_and_metadata(
+            data, intensity_calibration=Calibration.Calibration(units="counts"), dimensional_calibrations=calibrations,
+            metadata=metadata, data_descriptor=DataAndMetadata.DataDescriptor(False, 2, 1))
+
+    def haadf_xdata(self, pass_index: int = 0) -> DataAndMetadata.DataAndMetadata:
+        p = self.passes[pass_index]
+        rows = self._rows_to_keep(p) if not self.complete else p.geometry.shape[0]
+        cy, cx = self.si_pixel_size_nm
+        return DataAndMetadata.new_data_and_metadata(
+            p.haadf.data[:rows, :, 0].copy(),
+            dimensional_calibrations=[Calibration.Calibration(0.0, cy, "nm"), Calibration.Calibration(0.0, cx, "nm")],
+            metadata={"drift_si": {"state": self.state, "pass": p.label}})
+
+    def drift_log(self) -> dict[str, FloatArray]:
+        """Arrays over the measurements: time_s (since t0), y_nm, x_nm, quality, accepted (0/1)."""
+        ms = self.measurements
+        return {"time_s": np.array([m.time_s - self.t0_s for m in ms]),
+                "y_nm": np.array([m.drift_nm[0] for m in ms]), "x_nm": np.array([m.drift_nm[1] for m in ms]),
+                "quality": np.array([m.quality for m in ms]), "accepted": np.array([float(m.accepted) for m in ms])}
+
+    def drift_log_xdata(self) -> DataAndMetadata.DataAndMetadata:
+        """(3, N) line plot: drift y (nm), drift x (nm), quality; x axis = measurement index (times in metadata)."""
+        log = self.drift_log()
+        data = np.stack([log["y_nm"], log["x_nm"], log["quality"]]) if len(log["time_s"]) else np.zeros((3, 1))
+        return DataAndMetadata.new_data_and_metadata(
+            data, intensity_calibration=Calibration.Calibration(units="nm"),
+            dimensional_calibrations=[Calibration.Calibration(), Calibration.Calibration(units="measurement")],
+            metadata={"drift_si": {"time_s": log["time_s"].tolist(), "accepted": log["accepted"].tolist(),
+                                   "labels": ["y (nm)", "x (nm)", "quality"]}},
+            data_descriptor=DataAndMetadata.DataDescriptor(False, 1, 1))
+
+    # -- EEGS --------------------------------------------------------------------------------------------------
+    def eegs_passes(self) -> tuple[list[PassResult], PassResult | None]:
+        lasers = [p for p in self.passes if p.wavelength_nm is not None]
+        off = next((p for p in self.passes if p.label == "laser off"), None)
+        return lasers, off
+
+    def eegs_gain(self, *, zlp_fwhm_eV: float, point: tuple[int, int] | None = None,
+                  normalise: eegs_analysis.Normalisation = "zlp") -> tuple[FloatArray, FloatArray]:
+        """Gain-peak intensity per wavelength, normalised by ZLP counts and laser power.
+
+        Returns (wavelengths_nm (L,), gain): gain is (L, H, W) per pixel of the pass geometry (a map), or (L,) at
+        ``point`` (row, col of the pass geometry; for the "point" geometry all frames are summed).
+        The laser-off pass (if acquired) is subtracted as reference.
+        """
+        lasers, off = self.eegs_passes()
+        if not lasers or self.energy_axis is None:
+            raise DriftSIError("no EEGS wavelength was acquired; run in EEGS mode first.")
+        point_mode = self.settings.eegs_geometry == "point"
+
+        def spectra(p: PassResult) -> FloatArray:
+            d = np.asarray(p.aligned.data, dtype=np.float64)
+            valid = p.aligned.valid_pixels
+            if point_mode:
+                return np.asarray(d[valid].sum(axis=0), dtype=np.float64)
+            if point is not None:
+                return np.asarray(d[point], dtype=np.float64)
+            return d
+
+        reference = spectra(off) if off is not None and off.aligned.acquired_pixels else None
+        powers = [p.laser_power_mW if p.laser_power_mW and p.laser_power_mW > 0 else 1.0 for p in lasers]
+        lams = np.array([p.wavelength_nm for p in lasers], dtype=np.float64)
+        gain = eegs_analysis.eegs_curve([spectra(p) for p in lasers], self.energy_axis, lams.tolist(),
+                                        zlp_fwhm_eV=zlp_fwhm_eV, laser_powers=powers, normalise=normalise,
+                                        reference=reference)
+        return lams, gain
+
+
+class _TrackingDataChannel(Acquisition.DataAndMetadataDataChannel):
+    """Collects the synchronized data like Swift's own channel and remembers how far each channel was filled,
+    so that an aborted section still yields its acquired pixels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filled: dict[Acquisition.Channel, int] = {}
+        self.shapes: dict[Acquisition.Channel, tuple[int, ...]] = {}
+        self.lock = threading.Lock()
+
+    def update_data(self, channel: Acquisition.Channel, source_data: typing.Any, source_slice: typing.Any,
+                    dest_slice: slice, data_metadata: DataAndMetadata.DataMetadata) -> None:
+        super().update_data(channel, source_data, source_slice, dest_slice, data_metadata)
+        with self.lock:
+            self.filled[channel] = max(self.filled.get(channel, 0), int(dest_slice.stop or 0))
+            self.shapes[channel] = tuple(data_metadata.data_shape)
+
+    def pixels(self, channel: Acquisition.Channel, n_pixel_dims: int = 2) -> int:
+        with self.lock:
+            shape = self.shapes.get(channel)
+            if shape is None:
+                return 0
+            per_pixel = int(np.prod(shape[n_pixel_dims:])) if len(shape) > n_pixel_dims else 1
+            return self.filled.get(channel, 0) // max(per_pixel, 1)
+
+
+_RUN_LOCK = threading.Lock()
+_ACTIVE: list[DriftCorrectedSI] = []
+
+
+class DriftCorrectedSI:
+    """One drift-corrected SI run. Construct with settings; then :meth:`run` (blocking) or :meth:`start`.
+
+    Events (``nion.utils.Event.Event``, fired on the acquisition thread):
+    ``progress_event(fraction, remaining_s, message)``, ``section_event(result, pass_result, section_record)``,
+    ``drift_event(measurement)``, ``finished_event(result)``.
+
+    ``scan``/``camera``/``laser``/``clock`` may be passed explicitly (tests); by default they are looked up by the
+    ids in the settings, and the clock is the instrument's ``time_s()`` when it has one (the simulator's clock,
+    which also drives its drift) or ``time.monotonic``.
+    """
+
+    def __init__(self, settings: DriftSISettings | None = None, *, scan: typing.Any = None, camera: typing.Any = None,
+                 laser: typing.Any = None, clock: typing.Callable[[], float] | None = None) -> None:
+        self.settings = copy.deepcopy(settings) if settings is not None else DriftSISettings()
+        self._scan = scan
+        self._camera = camera
+        self._laser = laser
+        self._clock = clock
+        self._abort = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self.result = DriftSIResult(self.settings)
+        self.estimator = self._make_estimator()
+        self.progress_event = Event.Event()
+        self.section_event = Event.Event()
+        self.drift_event = Event.Event()
+        self.finished_event = Event.Event()
+        self._data_channel: _TrackingDataChannel | None = None
+        self._progress_start_s = 0.0
+
+    # -- public control ----------------------------------------------------------------------------------------
+    @staticmethod
+    def active_run() -> DriftCorrectedSI | None:
+        with _RUN_LOCK:
+            return _ACTIVE[0] if _ACTIVE else None
+
+    @property
+    def is_running(self) -> bool:
+        return not self._done.is_set() and self.result.state == "running" and self in _ACTIVE
+
+    def start(self) -> None:
+        """Start on a background thread. Raises :class:`AcquisitionBusyError` if a run is active."""
+        self._claim()
+        self._thread = threading.Thread(target=self._run_claimed, name="drift-corrected-si", daemon=True)
+        self._thread.start()
+
+    def run(self) -> DriftSIResult:
+        """Run to the end on the calling thread; returns the result (also when aborted or failed)."""
+        self._claim()
+        self._run_claimed()
+        return self.result
+
+    def wait(self, timeout_s: float | None = None) -> DriftSIResult:
+        if not self._done.wait(timeout_s):
+            raise TimeoutError(f"drift-corrected SI still running after {timeout_s} s.")
+        return self.result
+
+    def abort(self) -> None:
+        """Stop as soon as possible; the data acquired so far is kept."""
+        self._abort.set()
+        scan = self._scan
+        if scan is not None:
+            try:
+                scan.grab_synchronized_abort()
+            except Exception as e:  # the scan may already be idle
+                logging.debug("grab_synchronized_abort: %s", e)
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    def _claim(self) -> None:
+        self.settings.validate()
+        with _RUN_LOCK:
+            if _ACTIVE:
+                raise AcquisitionBusyError(
+                    "a drift-corrected SI is already running; abort it (or wait for it to finish) before starting "
+                    "another one.")
+            if self._done.is_set() or self.result.state != "running":
+                raise DriftSIError("this run object has already been used; create a new DriftCorrectedSI.")
+            _ACTIVE.append(self)
+
+    def _make_estimator(self) -> DriftEstimator:
+        s = self.settings
+        return DriftEstimator(quality_threshold=s.quality_threshold, template_weight=s.template_weight,
+                              rate_window=s.rate_window, max_step_nm=s.max_step_nm,
+                              lowpass_sigma_px=s.lowpass_sigma_px, highpass_sigma_px=s.highpass_sigma_px,
+                              max_shift_fraction=s.max_shift_fraction)
+
+    def _run_claimed(self) -> None:
+        try:
+            self._acquire()
+            if self._abort.is_set():
+                self.result.state = "aborted"
+                self.result.message = self.result.message or "aborted by the user; the acquired pixels are kept."
+            else:
+                self.result.state = "complete"
+        except Exception as e:
+            logging.exception("drift-corrected SI failed")
+            self.result.state = "aborted" if self._abort.is_set() else "error"
+            self.result.message = (f"acquisition stopped: {type(e).__name__}: {e}. The pixels acquired before the "
+                                   f"error are kept; check the scan and camera, then start again.")
+        finally:
+            try:
+                self._finalise()
+            finally:
+                with _RUN_LOCK:
+                    if self in _ACTIVE:
+                        _ACTIVE.remove(self)
+                self._done.set()
+                self.finished_event.fire(self.result)
+
+    def _now(self) -> float:
+        return float(self._clock()) if self._clock is not None else time.monotonic()
+
+    def _resolve_devices(self) -> None:
+        s = self.settings
+        manager = HardwareSource.HardwareSourceManager()
+        if self._scan is None:
+            self._scan = manager.get_hardware_source_for_hardware_source_id(s.scan_hardware_source_id)
+        if self._camera is None:
+            self._camera = manager.get_hardware_source_for_hardware_source_id(s.camera_hardware_source_id)
+        if self._scan is None:
+            raise DriftSIError(f"scan '{s.scan_hardware_source_id}' not found; start the instrument (or the "
+                               f"simulator) or choose another scan in the settings.")
+        if self._camera is None:
+            raise DriftSIError(f"camera '{s.camera_hardware_source_id}' not found; choose the spectrometer camera.")
+        if self._clock is None:
+            stem = getattr(self._scan, "stem_controller", None)
+            time_s = getattr(stem, "time_s", None)
+            if callable(time_s):
+                self._clock = typing.cast(typing.Callable[[], float], time_s)
+        if s.mode == "EEGS" and self._laser is None:
+            from nion.utils import Registry
+            self._laser = Registry.get_component(s.laser_id)
+            if self._laser is None:
+                raise DriftSIError(f"EEGS mode needs the laser '{s.laser_id}', which is not registered; start the "
+                                   f"simulator with a laser or switch to EELS mode.")
+
+    def _acquire(self) -> None:
+        s = self.settings
+        self._resolve_devices()
+        scan, camera = self._scan, self._camera
+        if scan.is_playing:
+            scan.stop_playing()
+            scan.abort_playing(sync_timeout=5.0)
+        base = copy.deepcopy(scan.get_current_frame_parameters())
+        base.subscan_pixel_size = None
+        base.subscan_fractional_size = None
+        base.subscan_fractional_center = None
+        self._base = base
+        cal_y, cal_x = scan_base.get_scan_calibrations(base)
+        ctx_h, ctx_w = base.pixel_size.height, base.pixel_size.width
+        self._ctx_px_nm = (float(cal_y.scale), float(cal_x.scale))
+        self._ctx_shape = (ctx_h, ctx_w)
+        self.result.context_center_nm = (float(base.center_nm.y), float(base.center_nm.x))
+        ft, fl, fh, fw = s.scan_field
+        h, w = s.si_size_px
+        self.result.si_pixel_size_nm = (fh * ctx_h * self._ctx_px_nm[0] / h, fw * ctx_w * self._ctx_px_nm[1] / w)
+        rt, rl, rh, rw = s.reference_region
+        ref_shape = self._reference_shape()
+        self.result.reference_pixel_size_nm = (rh * ctx_h * self._ctx_px_nm[0] / ref_shape[0],
+                                               rw * ctx_w * self._ctx_px_nm[1] / ref_shape[1])
+        cam_params = copy.deepcopy(camera.get_current_frame_parameters())
+        cam_params.processing = "sum_project"
+        self._cam_params = cam_params
+
+        # the plan: a list of passes, each a list of sections
+        geometries: list[tuple[str, float | None, _PassGeometry]] = []
+        if s.mode == "EELS":
+            geometries.append(("EELS", None, _PassGeometry(s.scan_field, (h, w), s.exposure_s)))
+        else:
+            eegs_geom = self._eegs_geometry()
+            for wavelength in s.wavelength_list():
+                geometries.append((f"{wavelength:g} nm", wavelength, eegs_geom))
+            if s.laser_off_frames > 0:
+                off = eegs_geom
+                if s.eegs_geometry == "point":
+                    off = self._point_geometry(s.laser_off_frames)
+                geometries.append(("laser off", None, off))
+        total_pixels = sum(g.shape[0] * g.shape[1] for _l, _w, g in geometries)
+        self._total_pixels = total_pixels
+        self._done_pixels = 0
+
+        self.result.t0_s = self._now()
+        self._progress_start_s = self.result.t0_s
+        if s.correct_drift:
+            self._measure_drift()
+        for pass_index, (label, lam, geom) in enumerate(geometries):
+            if self._abort.is_set():
+                break
+            if s.mode == "EEGS":
+                self._set_laser(lam)
+            n_channels = self._n_channels()
+            p = PassResult(pass_index, geom, n_channels, label=label, wavelength_nm=lam)
+            if s.mode == "EEGS":
+                p.laser_power_mW = self._laser_power_mW() if lam is not None else 0.0
+            self.result.passes.append(p)
+            self._acquire_pass(p)
+        if s.mode == "EEGS":
+            self._set_laser(None)
+
+    def _eegs_geometry(self) -> _PassGeometry:
+        s = self.settings
+        ft, fl, fh, fw = s.scan_field
+        h, w = s.si_size_px
+        py, px = s.eegs_point
+        if s.eegs_geometry == "map":
+            return _PassGeometry(s.scan_field, (h, w), s.exposure_s * s.frames_per_wavelength)
+        if s.eegs_geometry == "line":
+            row = min(int(py * h), h - 1)
+            return _PassGeometry((ft + fh * row / h, fl, fh / h, fw), (1, w), s.exposure_s * s.frames_per_wavelength)
+        return self._point_geometry(s.frames_per_wavelength)
+
+    def _point_geometry(self, frames: int) -> _PassGeometry:
+        """N frames at one point: a 1 x N sub-scan over a negligible width (0.1 % of one SI pixel)."""
+        s = self.settings
+        ft, fl, fh, fw = s.scan_field
+        h, w = s.si_size_px
+        py, px = s.eegs_point
+        cy, cx = ft + fh * (min(int(py * h), h - 1) + 0.5) / h, fl + fw * (min(int(px * w), w - 1) + 0.5) / w
+        width = 1e-3 * fw / w
+        return _PassGeometry((cy - 0.5 * fh / h, cx - width / 2, fh / h, width), (1, frames), s.exposure_s)
+
+    def _reference_shape(self) -> tuple[int, int]:
+        s = self.settings
+        _t, _l, rh, rw = s.reference_region
+        ctx_h, ctx_w = self._ctx_shape
+        aspect = (rw * ctx_w * self._ctx_px_nm[1]) / (rh * ctx_h * self._ctx_px_nm[0])
+        n = s.reference_size_px
+        return (n, max(8, int(round(n * aspect)))) if aspect >= 1 else (max(8, int(round(n / aspect))), n)
+
+    def _n_channels(self) -> int:
+        dims = self._camera.get_expected_dimensions(self._cam_params.binning)
+        return int(dims[-1])
+
+    def _section_lines(self, geom: _PassGeometry) -> int:
+        s = self.settings
+        h, w = geom.shape
+        if s.section_interval_s is not None:
+            line_s = w * geom.exposure_s
+            return int(np.clip(math.ceil(s.section_interval_s / max(line_s, 1e-9)), 1, h))
+        return int(min(s.section_lines, h))
+
+    def _offset_for(self, t_s: float) -> tuple[float, float]:
+        s = self.settings
+        if not s.correct_drift:
+            return 0.0, 0.0
+        if s.use_prediction:
+            return self.estimator.predict_offset_nm(t_s)
+        acc = self.estimator.accepted
+        return acc[-1].drift_nm if acc else (0.0, 0.0)
+
+    def _frame_parameters(self, rect: Rect, shape: tuple[int, int], offset_nm: tuple[float, float]
+                          ) -> scan_base.ScanFrameParameters:
+        p: scan_base.ScanFrameParameters = copy.deepcopy(self._base)
+        top, left, height, width = rect
+        p.subscan_fractional_center = Geometry.FloatPoint(y=top + height / 2, x=left + width / 2)
+        p.subscan_fractional_size = Geometry.FloatSize(h=height, w=width)
+        p.subscan_pixel_size = Geometry.IntSize(h=shape[0], w=shape[1])
+        p.subscan_rotation = 0.0
+        base_c = self._base.center_nm
+        p.center_nm = Geometry.FloatPoint(y=base_c.y + offset_nm[0], x=base_c.x + offset_nm[1])
+        return p
+
+    def _measure_drift(self) -> DriftMeasurement | None:
+        s = self.settings
+        shape = self._reference_shape()
+        t_pred = self._now()
+        offset = self._offset_for(t_pred)
+        params = self._frame_parameters(s.reference_region, shape, offset)
+        params.pixel_time_us = s.reference_pixel_time_us
+        params.enabled_channel_indexes = [s.reference_channel_index]
+        t_start = self._now()
+        xdatas = self._scan.record_immediate(params)
+        t_end = self._now()
+        xdata = next((x for x in xdatas if x is not None), None)
+        if xdata is None:
+            raise DriftSIError("the reference-region scan returned no data; enable the reference scan channel.")
+        m = self.estimator.add_image(np.asarray(xdata.data, dtype=np.float64), time_s=0.5 * (t_start + t_end),
+                                     pixel_size_nm=self.result.reference_pixel_size_nm, applied_offset_nm=offset)
+        self.result.measurements = self.estimator.records
+        self.drift_event.fire(m)
+        return m
+
+    def _acquire_pass(self, p: PassResult) -> None:
+        s = self.settings
+        h, w = p.geometry.shape
+        lines = self._section_lines(p.geometry)
+        top, left, height, width = p.geometry.field
+        cam_params = copy.deepcopy(self._cam_params)
+        cam_params.exposure_ms = p.geometry.exposure_s * 1000.0
+        row0 = 0
+        while row0 < h and not self._abort.is_set():
+            rows = min(lines, h - row0)
+            if row0 > 0 and s.correct_drift:
+                self._measure_drift()
+                if self._abort.is_set():
+                    break
+            rect = (top + height * row0 / h, left, height * rows / h, width)
+            expected_s = rows * w * p.geometry.exposure_s
+            t_offset = self._now() + 0.5 * expected_s
+            offset = self._offset_for(t_offset)
+            params = self._frame_parameters(rect, (rows, w), offset)
+            channel = _TrackingDataChannel()
+            self._data_channel = channel
+            t_start = self._now()
+            error: Exception | None = None
+            results: typing.Any = None
+            try:
+                results = self._scan.grab_synchronized(data_channel=channel, scan_frame_parameters=params,
+                                                       camera=self._camera, camera_frame_parameters=cam_params)
+            except Exception as e:
+                error = e
+            t_end = self._now()
+            n_acquired = self._store_section(p, row0, rows, results, channel, t_start, t_end, offset, t_offset)
+            self._done_pixels += n_acquired
+            self._report_progress(p)
+            if error is not None:
+                raise error
+            if results is None and not self._abort.is_set():
+                raise DriftSIError("the synchronized scan ended without data (camera or scan stopped).")
+            row0 += rows
+
+    def _store_section(self, p: PassResult, row0: int, rows: int, results: typing.Any, channel: _TrackingDataChannel,
+                       t_start: float, t_end: float, offset: tuple[float, float], t_offset: float) -> int:
+        s = self.settings
+        h, w = p.geometry.shape
+        cam_id = self._camera.hardware_source_id
+        scan_id = self._scan.hardware_source_id
+        cam_xdata: DataAndMetadata.DataAndMetadata | None = None
+        haadf: DataAndMetadata.DataAndMetadata | None = None
+        n_pixels = rows * w
+        if results is not None:
+            scans, cams = results
+            cam_xdata = cams[0] if cams else None
+            haadf = scans[0] if scans else None
+        else:  # aborted or failed: read what the channel received
+            for ch in list(channel.shapes):
+                if ch.segments and ch.segments[0] == cam_id:
+                    n_pixels = min(channel.pixels(ch), rows * w)
+                    cam_xdata = channel.get_data(ch)
+                elif ch.segments and ch.segments[0] == scan_id and haadf is None:
+                    haadf = channel.get_data(ch)
+            if cam_xdata is None:
+                n_pixels = 0
+        if n_pixels <= 0 or cam_xdata is None:
+            return 0
+        spectra = np.asarray(cam_xdata.data, dtype=np.float32).reshape(rows, w, -1)
+        if self.result.energy_axis is None:
+            cal = cam_xdata.dimensional_calibrations[-1]
+            self.result.energy_axis = EnergyAxis(float(cal.offset), float(cal.scale) if cal.scale else 1.0)
+            self.result.energy_units = cal.units or "eV"
+        axis = self.result.energy_axis
+        p.raw.add_rows(row0, spectra, n_pixels=n_pixels)
+        if haadf is not None:
+            img = np.asarray(haadf.data, dtype=np.float32).reshape(rows, w)
+            p.haadf.add_rows(row0, img[..., None], n_pixels=n_pixels)
+        # timing: pixels evenly spread over the section, the section ending at t_end
+        period = max(p.geometry.exposure_s, (t_end - t_start) / (rows * w))
+        k = np.arange(rows * w, dtype=np.float64)
+        times = (t_end - (rows * w - k - 0.5) * period).reshape(rows, w)
+        p.pixel_times_s[row0:row0 + rows] = times
+        p.applied_offset_nm[row0:row0 + rows] = offset
+        p.offset_time_s[row0:row0 + rows] = t_offset
+        record = SectionRecord(len(self.result.sections), p.index, row0, rows, t_start, t_end,
+                               (float(offset[0]), float(offset[1])), t_offset, int(n_pixels))
+        # energy: ZLP per spectrum with sub-channel precision, aligned keeping the gain side
+        flat = spectra.reshape(rows * w, -1)[:n_pixels].astype(np.float64)
+        try:
+            zlp = zlp_position_eV(flat, axis, search_eV=s.zlp_search_eV)
+        except Exception as e:  # e.g. ZLP outside the recorded range: keep raw data, record the reason
+            logging.warning("ZLP measurement failed for section %d: %s", record.index, e)
+            zlp = np.full(n_pixels, np.nan)
+        ok = np.isfinite(zlp)
+        if s.correct_energy and ok.any():
+            used = zlp.copy()
+            if s.energy_alignment == "row":
+                rows_idx = np.arange(n_pixels) // w
+                for r in np.unique(rows_idx):
+                    sel = (rows_idx == r) & ok
+                    if sel.any():
+                        used[rows_idx == r] = np.median(zlp[sel])
+            used[~ok] = np.median(zlp[ok])
+            aligned = align_zlp(flat, axis, zlp_eV=used).aligned
+            shift = -used
+        else:
+            aligned, shift = flat, np.zeros(n_pixels)
+        block = np.zeros_like(spectra)
+        block.reshape(rows * w, -1)[:n_pixels] = aligned
+        p.aligned.add_rows(row0, block, n_pixels=n_pixels)
+        p.zlp_eV[row0:row0 + rows].reshape(-1)[:n_pixels] = zlp
+        p.energy_shift_eV[row0:row0 + rows].reshape(-1)[:n_pixels] = shift
+        if ok.any():
+            record.zlp_median_eV = float(np.median(zlp[ok]))
+            record.zlp_range_eV = (float(np.min(zlp[ok])), float(np.max(zlp[ok])))
+            record.energy_shift_median_eV = float(np.median(shift))
+        self.result.sections.append(record)
+        self.section_event.fire(self.result, p, record)
+        return int(n_pixels)
+
+    def _report_progress(self, p: PassResult) -> None:
+        fraction = self._done_pixels / max(self._total_pixels, 1)
+        elapsed = self._now() - self._progress_start_s
+        remaining = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
+        self.progress_event.fire(fraction, remaining, f"{p.label}: {p.aligned.acquired_pixels} px")
+
+    # -- laser ---------------------------------------------------------------------------------------------------
+    def _set_laser(self, wavelength_nm: float | None) -> None:
+        laser = self._laser
+        if laser is None:
+            return
+        if wavelength_nm is None:
+            _call_first(laser, ("set_shutter", "set_shutter_open"), False)
+            return
+        _call_first(laser, ("set_wavelength_nm", "set_wavelength"), float(wavelength_nm))
+        _call_first(laser, ("set_shutter", "set_shutter_open"), True)
+
+    def _laser_power_mW(self) -> float | None:
+        laser = self._laser
+        for name in ("power_mW", "measured_power_mW", "read_power_mW", "get_power_mW"):
+            value = getattr(laser, name, None)
+            if value is None:
+                continue
+            value = value() if callable(value) else value
+            return float(value)
+        return None
+
+    # -- end of run ---------------------------------------------------------------------------------------------
+    def _finalise(self) -> None:
+        s = self.settings
+        self.result.measurements = self.estimator.records
+        if not (s.correct_drift and s.correct_shear and self.estimator.accepted):
+            return
+        rate = self.estimator.rate_nm_per_s()
+        for p in self.result.passes:
+            if p.aligned.acquired_pixels == 0 or p.geometry.shape[0] < 2 or self.settings.mode == "EEGS" and \
+                    self.settings.eegs_geometry == "point":
+                continue
+            times = np.where(np.isfinite(p.pixel_times_s), p.pixel_times_s, 0.0)
+            # a-posteriori trajectory: linear between the reference scans around each section, predicted rate after
+            traj = drift_trajectory_nm(self.estimator.records, times, extrapolation_rate_nm_per_s=rate)
+            applied = np.where(np.isfinite(p.applied_offset_nm), p.applied_offset_nm, traj)
+            residual_px = (traj - applied) / np.array(self.result.si_pixel_size_nm)[None, None, :]
+            rows = p.aligned.valid_rows
+            if not rows.any():
+                continue
+            valid = p.aligned.valid_pixels
+            corrected = resample_displacement(p.aligned.data, residual_px, valid_rows=rows)
+            p.aligned.data[rows] = corrected[rows].astype(p.aligned.data.dtype)
+            haadf = resample_displacement(p.haadf.data[..., 0], residual_px, valid_rows=rows)
+            p.haadf.data[rows, :, 0] = haadf[rows].astype(p.haadf.data.dtype)
+            del valid
+        self.result.shear_corrected = True
+
+
+def _call_first(obj: typing.Any, names: typing.Sequence[str], *args: typing.Any) -> None:
+    for name in names:
+        fn = getattr(obj, name, None)
+        if callable(fn):
+            fn(*args)
+            return
+    raise DriftSIError(f"the laser {obj!r} has none of {list(names)}; it cannot be driven for EEGS.")
+
+
+def run_drift_corrected_si(settings: DriftSISettings | None = None, **devices: typing.Any) -> DriftSIResult:
+    """Script entry point: run a drift-corrected SI with ``settings`` (default: the remembered settings)."""
+    return DriftCorrectedSI(settings if settings is not None else DriftSISettings.load(), **devices).run()
