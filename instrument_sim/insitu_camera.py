@@ -1,0 +1,237 @@
+"""The simulated in-situ TEM camera: an :class:`~instrument_sim.insitu_scene.InSituScene` behind a
+``nion.device_kit`` camera, so that Swift sees a camera hardware source (``"insitu_camera"``, "In-situ Camera")
+with the standard camera panel (Play/Pause, exposure, binning).
+
+* :class:`InSituCameraSimulator` is the ``CameraSimulatorLike``: each frame renders the scene at the instrument's
+  clock time, for the instrument's content offset (sample drift minus stage position), within the readout area,
+  with the binning (sums) and exposure (dose = beam current x exposure spread over the sensor; shot noise), in
+  counts (``counts_per_electron`` of the instrument, 1 by default). Calibrations: nm, ``pixel_size_nm * binning``.
+* :class:`InSituCamera` is ``device_kit.CameraDevice.Camera`` with nm calibrations and an idempotent ``close``.
+* :func:`make_insitu_camera` builds both plus the settings (Run: 50 ms, binning 1) and the ``CameraModule``.
+
+Ground truth: ``simulator.truth(t_s)`` (a :class:`~instrument_sim.insitu_scene.SceneTruth` in full-frame pixel
+coordinates) and ``simulator.frame_log`` (time and offset of the last rendered frames). Frames reach Swift through
+device_kit's acquisition thread, which drops the simulator's metadata; to know the time of a frame in a Swift test,
+freeze the clock (``instrument.clock = ManualClock(t)``).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import gettext
+import threading
+import typing
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nion.data import Calibration
+from nion.data import DataAndMetadata
+from nion.device_kit import CameraDevice
+from nion.instrumentation import camera_base
+from nion.instrumentation import stem_controller
+from nion.utils import Geometry
+
+from instrument_sim.errors import SimulatorParameterError
+from instrument_sim.insitu_scene import InSituScene, SceneTruth
+from instrument_sim.instrument import SimInstrument
+
+__all__ = ["InSituCameraSimulator", "InSituCamera", "InSituCameraParts", "FrameRecord", "make_insitu_camera",
+           "CAMERA_ID", "CAMERA_NAME", "CAMERA_TYPE", "ELEMENTARY_CHARGE_C"]
+
+_ = gettext.gettext
+
+CAMERA_ID = "insitu_camera"
+CAMERA_NAME = "In-situ Camera"
+CAMERA_TYPE = "insitu"
+ELEMENTARY_CHARGE_C = 1.602176634e-19
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameRecord:
+    """What one rendered frame showed: time (s), content offset ``(y, x)`` nm, exposure (s), readout area
+    ``(top, left, bottom, right)`` px, binning, dose (e per unbinned px at intensity 1)."""
+
+    t_s: float
+    offset_nm: tuple[float, float]
+    exposure_s: float
+    area: tuple[int, int, int, int]
+    binning: int
+    dose_e_per_px: float
+
+
+class InSituCameraSimulator:
+    """Renders :class:`InSituScene` frames for device_kit's camera (``CameraSimulatorLike``).
+
+    Parameters
+    ----------
+    instrument : SimInstrument
+        Clock, drift, stage, beam current, blanking and gain come from here.
+    scene : InSituScene
+        The scene (its ``shape_px`` is the sensor shape).
+    seed : int
+        Seed of the shot noise.
+    """
+
+    def __init__(self, instrument: SimInstrument, scene: InSituScene, *, seed: int = 0, log_length: int = 256) -> None:
+        self.instrument = instrument
+        self.scene = scene
+        self.__rng = np.random.default_rng([seed, 0x15C])
+        self.__lock = threading.Lock()
+        self.__frame_log: collections.deque[FrameRecord] = collections.deque(maxlen=log_length)
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def sensor_shape_px(self) -> tuple[int, int]:
+        return self.scene.shape_px
+
+    @property
+    def frame_log(self) -> list[FrameRecord]:
+        """The last rendered frames, oldest first."""
+        with self.__lock:
+            return list(self.__frame_log)
+
+    def dose_e_per_px(self, exposure_s: float) -> float:
+        """Electrons per unbinned pixel (at intensity 1) in ``exposure_s``: beam current spread over the sensor."""
+        if self.instrument.is_blanked:
+            return 0.0
+        h, w = self.scene.shape_px
+        return max(0.0, self.instrument.beam_current_A) / ELEMENTARY_CHARGE_C / (h * w) * exposure_s
+
+    def truth(self, t_s: float | None = None) -> SceneTruth:
+        """Ground truth at ``t_s`` (default: now), for the instrument's current stage position."""
+        t = self.instrument.time_s() if t_s is None else float(t_s)
+        return self.scene.truth(t, offset_nm=self.instrument.content_offset_nm(t))
+
+    def get_dimensional_calibrations(self, readout_area: Geometry.IntRect | None,
+                                     binning_shape: Geometry.IntSize | None) -> typing.Sequence[Calibration.Calibration]:
+        by, bx = (binning_shape.height, binning_shape.width) if binning_shape else (1, 1)
+        px = self.scene.pixel_size_nm
+        return [Calibration.Calibration(0.0, px * by, "nm"), Calibration.Calibration(0.0, px * bx, "nm")]
+
+    def render(self, *, t_s: float, exposure_s: float, area: tuple[int, int, int, int] | None = None,
+               binning: int = 1) -> NDArray[np.float32]:
+        """One frame in counts at ``t_s`` (no device_kit involved); records it in :attr:`frame_log`."""
+        h, w = self.scene.shape_px
+        area = area if area is not None else (0, 0, h, w)
+        offset = self.instrument.content_offset_nm(t_s)
+        dose = self.dose_e_per_px(exposure_s)
+        with self.__lock:
+            frame = self.scene.render(t_s, exposure_s=exposure_s, rng=self.__rng, dose_e_per_px=dose,
+                                      offset_nm=offset, area=area, binning=binning)
+            self.__frame_log.append(FrameRecord(t_s, (float(offset[0]), float(offset[1])), exposure_s,
+                                                tuple(int(v) for v in area), binning, dose))  # type: ignore[arg-type]
+        gain = float(self.instrument.counts_per_electron)
+        if gain != 1.0:
+            frame *= np.float32(gain)
+        return frame
+
+    def get_frame_data(self, readout_area: Geometry.IntRect, binning_shape: Geometry.IntSize, exposure_s: float,
+                       scan_context: stem_controller.ScanContext,
+                       probe_position: Geometry.FloatPoint | None) -> DataAndMetadata.DataAndMetadata:
+        if binning_shape.height != binning_shape.width:
+            raise SimulatorParameterError(f"the in-situ camera supports square binning only; got {binning_shape}.")
+        h, w = self.scene.shape_px
+        top = max(0, readout_area.top)
+        left = max(0, readout_area.left)
+        bottom = min(h, readout_area.bottom)
+        right = min(w, readout_area.right)
+        t_s = self.instrument.time_s()
+        frame = self.render(t_s=t_s, exposure_s=exposure_s, area=(top, left, bottom, right),
+                            binning=binning_shape.height)
+        metadata = {"insitu_sim": {"t_s": t_s, "offset_nm": list(self.instrument.content_offset_nm(t_s)),
+                                   "pixel_size_nm": self.scene.pixel_size_nm}}
+        return DataAndMetadata.new_data_and_metadata(
+            frame, intensity_calibration=Calibration.Calibration(units="counts"),
+            dimensional_calibrations=self.get_dimensional_calibrations(readout_area, binning_shape),
+            metadata=metadata)
+
+
+class _SimulatorCalibrator:
+    """``camera_base.CameraCalibrator`` taking the calibrations from the simulator (nm) instead of controls."""
+
+    def __init__(self, simulator: InSituCameraSimulator) -> None:
+        self.__simulator = simulator
+
+    def get_signal_calibrations(self, frame_parameters: camera_base.CameraFrameParameters,
+                                data_shape: typing.Sequence[int], **kwargs: typing.Any) -> typing.Sequence[Calibration.Calibration]:
+        binning = frame_parameters.binning
+        calibrations = self.__simulator.get_dimensional_calibrations(None, Geometry.IntSize(binning, binning))
+        return tuple(calibrations[-len(data_shape):]) if len(data_shape) else ()
+
+    def get_intensity_calibration(self, camera_frame_parameters: camera_base.CameraFrameParameters,
+                                  **kwargs: typing.Any) -> Calibration.Calibration:
+        return Calibration.Calibration(units="counts")
+
+    def get_counts_per_electron(self, **kwargs: typing.Any) -> float | None:
+        return float(self.__simulator.instrument.counts_per_electron)
+
+    def get_pixel_angle(self, **kwargs: typing.Any) -> float | None:
+        return None
+
+
+class InSituCamera(CameraDevice.Camera):
+    """device_kit camera with simulator calibrations (nm) and an idempotent :meth:`close`."""
+
+    def __init__(self, camera_id: str, camera_type: str, camera_name: str, simulator: InSituCameraSimulator,
+                 instrument: SimInstrument) -> None:
+        super().__init__(camera_id, camera_type, camera_name, simulator, instrument)
+        self.__sim = simulator
+        self.__closed = False
+
+    def close(self) -> None:
+        if not self.__closed:
+            self.__closed = True
+            super().close()
+
+    @property
+    def insitu_simulator(self) -> InSituCameraSimulator:
+        return self.__sim
+
+    @property
+    def calibration_controls(self) -> typing.Mapping[str, typing.Union[str, int, float]]:
+        px = self.__sim.scene.pixel_size_nm
+        return {"x_scale_value": px, "x_offset_value": 0.0, "x_units_value": "nm",
+                "y_scale_value": px, "y_offset_value": 0.0, "y_units_value": "nm",
+                "intensity_units_value": "counts",
+                "counts_per_electron_value": float(self.__sim.instrument.counts_per_electron)}
+
+    def get_camera_calibrator(self, *, instrument_controller: camera_base.InstrumentController,
+                              **kwargs: typing.Any) -> camera_base.CameraCalibrator:
+        return _SimulatorCalibrator(self.__sim)
+
+
+@dataclasses.dataclass
+class InSituCameraParts:
+    """Everything :func:`make_insitu_camera` built; ``module`` is what gets registered as ``"camera_module"``."""
+
+    simulator: InSituCameraSimulator
+    device: InSituCamera
+    settings: CameraDevice.CameraSettings
+    module: CameraDevice.CameraModule
+
+    def close(self) -> None:
+        self.device.close()
+
+
+def make_insitu_camera(instrument: SimInstrument, scene: InSituScene, *, seed: int = 0, exposure_ms: float = 50.0,
+                       camera_id: str = CAMERA_ID, camera_name: str = CAMERA_NAME,
+                       camera_type: str = CAMERA_TYPE) -> InSituCameraParts:
+    """Build the in-situ camera (device + settings + module). Constructing the device registers
+    ``"<camera_id>_device"`` in the Registry (device_kit does this); :meth:`InSituCameraParts.close` undoes it.
+
+    Profiles: Run ``exposure_ms`` / binning 1, Tune ``exposure_ms`` / binning 2, Snap ``4 * exposure_ms`` / binning 1.
+    """
+    if not (exposure_ms > 0.0):
+        raise SimulatorParameterError(f"exposure_ms must be > 0; got {exposure_ms!r}.")
+    instrument.set_camera_shape(camera_type, scene.shape_px)
+    simulator = InSituCameraSimulator(instrument, scene, seed=seed)
+    device = InSituCamera(camera_id, camera_type, _(camera_name), simulator, instrument)
+    settings = CameraDevice.CameraSettings(camera_id, base_exposure=exposure_ms / 1000.0)
+    profiles = [{"exposure_ms": exposure_ms, "binning": 1}, {"exposure_ms": exposure_ms, "binning": 2},
+                {"exposure_ms": 4 * exposure_ms, "binning": 1}]
+    settings.apply_settings({"settings": profiles, "current_settings_index": 0, "current_settings": profiles[0]})
+    module = CameraDevice.CameraModule(instrument.instrument_id, device, settings)
+    return InSituCameraParts(simulator, device, settings, module)

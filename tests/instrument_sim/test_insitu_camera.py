@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import contextlib
+import gc
+import pathlib
+import threading
+import typing
+import unittest
+
+import numpy as np
+import pytest
+from skimage.registration import phase_cross_correlation
+
+from nion.data import DataAndMetadata
+from nion.instrumentation import HardwareSource
+from nion.instrumentation import camera_base
+from nion.instrumentation import stem_controller
+from nion.swift import Facade
+from nion.swift.test import TestContext
+from nion.utils import Event
+from nion.utils import Geometry
+from nion.utils import Registry
+
+from instrument_sim import CAMERA_ID
+from instrument_sim.configuration import (SimulatorConfiguration, SimulatorHandle, build_simulator,
+                                          register_simulator, unregister_simulator)
+from instrument_sim.drift import DriftModel
+from instrument_sim.errors import SimulatorParameterError
+from instrument_sim.instrument import ManualClock
+
+Facade.initialize()
+
+SHAPE = (512, 512)
+
+
+def _config(clock: ManualClock, **kwargs: typing.Any) -> SimulatorConfiguration:
+    options: dict[str, typing.Any] = dict(seed=4, frame_shape=SHAPE, n_particles=4, melt_period_s=None,
+                                          clock=clock, drift=DriftModel(rate_nm_per_s=(0.3, -0.2), seed=1))
+    options.update(kwargs)
+    return SimulatorConfiguration(**options)
+
+
+def _acquisition_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "acquisition_thread" in t.name]
+
+
+def _frame_data(handle: SimulatorHandle, *, exposure_s: float = 0.05, binning: int = 1,
+                area: tuple[int, int, int, int] = (0, 0) + SHAPE) -> DataAndMetadata.DataAndMetadata:
+    simulator = handle.insitu_camera.simulator
+    return simulator.get_frame_data(Geometry.IntRect.from_tlbr(*area), Geometry.IntSize(binning, binning), exposure_s,
+                                    handle.instrument.scan_context, None)
+
+
+# --- the simulator alone (no Swift machinery)
+
+
+def test_frame_shape_calibration_dose_and_blanking() -> None:
+    handle = build_simulator(_config(ManualClock(1.0)))
+    try:
+        px = handle.config.pixel_size_nm
+        xdata = _frame_data(handle, binning=2, area=(0, 0, 512, 256))
+        assert xdata.data_shape == (256, 128)
+        assert [c.units for c in xdata.dimensional_calibrations] == ["nm", "nm"]
+        np.testing.assert_allclose([c.scale for c in xdata.dimensional_calibrations], [2 * px, 2 * px])
+        assert xdata.metadata["insitu_sim"]["t_s"] == 1.0
+        # dose = beam current x exposure over the sensor; binning sums
+        dose_50ms = handle.instrument.GetVal("BeamCurrent") / 1.602176634e-19 / (512 * 512) * 0.05
+        mean_b1 = float(_frame_data(handle).data.mean())
+        assert mean_b1 == pytest.approx(dose_50ms, rel=0.1)  # intensity ~1 on average (particles darker)
+        assert float(_frame_data(handle, exposure_s=0.2).data.mean()) == pytest.approx(4 * mean_b1, rel=0.01)
+        assert float(xdata.data.mean()) == pytest.approx(4 * mean_b1, rel=0.02)
+        handle.instrument.SetVal("BeamCurrent", 50e-12)
+        assert float(_frame_data(handle).data.mean()) == pytest.approx(mean_b1 / 4, rel=0.02)
+        handle.instrument.SetVal("C_Blank", 1.0)
+        assert float(_frame_data(handle).data.max()) == 0.0
+        log = handle.insitu_camera.simulator.frame_log
+        assert log[-1].dose_e_per_px == 0.0 and log[0].binning == 2
+    finally:
+        unregister_simulator(handle)
+
+
+def test_camera_frames_follow_the_drift_and_the_stage() -> None:
+    clock = ManualClock(0.0)
+    handle = build_simulator(_config(clock))
+    try:
+        simulator = handle.insitu_camera.simulator
+        instrument = handle.instrument
+        f0 = _frame_data(handle, exposure_s=0.2).data
+        truth0 = simulator.truth(0.0)  # stage at 0
+        clock.set(6.0)
+        instrument.SetVal2D("stage_position_m", Geometry.FloatPoint(y=0.4e-9, x=-0.9e-9))
+        f1 = _frame_data(handle, exposure_s=0.2).data
+        shift, _, _ = phase_cross_correlation(f1, f0, upsample_factor=20)  # type: ignore[no-untyped-call]
+        truth1 = simulator.truth(6.0)
+        expected_px = truth1.offset_px - truth0.offset_px
+        # drift 0.3/-0.2 nm/s for 6 s, minus the stage (0.4, -0.9) nm
+        np.testing.assert_allclose(truth1.offset_nm, [1.8 - 0.4, -1.2 + 0.9], atol=1e-9)
+        np.testing.assert_allclose(shift, expected_px, atol=0.15)
+        # the rendered frame is the scene at the truth offset
+        clean = simulator.scene.clean_image(6.0, offset_nm=truth1.offset_nm)
+        residual, _, _ = phase_cross_correlation(f1, clean, upsample_factor=20)  # type: ignore[no-untyped-call]
+        np.testing.assert_allclose(residual, [0.0, 0.0], atol=0.1)
+        for p0, p1 in zip(truth0.particles, truth1.particles):
+            np.testing.assert_allclose(np.subtract(p1.centre_px, p0.centre_px), expected_px, atol=1e-9)
+    finally:
+        unregister_simulator(handle)
+
+
+def test_registration_errors_and_idempotent_unregister() -> None:
+    handle = register_simulator(_config(ManualClock(0.0)))
+    try:
+        assert Registry.get_component("stem_controller") is handle.instrument
+        assert len(Registry.get_components_by_type("camera_module")) == 1
+        with pytest.raises(SimulatorParameterError, match="already registered"):
+            register_simulator(_config(ManualClock(0.0)))
+    finally:
+        unregister_simulator(handle)
+    unregister_simulator(handle)
+    assert not Registry.get_components_by_type("stem_controller")
+    assert not Registry.get_components_by_type("camera_module")
+    assert Registry.get_component(f"{CAMERA_ID}_device") is None
+    assert not _acquisition_threads()
+
+
+# --- through Swift's hardware-source machinery (headless)
+
+
+@contextlib.contextmanager
+def _swift_context(config: SimulatorConfiguration, configuration_location: pathlib.Path) -> typing.Iterator[
+        tuple[typing.Any, SimulatorHandle, camera_base.CameraHardwareSource]]:
+    """Like nion.instrumentation.test.AcquisitionTestContext, with our simulator instead of usim.
+
+    ``stem_controller.register_event_loop`` is not called: its ScanContextController needs a scan device for every
+    registered instrument (stem_controller.py ``register_instrument``), and this configuration has only the camera.
+    """
+    from nionswift_plugin import nion_instrumentation_ui
+    TestContext.begin_leaks()
+    with contextlib.ExitStack() as stack:
+        test_setup = TestContext.TestSetup()
+        nion_instrumentation_ui.configuration_location = configuration_location
+        nion_instrumentation_ui.run()
+        stack.callback(nion_instrumentation_ui.stop)
+        manager = HardwareSource.HardwareSourceManager()
+        manager._hardware_source_list_model.clear_items()
+        manager.hardware_source_added_event = Event.Event()
+        manager.hardware_source_removed_event = Event.Event()
+        handle = register_simulator(config)
+        stack.callback(unregister_simulator, handle)
+        profile_context = TestContext.MemoryProfileContext()
+        stack.callback(profile_context.close)
+        document_controller = profile_context.create_document_controller(auto_close=False)
+        stack.callback(document_controller.close)
+        stack.callback(document_controller.periodic)
+        stack.callback(gc.collect)
+        hardware_source = manager.get_hardware_source_for_hardware_source_id(CAMERA_ID)
+        assert isinstance(hardware_source, camera_base.CameraHardwareSource)
+        yield document_controller, handle, hardware_source
+    del test_setup
+    TestContext.end_leaks(unittest.TestCase())
+
+
+def test_swift_plays_the_insitu_camera(tmp_path: pathlib.Path) -> None:
+    clock = ManualClock(2.0)
+    config = _config(clock)
+    with _swift_context(config, pathlib.Path(tmp_path)) as (document_controller, handle, camera):
+        assert camera.display_name == "In-situ Camera"
+        assert camera.features.get("is_camera")
+        frame_parameters = camera.get_current_frame_parameters()
+        assert frame_parameters.exposure_ms == 50.0 and frame_parameters.binning == 1
+        frame_parameters.exposure_ms = 20.0
+        camera.set_current_frame_parameters(frame_parameters)
+        camera.start_playing()
+        try:
+            xdatas = camera.get_next_xdatas_to_finish(10.0)
+            xdata = xdatas[0]
+            assert xdata is not None and xdata.data_shape == SHAPE
+            assert [c.units for c in xdata.dimensional_calibrations] == ["nm", "nm"]
+            assert xdata.dimensional_calibrations[0].scale == pytest.approx(config.pixel_size_nm)
+            assert xdata.intensity_calibration.units == "counts"
+            # the clock is frozen: the frame is the scene at t = 2 s
+            truth = handle.insitu_camera.simulator.truth()
+            clean = handle.insitu_camera.simulator.scene.clean_image(2.0, offset_nm=truth.offset_nm)
+            residual, _, _ = phase_cross_correlation(xdata.data, clean, upsample_factor=20)  # type: ignore[no-untyped-call]
+            np.testing.assert_allclose(residual, [0.0, 0.0], atol=0.1)
+            # binning 2 while playing
+            frame_parameters.binning = 2
+            camera.set_current_frame_parameters(frame_parameters)
+            shapes = []
+            for _ in range(5):  # frames already under way keep the old binning
+                binned = camera.get_next_xdatas_to_finish(10.0)[0]
+                assert binned is not None
+                shapes.append(binned.data_shape)
+                if binned.data_shape == (256, 256):
+                    break
+            assert shapes[-1] == (256, 256), shapes
+            assert binned is not None
+            assert binned.dimensional_calibrations[1].scale == pytest.approx(2 * config.pixel_size_nm)
+        finally:
+            camera.stop_playing(sync_timeout=5.0)
+        document_controller.periodic()
+        data_items = document_controller.document_model.data_items
+        assert any(item.xdata is not None and item.xdata.data_shape == (256, 256) for item in data_items)
+    assert not Registry.get_components_by_type("hardware_source")
+    assert not Registry.get_components_by_type("stem_controller")
+    assert Registry.get_component(f"{CAMERA_ID}_device") is None
+    assert not _acquisition_threads()
