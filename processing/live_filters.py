@@ -106,6 +106,12 @@ def ewma_update(frame: FloatArray, fast: FloatArray, slow: FloatArray, *, p_fast
     return out
 
 
+def warm_up() -> None:
+    """Compile or load the EWMA kernel (numba, cached on disk) on a tiny frame, off the live path."""
+    a = np.zeros((2, 2), np.float32)
+    ewma_update(a, a.copy(), a.copy(), p_fast=0.5, p_slow=0.9)
+
+
 def measure_shift_px(reference: FloatArray, moving: FloatArray) -> tuple[float, float]:
     """Translation (dy, dx) in pixels that moves ``moving`` onto ``reference``, by phase correlation.
 

@@ -1,0 +1,164 @@
+"""The live engine: every frame reaches stateful processors, slow ones drop (and count) instead of queueing,
+the camera thread never waits, several processors run concurrently."""
+from __future__ import annotations
+
+import threading
+import time
+import typing
+
+import numpy as np
+from nion.data import DataAndMetadata
+from nion.utils import Event
+
+from nionswift_plugin.insitu.live_engine import HardwareStream, LiveEngine, Runner
+from processing import Context, Frame, ImageOutput, Outputs, Processor, registry
+
+
+class FakeHardwareSource:
+    """Just what the engine uses of a hardware source: an id and the per-frame event."""
+
+    hardware_source_id = "fake_camera"
+
+    def __init__(self) -> None:
+        self.xdatas_available_event = Event.Event()
+
+    def emit(self, data: np.ndarray, frame_number: int) -> float:
+        xdata = DataAndMetadata.new_data_and_metadata(
+            data, metadata={"hardware_source": {"frame_number": frame_number}})
+
+        class Promise:
+            def __init__(self, xd: DataAndMetadata.DataAndMetadata) -> None:
+                self.xdata = xd
+
+        t = time.perf_counter()
+        self.xdatas_available_event.fire([Promise(xdata)])
+        return time.perf_counter() - t
+
+
+class SlowProcessor(Processor):
+    processor_id = "test.slow"
+    title = "Slow"
+    stateful = True
+
+    def __init__(self, **params: typing.Any) -> None:
+        super().__init__(**params)
+        self.seen: list[int] = []
+
+    def process(self, frame: Frame, context: Context) -> Outputs:
+        time.sleep(0.05)
+        self.seen.append(frame.frame_number)
+        return (ImageOutput("image", frame.data),)
+
+
+registry.register(SlowProcessor)
+
+
+def setup_module() -> None:
+    """Kernels are compiled/loaded once before any frame, as the plug-in does at load (processing.warmup)."""
+    from processing import warmup
+    warmup.warm_up()
+
+
+class _Key:
+    """Stands for the Swift computation a runner belongs to (weak-referenceable)."""
+
+
+def _wait_idle(runner: Runner, expected_processed: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while runner.stats.frames_processed < expected_processed and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_fast_stateful_processor_integrates_every_frame_in_order() -> None:
+    engine = LiveEngine()
+    source = FakeHardwareSource()
+    key = _Key()
+    runner = engine.runner_for(key, "insitu.live_difference", {})
+    runner.attach_stream(engine.stream_for(source, 0))
+    rng = np.random.default_rng(0)
+    frames = [rng.random((64, 64), dtype=np.float32) for _ in range(40)]
+    for i, f in enumerate(frames):
+        source.emit(f, i)
+        time.sleep(0.005)  # a 200 fps camera
+    _wait_idle(runner, len(frames))
+    assert runner.stats.frames_received == len(frames)
+    assert runner.stats.frames_dropped == 0
+    assert runner.processor.frames_integrated == len(frames)  # type: ignore[union-attr]
+    engine.close()
+
+
+def test_slow_processor_gets_the_newest_frame_counts_drops_and_never_blocks_the_camera() -> None:
+    engine = LiveEngine()
+    source = FakeHardwareSource()
+    slow_key = _Key()
+    fast_key = _Key()
+    slow = engine.runner_for(slow_key, "test.slow", {})
+    fast = engine.runner_for(fast_key, "insitu.live_difference", {})
+    stream = engine.stream_for(source, 0)
+    slow.attach_stream(stream)
+    fast.attach_stream(stream)
+    emit_times = []
+    n = 50
+    for i in range(n):
+        emit_times.append(source.emit(np.full((32, 32), i, np.float32), i))
+        time.sleep(0.01)  # camera at 100 fps, slow processor at 20 fps
+    time.sleep(0.2)
+    _wait_idle(fast, n)
+    processed = slow.stats.frames_processed
+    assert slow.stats.frames_received == n
+    assert slow.stats.frames_dropped > n / 2, slow.stats.as_dict()
+    assert processed + slow.stats.frames_dropped == n, slow.stats.as_dict()
+    seen = slow.processor.seen  # type: ignore[union-attr]
+    assert seen == sorted(seen) and seen[-1] == n - 1, seen  # newest frame, in order, the last one processed
+    assert fast.stats.frames_dropped == 0 and fast.processor.frames_integrated == n  # type: ignore[union-attr]
+    assert max(emit_times) < 0.01, f"the camera thread waited {max(emit_times) * 1000:.1f} ms"
+    engine.close()
+
+
+def test_processors_on_one_source_run_concurrently() -> None:
+    engine = LiveEngine()
+    source = FakeHardwareSource()
+    keys = [_Key() for _ in range(4)]
+    runners = [engine.runner_for(k, "test.slow", {}) for k in keys]
+    stream = engine.stream_for(source, 0)
+    for r in runners:
+        r.attach_stream(stream)
+    t = time.perf_counter()
+    source.emit(np.zeros((8, 8), np.float32), 0)
+    for r in runners:
+        _wait_idle(r, 1)
+    elapsed = time.perf_counter() - t
+    assert all(r.stats.frames_processed == 1 for r in runners)
+    assert elapsed < 4 * 0.05, f"4 x 50 ms processors took {elapsed * 1000:.0f} ms: they ran one after another"
+    engine.close()
+
+
+def test_bad_frames_become_the_runner_error_and_it_recovers() -> None:
+    engine = LiveEngine()
+    source = FakeHardwareSource()
+    key = _Key()
+    runner = engine.runner_for(key, "insitu.noise_reduction", {})
+    runner.attach_stream(engine.stream_for(source, 0))
+    bad = np.ones((16, 16), np.float32)
+    bad[0, 0] = np.nan
+    source.emit(bad, 0)
+    _wait_idle(runner, 1)
+    assert "NaN" in (runner.latest()[1] or "")
+    source.emit(np.ones((16, 16), np.float32), 1)
+    _wait_idle(runner, 2)
+    outputs, error, _ = runner.latest()
+    assert error is None and outputs[0].data.shape == (16, 16)
+    engine.close()
+
+
+def test_runner_threads_stop_on_close() -> None:
+    engine = LiveEngine()
+    source = FakeHardwareSource()
+    key = _Key()
+    runner = engine.runner_for(key, "insitu.copy", {})
+    runner.attach_stream(engine.stream_for(source, 0))
+    before = threading.active_count()
+    engine.close()
+    assert threading.active_count() < before
+    source.emit(np.ones((4, 4), np.float32), 0)  # no listener left: nothing is processed
+    assert runner.stats.frames_received == 0
