@@ -721,11 +721,17 @@ class DriftCorrectedSI:
             t_start = self._now()
             error: Exception | None = None
             results: typing.Any = None
+            grab_done = threading.Event()
+            watcher = threading.Thread(target=self._abort_watch, args=(grab_done,), daemon=True)
+            watcher.start()
             try:
                 results = self._scan.grab_synchronized(data_channel=channel, scan_frame_parameters=params,
                                                        camera=self._camera, camera_frame_parameters=cam_params)
             except Exception as e:
                 error = e
+            finally:
+                grab_done.set()
+                watcher.join()
             t_end = self._now()
             n_acquired = self._store_section(p, row0, rows, results, channel, t_start, t_end, offset, t_offset)
             self._done_pixels += n_acquired
@@ -735,6 +741,17 @@ class DriftCorrectedSI:
             if results is None and not self._abort.is_set():
                 raise DriftSIError("the synchronized scan ended without data (camera or scan stopped).")
             row0 += rows
+
+    def _abort_watch(self, grab_done: threading.Event) -> None:
+        """While a section is being grabbed: on abort, repeat the scan's abort until the grab returns (an abort
+        that arrives while Swift is still preparing the stream would otherwise be lost)."""
+        while not grab_done.is_set():
+            if self._abort.wait(0.05):
+                try:
+                    self._scan.grab_synchronized_abort()
+                except Exception as e:
+                    logging.debug("grab_synchronized_abort: %s", e)
+                grab_done.wait(0.05)
 
     def _store_section(self, p: PassResult, row0: int, rows: int, results: typing.Any, channel: _TrackingDataChannel,
                        t_start: float, t_end: float, offset: tuple[float, float], t_offset: float) -> int:
