@@ -24,6 +24,7 @@ from instrument_sim.errors import SimulatorParameterError
 from instrument_sim.insitu_camera import InSituCameraParts, make_insitu_camera
 from instrument_sim.insitu_scene import InSituScene
 from instrument_sim.instrument import INSTRUMENT_ID, SimInstrument
+from instrument_sim.stem_devices import eels_camera_factory, laser_factory, stem_scan_factory
 
 __all__ = ["SimulatorConfiguration", "DeviceRegistration", "DeviceFactory", "SimulatorHandle", "DEVICE_FACTORIES",
            "register_simulator", "unregister_simulator", "build_simulator", "insitu_camera_factory"]
@@ -124,7 +125,11 @@ def insitu_camera_factory(instrument: SimInstrument, config: SimulatorConfigurat
 #: The devices built by :func:`register_simulator`, in order. Add new device factories here.
 DEVICE_FACTORIES: list[DeviceFactory] = [
     insitu_camera_factory,
-    # STEM devices (scan with HAADF/MAADF, EELS camera, laser) go here.
+    # STEM devices: EEGS laser, scan with HAADF/MAADF (hardware source "insitu_scan"), EELS camera
+    # ("insitu_eels_camera"); see instrument_sim.stem_devices.
+    laser_factory,
+    stem_scan_factory,
+    eels_camera_factory,
 ]
 
 
