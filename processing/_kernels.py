@@ -71,10 +71,12 @@ def window_rows(data: np.ndarray, y0: int, y1: int, step: int, n_tiles_x: int, w
     """out[y - y0, j, :] = data[y, j*step : j*step+T] * wx for y in [y0, y1) (out: (y1-y0, n_tiles_x, T) f32)."""
     t = wx.size
     for y in range(y0, y1):
+        src = data[y]
         for j in range(n_tiles_x):
-            x0 = j * step
+            dst = out[y - y0, j]
+            seg = src[j * step:j * step + t]
             for k in range(t):
-                out[y - y0, j, k] = data[y, x0 + k] * wx[k]
+                dst[k] = seg[k] * wx[k]
 
 
 @_kernel
@@ -82,141 +84,230 @@ def store_ring(rows: np.ndarray, y0: int, ring: np.ndarray) -> None:
     """ring[(y0 + r) % T] = rows[r] (the row-FFT ring buffer of one band: (T, n_tiles_x, Kx) complex64)."""
     t = ring.shape[0]
     for r in range(rows.shape[0]):
-        dst = (y0 + r) % t
+        dst = ring[(y0 + r) % t]
+        src = rows[r]
         for j in range(rows.shape[1]):
+            d = dst[j]
+            s = src[j]
             for k in range(rows.shape[2]):
-                ring[dst, j, k] = rows[r, j, k]
+                d[k] = s[k]
 
 
 @_kernel
-def gather_tiles(ring: np.ndarray, j0: int, j1: int, wy_rot: np.ndarray, out: np.ndarray) -> None:
-    """out[t, r, :] = ring[r, j0 + t, :] * wy_rot[r] (out: (j1-j0, T, Kx) complex64, one contiguous block per tile)."""
-    t_size = ring.shape[0]
-    kx = ring.shape[2]
-    for t in range(j1 - j0):
-        for r in range(t_size):
-            w = wy_rot[r]
-            for k in range(kx):
-                out[t, r, k] = ring[r, j0 + t, k] * w
+def _column_fft(ringf: np.ndarray, j: int, wy_rot: np.ndarray, bitrev: np.ndarray, tw_re: np.ndarray,
+                tw_im: np.ndarray, re: np.ndarray, im: np.ndarray) -> None:
+    """re + i*im (T, Kx) = FFT along the rows of ring[:, j, :] * wy_rot[:, None] (radix 2/4, T a power of two).
 
-
-@_kernel
-def _sym5(c: float, m1: float, p1: float, m2: float, p2: float, w0: float, w1: float, w2: float) -> np.float32:
-    """One output of scipy.ndimage's symmetric 5-tap correlate1d (float64 sums, float32 result)."""
-    return np.float32(np.float64(c) * w0 + (np.float64(m2) + np.float64(p2)) * w2
-                      + (np.float64(m1) + np.float64(p1)) * w1)
+    ringf: the (T, n_x, 2*Kx) float32 view of the complex64 row-FFT ring. Vectorised across the Kx columns.
+    """
+    t = ringf.shape[0]
+    kx = re.shape[1]
+    for r in range(t):
+        dst = bitrev[r]
+        w = wy_rot[r]
+        src = ringf[r, j]
+        dr = re[dst]
+        di = im[dst]
+        for k in range(kx):
+            dr[k] = src[2 * k] * w
+            di[k] = src[2 * k + 1] * w
+    for a in range(0, t, 2):  # first stage: twiddle 1
+        ar = re[a]
+        ai = im[a]
+        br = re[a + 1]
+        bi = im[a + 1]
+        for k in range(kx):
+            x = ar[k]
+            y = ai[k]
+            u = br[k]
+            v = bi[k]
+            ar[k] = x + u
+            ai[k] = y + v
+            br[k] = x - u
+            bi[k] = y - v
+    m = 2  # size of the sub-transforms done so far
+    while m < t:
+        if 4 * m <= t:  # two radix-2 stages fused (radix 2^2): half the passes over the planes
+            sa = t // (2 * m)
+            sb = t // (4 * m)
+            for start in range(0, t, 4 * m):
+                for jj in range(m):
+                    war = tw_re[jj * sa]
+                    wai = tw_im[jj * sa]
+                    wbr = tw_re[jj * sb]
+                    wbi = tw_im[jj * sb]
+                    wcr = wbi  # w_c = -i * w_b
+                    wci = -wbr
+                    r0 = re[start + jj]
+                    i0 = im[start + jj]
+                    r1 = re[start + jj + m]
+                    i1 = im[start + jj + m]
+                    r2 = re[start + jj + 2 * m]
+                    i2 = im[start + jj + 2 * m]
+                    r3 = re[start + jj + 3 * m]
+                    i3 = im[start + jj + 3 * m]
+                    for k in range(kx):
+                        x0 = r0[k]
+                        y0 = i0[k]
+                        x1 = r1[k]
+                        y1 = i1[k]
+                        x2 = r2[k]
+                        y2 = i2[k]
+                        x3 = r3[k]
+                        y3 = i3[k]
+                        tr = war * x1 - wai * y1
+                        ti = war * y1 + wai * x1
+                        a0r = x0 + tr
+                        a0i = y0 + ti
+                        a1r = x0 - tr
+                        a1i = y0 - ti
+                        tr = war * x3 - wai * y3
+                        ti = war * y3 + wai * x3
+                        a2r = x2 + tr
+                        a2i = y2 + ti
+                        a3r = x2 - tr
+                        a3i = y2 - ti
+                        tr = wbr * a2r - wbi * a2i
+                        ti = wbr * a2i + wbi * a2r
+                        r0[k] = a0r + tr
+                        i0[k] = a0i + ti
+                        r2[k] = a0r - tr
+                        i2[k] = a0i - ti
+                        tr = wcr * a3r - wci * a3i
+                        ti = wcr * a3i + wci * a3r
+                        r1[k] = a1r + tr
+                        i1[k] = a1i + ti
+                        r3[k] = a1r - tr
+                        i3[k] = a1i - ti
+            m *= 4
+        else:
+            s2 = t // (2 * m)
+            for start in range(0, t, 2 * m):
+                for jj in range(m):
+                    wr = tw_re[jj * s2]
+                    wi = tw_im[jj * s2]
+                    ar = re[start + jj]
+                    ai = im[start + jj]
+                    br = re[start + jj + m]
+                    bi = im[start + jj + m]
+                    for k in range(kx):
+                        x = br[k]
+                        y = bi[k]
+                        tr = wr * x - wi * y
+                        ti = wr * y + wi * x
+                        p = ar[k]
+                        q = ai[k]
+                        br[k] = p - tr
+                        bi[k] = q - ti
+                        ar[k] = p + tr
+                        ai[k] = q + ti
+            m *= 2
 
 
 @_fast_kernel
-def tile_post(spec: np.ndarray, max_power: np.ndarray, want_peaks: bool, allowed: np.ndarray,
-              gauss: np.ndarray, smooth: bool, theta_deg: np.ndarray, spacing_cpp: np.ndarray,
-              strength: np.ndarray, row: int, col0: int) -> None:
-    """Reduce the half-plane spectra of a run of tiles.
+def tile_row(ringf: np.ndarray, wy_rot: np.ndarray, bitrev: np.ndarray, tw_re: np.ndarray, tw_im: np.ndarray,
+             max_power: np.ndarray, want_peaks: bool, negmask: np.ndarray, gauss: np.ndarray, smooth: bool,
+             theta_deg: np.ndarray, spacing_cpp: np.ndarray, strength: np.ndarray, row: int) -> None:
+    """Column FFTs and reductions of one row of tiles, from the ring of row spectra.
 
-    spec: (n, T, Kx) complex64, Kx = T//2+1, unshifted half-plane of each tile (rows ky = 0..T-1, cols kx = 0..T/2).
-    max_power: (T, Kx) float32 running per-pixel maximum of |F|^2 (updated in place).
-    If ``want_peaks``: for each tile, the reference colour-map peak search on the fftshifted log-power plane: 5-tap
-    Gaussian (weights ``gauss``, 'reflect' borders, axis 0 then axis 1, float64 sums stored as float32) if
-    ``smooth``, then the first maximum (raster order) over rows 0..T/2-1 where ``allowed`` (T/2, T) is true;
-    results go to ``theta_deg[row, col0 + i]`` (0..180), ``spacing_cpp`` (cycles/px) and ``strength``
-    (smoothed log power at the peak).
+    ringf: (T, n_x, 2*Kx) float32 view of the (T, n_x, Kx) complex64 ring (rows in ring order); wy_rot: the y
+    window rotated to ring order. For each tile j: power |F|^2 of the unshifted half plane (T, Kx); running
+    per-pixel maximum into ``max_power`` (T, Kx). If ``want_peaks``: the reference colour-map peak on the
+    fftshifted natural-log power: 5-tap Gaussian (``gauss``, scipy 'reflect' borders, axis 0 then 1; float32 sums)
+    if ``smooth``, excluded pixels where ``negmask`` (T/2, T) is -inf, first maximum in raster order over rows
+    0..T/2-1 -> ``theta_deg[row, j]`` (0..180, counter-clockwise from +x, y up), ``spacing_cpp`` (cycles/px),
+    ``strength`` (smoothed log power at the peak); -1 in ``theta_deg`` when every pixel is excluded.
     """
-    n = spec.shape[0]
-    t = spec.shape[1]
-    kx_n = spec.shape[2]
+    t = ringf.shape[0]
+    n_x = ringf.shape[1]
+    kx_n = ringf.shape[2] // 2
     h = t // 2
-    n_log_rows = h + 2
+    nl = h + 2
+    re = np.empty((t, kx_n), np.float32)
+    im = np.empty((t, kx_n), np.float32)
     power = np.empty((t, kx_n), np.float32)
-    plane = np.empty(n_log_rows * t, np.float32)
-    scratch = np.empty(n_log_rows * t, np.float32)
-    vert = np.empty((h, t), np.float32)
-    horiz = np.empty(t, np.float32)
-    w0 = gauss[2]
-    w1 = gauss[1]
-    w2 = gauss[0]
-    for i in range(n):
+    plane = np.empty((nl, t), np.float32)
+    flat = plane.reshape(nl * t)
+    scratch = np.empty(nl * t, np.float32)
+    vert = np.empty(t, np.float32)
+    hrow = np.empty(t, np.float32)
+    colmax = np.empty(t, np.float32)
+    colrow = np.empty(t, np.int64)
+    w0 = np.float32(gauss[2])
+    w1 = np.float32(gauss[1])
+    w2 = np.float32(gauss[0])
+    for j in range(n_x):
+        _column_fft(ringf, j, wy_rot, bitrev, tw_re, tw_im, re, im)
         for ky in range(t):
-            for kx in range(kx_n):
-                c = spec[i, ky, kx]
-                p = c.real * c.real + c.imag * c.imag
-                power[ky, kx] = p
-                if p > max_power[ky, kx]:
-                    max_power[ky, kx] = p
+            rr = re[ky]
+            ii = im[ky]
+            p_row = power[ky]
+            m_row = max_power[ky]
+            for k in range(kx_n):
+                p = rr[k] * rr[k] + ii[k] * ii[k]
+                m = m_row[k]
+                m_row[k] = p if p > m else m
+                p_row[k] = p if p > FLT_MIN else FLT_MIN
         if not want_peaks:
             continue
-        # shifted rows 0..h+1, all columns: row r <-> ky = (r - h) mod t, col c <-> kx = (c - h) mod t
-        for r in range(n_log_rows):
+        # fftshifted rows 0..h+1: row r <-> ky = (r - h) mod t; column c <-> kx = (c - h) mod t, kx > h mirrored
+        for r in range(nl):
             ky = (r - h) % t
-            kym = (t - ky) % t
-            base = r * t
-            # c in 0..h-1 -> kx = c + h (kx >= h): kx == h is in the half plane, others mirrored
-            p = power[ky, h]
-            plane[base] = p if p > FLT_MIN else FLT_MIN
+            src = power[ky]
+            srcm = power[(t - ky) % t]
+            dst = plane[r]
+            dst[0] = src[h]
             for c in range(1, h):
-                p = power[kym, h - c]
-                plane[base + c] = p if p > FLT_MIN else FLT_MIN
-            for c in range(h, t):
-                p = power[ky, c - h]
-                plane[base + c] = p if p > FLT_MIN else FLT_MIN
-        log_inplace_f32(plane, scratch)
-        if smooth:
-            for r in range(h):
-                rm1 = r - 1 if r >= 1 else 0
-                rm2 = r - 2 if r >= 2 else 1 - r
-                b0 = r * t
-                bm1 = rm1 * t
-                bm2 = rm2 * t
-                bp1 = (r + 1) * t
-                bp2 = (r + 2) * t
+                dst[c] = srcm[h - c]
+            for c in range(h):
+                dst[h + c] = src[c]
+        log_inplace_f32(flat, scratch)
+        for c in range(t):
+            colmax[c] = -np.inf
+            colrow[c] = -1
+        for r in range(h):
+            if smooth:
+                p0 = plane[r]
+                pm1 = plane[r - 1 if r >= 1 else 0]
+                pm2 = plane[r - 2 if r >= 2 else 1 - r]
+                pp1 = plane[r + 1]
+                pp2 = plane[r + 2]
+                for c in range(t):  # scipy's symmetric order: centre, +-2 pair, +-1 pair
+                    vert[c] = p0[c] * w0 + (pm2[c] + pp2[c]) * w2 + (pm1[c] + pp1[c]) * w1
+                hrow[0] = vert[0] * w0 + (vert[1] + vert[2]) * w2 + (vert[0] + vert[1]) * w1
+                hrow[1] = vert[1] * w0 + (vert[0] + vert[3]) * w2 + (vert[0] + vert[2]) * w1
+                for c in range(t - 4):
+                    hrow[c + 2] = vert[c + 2] * w0 + (vert[c] + vert[c + 4]) * w2 + (vert[c + 1] + vert[c + 3]) * w1
+                hrow[t - 2] = vert[t - 2] * w0 + (vert[t - 4] + vert[t - 1]) * w2 + (vert[t - 3] + vert[t - 1]) * w1
+                hrow[t - 1] = vert[t - 1] * w0 + (vert[t - 3] + vert[t - 2]) * w2 + (vert[t - 2] + vert[t - 1]) * w1
+            else:
+                src = plane[r]
                 for c in range(t):
-                    # scipy.ndimage's symmetric correlate1d order: centre, then the +-2 pair, then the +-1 pair
-                    acc = (np.float64(plane[b0 + c]) * w0
-                           + (np.float64(plane[bm2 + c]) + np.float64(plane[bp2 + c])) * w2
-                           + (np.float64(plane[bm1 + c]) + np.float64(plane[bp1 + c])) * w1)
-                    vert[r, c] = np.float32(acc)
-        else:
-            for r in range(h):
-                for c in range(t):
-                    vert[r, c] = plane[r * t + c]
+                    hrow[c] = src[c]
+            nm = negmask[r]
+            for c in range(t):  # per column: max over rows so far and the first row reaching it
+                v = hrow[c] + nm[c]
+                gt = v > colmax[c]
+                colmax[c] = v if gt else colmax[c]
+                colrow[c] = r if gt else colrow[c]
         best = np.float32(-np.inf)
         best_r = -1
         best_c = -1
-        for r in range(h):
-            if smooth:
-                v = vert[r]
-                # borders with scipy 'reflect' (d c b a | a b c d)
-                horiz[0] = _sym5(v[0], v[1], v[0], v[2], v[1], w0, w1, w2)
-                horiz[1] = _sym5(v[1], v[0], v[2], v[0], v[3], w0, w1, w2)
-                for c in range(2, t - 2):
-                    horiz[c] = _sym5(v[c], v[c - 1], v[c + 1], v[c - 2], v[c + 2], w0, w1, w2)
-                horiz[t - 2] = _sym5(v[t - 2], v[t - 3], v[t - 1], v[t - 4], v[t - 1], w0, w1, w2)
-                horiz[t - 1] = _sym5(v[t - 1], v[t - 2], v[t - 1], v[t - 3], v[t - 2], w0, w1, w2)
-            else:
-                for c in range(t):
-                    horiz[c] = vert[r, c]
-            # first maximum in raster order among allowed pixels
-            row_best = np.float32(-np.inf)
-            for c in range(t):
-                val = horiz[c] if allowed[r, c] else np.float32(-np.inf)
-                row_best = max(row_best, val)
-            if row_best > best:
-                for c in range(t):
-                    if allowed[r, c] and horiz[c] == row_best:
-                        best = row_best
-                        best_r = r
-                        best_c = c
-                        break
-        if best_r < 0:  # every pixel masked (excluded by parameter validation); marked, turned into NaN by the caller
-            theta_deg[row, col0 + i] = -1.0
-            spacing_cpp[row, col0 + i] = 0.0
-            strength[row, col0 + i] = 0.0
+        for c in range(t):  # raster-order first maximum: highest value, then lowest row, then lowest column
+            if colrow[c] >= 0 and (colmax[c] > best or (colmax[c] == best and colrow[c] < best_r)):
+                best = colmax[c]
+                best_r = colrow[c]
+                best_c = c
+        if best_r < 0:
+            theta_deg[row, j] = -1.0
+            spacing_cpp[row, j] = 0.0
+            strength[row, j] = 0.0
             continue
         x = np.float64(best_c - h)
         y = np.float64(h - best_r)
-        theta = np.degrees(np.arctan2(y, x)) % 180.0
-        theta_deg[row, col0 + i] = np.float32(theta)
-        spacing_cpp[row, col0 + i] = np.float32(np.hypot(x, y) / t)
-        strength[row, col0 + i] = best
+        theta_deg[row, j] = np.float32(np.degrees(np.arctan2(y, x)) % 180.0)
+        spacing_cpp[row, j] = np.float32(np.hypot(x, y) / t)
+        strength[row, j] = best
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -250,12 +341,11 @@ def histogram_f32(data: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> No
     """
     n = edges.size - 1
     first = edges[0]
-    denom = edges[n] - first
-    nn = np.float32(n)
+    scale = np.float32(n) / (edges[n] - first)  # an estimate: the edge comparisons below make the bin exact
     for y in range(data.shape[0]):
         for x in range(data.shape[1]):
             v = data[y, x]
-            i = int(((v - first) / denom) * nn)
+            i = int((v - first) * scale)
             if i >= n:
                 i = n - 1
             if i < 0:
@@ -268,40 +358,139 @@ def histogram_f32(data: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> No
 
 
 @_kernel
-def region_hull_candidates(labels: np.ndarray, label: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
-    """Pixels (y, x) of region ``label`` inside the box that start or end a row or a column run (bbox coordinates),
-    i.e. skimage's ``possible_hull``: an (n, 2) int64 array."""
+def _find(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@_kernel
+def label_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                          np.ndarray, np.ndarray]:
+    """8-connected regions of a uint8 (H, W) mask (nonzero = foreground) from row runs and union-find.
+
+    Returns (run_y, run_x0, run_x1, run_region) per run (int32, x1 inclusive) and per region (numbered in raster
+    order of their first pixel, like ``skimage.measure.label``): area (int64), sum_y, sum_x (float64, for the
+    centroid), bbox (m, 4) int64 (top, left, bottom, right inclusive).
+    """
+    h, w = mask.shape
+    n = 0
+    for y in range(h):
+        prev = False
+        for x in range(w):
+            v = mask[y, x] != 0
+            if v and not prev:
+                n += 1
+            prev = v
+    ry = np.empty(n, np.int32)
+    rx0 = np.empty(n, np.int32)
+    rx1 = np.empty(n, np.int32)
+    parent = np.empty(n, np.int32)
+    k = 0
+    prev_start = 0
+    prev_end = 0
+    for y in range(h):
+        row_start = k
+        p = prev_start
+        x = 0
+        while x < w:
+            if mask[y, x] == 0:
+                x += 1
+                continue
+            x0 = x
+            while x < w and mask[y, x] != 0:
+                x += 1
+            ry[k] = y
+            rx0[k] = x0
+            rx1[k] = x - 1
+            parent[k] = k
+            while p < prev_end and rx1[p] < x0 - 1:
+                p += 1
+            q = p
+            while q < prev_end and rx0[q] <= x:
+                a = _find(parent, k)
+                b = _find(parent, q)
+                if a < b:
+                    parent[b] = a
+                elif b < a:
+                    parent[a] = b
+                q += 1
+            k += 1
+        prev_start = row_start
+        prev_end = k
+    region_of_root = np.full(n, -1, np.int32)
+    run_region = np.empty(n, np.int32)
+    m = 0
+    for i in range(n):
+        r = _find(parent, i)
+        if region_of_root[r] < 0:
+            region_of_root[r] = m
+            m += 1
+        run_region[i] = region_of_root[r]
+    area = np.zeros(m, np.int64)
+    sum_y = np.zeros(m, np.float64)
+    sum_x = np.zeros(m, np.float64)
+    bbox = np.empty((m, 4), np.int64)
+    bbox[:, 0] = h
+    bbox[:, 1] = w
+    bbox[:, 2] = -1
+    bbox[:, 3] = -1
+    for i in range(n):
+        g = run_region[i]
+        length = rx1[i] - rx0[i] + 1
+        area[g] += length
+        sum_y[g] += np.float64(ry[i]) * length
+        sum_x[g] += (np.float64(rx0[i]) + np.float64(rx1[i])) * 0.5 * length
+        bbox[g, 0] = min(bbox[g, 0], ry[i])
+        bbox[g, 1] = min(bbox[g, 1], rx0[i])
+        bbox[g, 2] = max(bbox[g, 2], ry[i])
+        bbox[g, 3] = max(bbox[g, 3], rx1[i])
+    return ry, rx0, rx1, run_region, area, sum_y, sum_x, bbox
+
+
+@_kernel
+def region_hull_candidates(ry: np.ndarray, rx0: np.ndarray, rx1: np.ndarray, run_region: np.ndarray, region: int,
+                           top: int, left: int, bottom: int, right: int) -> np.ndarray:
+    """Pixels (y, x) of ``region`` that start or end a row or a column run (skimage's ``possible_hull``):
+    (n, 2) int64 frame coordinates."""
+    h = bottom - top + 1
+    w = right - left + 1
     row_lo = np.full(h, -1, np.int64)
     row_hi = np.full(h, -1, np.int64)
     col_lo = np.full(w, -1, np.int64)
     col_hi = np.full(w, -1, np.int64)
-    for y in range(h):
-        for x in range(w):
-            if labels[y0 + y, x0 + x] == label:
-                if row_lo[y] < 0:
-                    row_lo[y] = x
-                row_hi[y] = x
-                if col_lo[x] < 0:
-                    col_lo[x] = y
+    for i in range(ry.size):
+        if run_region[i] != region:
+            continue
+        y = ry[i] - top
+        a = rx0[i] - left
+        b = rx1[i] - left
+        if row_lo[y] < 0 or a < row_lo[y]:
+            row_lo[y] = a
+        if b > row_hi[y]:
+            row_hi[y] = b
+        for x in range(a, b + 1):
+            if col_lo[x] < 0 or y < col_lo[x]:
+                col_lo[x] = y
+            if y > col_hi[x]:
                 col_hi[x] = y
     out = np.empty((2 * (h + w), 2), np.int64)
     n = 0
     for y in range(h):
         if row_lo[y] >= 0:
-            out[n, 0] = y
-            out[n, 1] = row_lo[y]
-            n += 1
-            out[n, 0] = y
-            out[n, 1] = row_hi[y]
-            n += 1
+            out[n, 0] = y + top
+            out[n, 1] = row_lo[y] + left
+            out[n + 1, 0] = y + top
+            out[n + 1, 1] = row_hi[y] + left
+            n += 2
     for x in range(w):
         if col_lo[x] >= 0:
-            out[n, 0] = col_lo[x]
-            out[n, 1] = x
-            n += 1
-            out[n, 0] = col_hi[x]
-            out[n, 1] = x
-            n += 1
+            out[n, 0] = col_lo[x] + top
+            out[n, 1] = x + left
+            out[n + 1, 0] = col_hi[x] + top
+            out[n + 1, 1] = x + left
+            n += 2
     return out[:n]
 
 
@@ -404,13 +593,10 @@ def count_pixels_in_hull(hull: np.ndarray) -> int:
 
 
 @_kernel
-def region_image(mask: np.ndarray, labels: np.ndarray, label: int, out: np.ndarray) -> None:
-    """out = 0 (background), 1 (other regions after morphology), 2 (the tracked region ``label``); uint8 (H, W)."""
-    for y in range(mask.shape[0]):
-        for x in range(mask.shape[1]):
-            if labels[y, x] == label and label > 0:
-                out[y, x] = 2
-            elif mask[y, x] != 0:
-                out[y, x] = 1
-            else:
-                out[y, x] = 0
+def paint_runs(ry: np.ndarray, rx0: np.ndarray, rx1: np.ndarray, run_region: np.ndarray, region: int,
+               out: np.ndarray) -> None:
+    """out[run] = 2 for the runs of ``region``, 1 for the other runs (out: zeroed uint8 (H, W))."""
+    for i in range(ry.size):
+        v = 2 if run_region[i] == region else 1
+        for x in range(rx0[i], rx1[i] + 1):
+            out[ry[i], x] = v

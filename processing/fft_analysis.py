@@ -88,8 +88,9 @@ def shared_tile_pass(frame: Frame, context: Context, *, tile_px: int, step_px: i
                      peaks: tiles.PeakSpec | None) -> tiles.TilePass:
     """The frame's tile pass, computed once per frame and region and shared through ``context.memo``."""
     key = ("processing.tiles.tile_pass", frame.origin_px, frame.shape, tile_px, step_px, peaks)
-    return typing.cast(tiles.TilePass, context.memo(
-        key, lambda: tiles.tile_pass(frame.data, tile_px=tile_px, step_px=step_px, peaks=peaks)))
+    job = typing.cast(tiles.TilePassJob, context.memo(
+        key, lambda: tiles.TilePassJob(frame.data, tile_px=tile_px, step_px=step_px, peaks=peaks)))
+    return job.result()  # every processor sharing the pass works on it: nobody idles waiting
 
 
 # ----------------------------------------------------------------------------------------------------------------

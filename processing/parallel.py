@@ -1,12 +1,16 @@
-"""One process-wide worker pool shared by every processor, with a work-sharing :func:`map_chunks`.
+"""One process-wide worker pool shared by every processor: :class:`TaskGroup` and :func:`map_chunks`.
 
-The kernels called in the tasks are single-threaded and release the GIL (numba ``nogil``, scipy.fft with
-``workers=1``, OpenCV with one thread), so the calling thread plus the pool's threads use the cores without any
-OpenMP pool spinning against another one.
+The kernels run in the tasks are single-threaded and release the GIL (numba ``nogil``, scipy.fft with
+``workers=1``, OpenCV with one thread), so the calling threads plus the pool's threads use the cores without any
+OpenMP pool spinning against another one. The pool has ``workers() - 1`` threads: the caller is the other worker.
 
-The caller always takes part in its own ``map_chunks`` call and only waits for tasks a helper has *started*: a
-nested call (a task that itself calls ``map_chunks``) or a call made while the helpers are busy never deadlocks; it
-simply runs more of its tasks itself.
+Work sharing, no deadlock:
+
+* a :class:`TaskGroup` is a list of tasks; any number of threads may :meth:`TaskGroup.join` it: each joiner takes
+  tasks until none is left, then waits only for the tasks other threads have *started*;
+* while it waits, a joiner runs queued helper jobs of other groups instead of idling, so nested groups (a task that
+  itself maps chunks) and several processors sharing one computation (e.g. one tile pass for Max-FFT and the
+  orientation map, shared through ``Context.memo``) keep every core busy.
 
 Example
 -------
@@ -15,88 +19,121 @@ Example
 """
 from __future__ import annotations
 
-import concurrent.futures
+import collections
 import os
 import threading
 import typing
 
-__all__ = ["map_chunks", "workers", "set_workers"]
+__all__ = ["TaskGroup", "map_chunks", "workers", "set_workers"]
 
 _T = typing.TypeVar("_T")
 _R = typing.TypeVar("_R")
 
-_lock = threading.Lock()
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_cv = threading.Condition()
+_jobs: collections.deque[typing.Callable[[], None]] = collections.deque()
+_threads: list[threading.Thread] = []
 _workers = max(1, os.cpu_count() or 1)
+_generation = 0
 
 
 def workers() -> int:
-    """Total number of threads a :func:`map_chunks` call may use (the caller included); default: the core count."""
+    """Total number of threads working on a group (the caller included); default: the number of cores."""
     return _workers
 
 
 def set_workers(n: int) -> None:
-    """Set the total concurrency (caller included); ``1`` makes :func:`map_chunks` run serially in the caller."""
-    global _executor, _workers
+    """Set the total concurrency (caller included); ``1`` makes every group run serially in its caller."""
+    global _workers, _generation
     if int(n) < 1:
         from processing.base import ParameterError
         raise ParameterError(f"set_workers needs at least 1 worker; got {n!r}.")
-    with _lock:
+    with _cv:
         _workers = int(n)
-        old, _executor = _executor, None
-    if old is not None:
-        old.shutdown(wait=False)
+        _generation += 1  # running pool threads of the old generation exit when idle
+        _threads.clear()
+        _cv.notify_all()
 
 
-def _pool() -> concurrent.futures.ThreadPoolExecutor | None:
-    global _executor
-    with _lock:
-        if _workers <= 1:
-            return None
-        if _executor is None:
-            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=_workers - 1,
-                                                              thread_name_prefix="insitu-worker")
-        return _executor
+def _worker_loop(generation: int) -> None:
+    while True:
+        with _cv:
+            while not _jobs and generation == _generation:
+                _cv.wait()
+            if generation != _generation:
+                return
+            job = _jobs.popleft()
+        job()
+
+
+def _submit(job: typing.Callable[[], None], count: int) -> None:
+    with _cv:
+        while len(_threads) < _workers - 1:
+            t = threading.Thread(target=_worker_loop, args=(_generation,), name="insitu-worker", daemon=True)
+            _threads.append(t)
+            t.start()
+        for _ in range(count):
+            _jobs.append(job)
+        _cv.notify_all()
+
+
+class TaskGroup(typing.Generic[_T, _R]):
+    """``fn`` applied to each item, shared by every thread that joins; results in input order.
+
+    Items are handed out one at a time in order: put the largest first for the best balance.
+    """
+
+    def __init__(self, fn: typing.Callable[[_T], _R], items: typing.Iterable[_T]) -> None:
+        self._fn = fn
+        self._items = list(items)
+        self._results: list[typing.Any] = [None] * len(self._items)
+        self._failures: list[tuple[int, BaseException]] = []
+        self._next = 0
+        self._left = len(self._items)
+        self._lock = threading.Lock()
+
+    @property
+    def done(self) -> bool:
+        return self._left == 0
+
+    def _run(self) -> None:
+        n = len(self._items)
+        while True:
+            with self._lock:
+                i = self._next
+                if i >= n:
+                    return
+                self._next = i + 1
+            try:
+                self._results[i] = self._fn(self._items[i])
+            except BaseException as e:  # re-raised in every joiner
+                with self._lock:
+                    self._failures.append((i, e))
+            with self._lock:
+                self._left -= 1
+                finished = self._left == 0
+            if finished:
+                with _cv:
+                    _cv.notify_all()
+
+    def join(self) -> list[_R]:
+        """Work on the group until every task has finished; return the results (re-raise the first failure)."""
+        remaining = len(self._items) - self._next
+        if remaining > 1 and _workers > 1:
+            _submit(self._run, min(remaining - 1, _workers - 1))
+        self._run()
+        while not self.done:
+            with _cv:
+                while not self.done and not _jobs:
+                    _cv.wait()
+                if self.done:
+                    break
+                job = _jobs.popleft()
+            job()  # help another group (or this one) while waiting
+        if self._failures:
+            raise min(self._failures, key=lambda f: f[0])[1]
+        return typing.cast(list[_R], list(self._results))
 
 
 def map_chunks(fn: typing.Callable[[_T], _R], items: typing.Iterable[_T]) -> list[_R]:
-    """``[fn(item) for item in items]``, shared between the calling thread and the pool; results in input order.
-
-    Items are handed out one at a time in order (put the largest first for the best balance). The first exception
-    raised by ``fn`` is re-raised in the caller after every started task has finished.
-    """
-    todo = list(items)
-    n = len(todo)
-    pool = _pool() if n > 1 else None
-    if pool is None:
-        return [fn(item) for item in todo]
-    results: list[typing.Any] = [None] * n
-    failures: list[tuple[int, BaseException]] = []
-    state = {"next": 0, "left": n}
-    state_lock = threading.Lock()
-    finished = threading.Event()
-
-    def run() -> None:
-        while True:
-            with state_lock:
-                i = state["next"]
-                if i >= n:
-                    return
-                state["next"] = i + 1
-            try:
-                results[i] = fn(todo[i])
-            except BaseException as e:  # re-raised in the caller
-                with state_lock:
-                    failures.append((i, e))
-            with state_lock:
-                state["left"] -= 1
-                if state["left"] == 0:
-                    finished.set()
-
-    for _ in range(min(n - 1, _workers - 1)):
-        pool.submit(run)
-    run()
-    finished.wait()
-    if failures:
-        raise min(failures, key=lambda f: f[0])[1]
-    return typing.cast(list[_R], results)
+    """``[fn(item) for item in items]`` on the shared pool, the caller included; results in input order."""
+    return TaskGroup(fn, items).join()

@@ -15,12 +15,14 @@ How (same numbers as the plain per-tile FFT up to float32 rounding):
   afterwards (linearity), then one ``T``-point complex FFT per column. In ring order a tile's rows are circularly
   rotated, which only changes the phase, never the power.
 * **half plane**: only ``kx = 0..T/2`` is computed (real input); the rest follows from Hermitian symmetry.
-* **L2-sized chunks**: tiles go through the column FFT and the reduction kernel 16 at a time (~1 MiB).
+* **in cache**: one numba kernel per row of tiles does, tile by tile, the gather with ``w_y``, a radix-2 column
+  FFT vectorised across the ``T/2+1`` columns (T must be a power of two), the power, the running maximum and the
+  peak search, all in ~200 KiB of per-tile scratch (L2).
 * **two cores**: bands of tile rows are tasks of :func:`processing.parallel.map_chunks`; every kernel releases
   the GIL (numba ``nogil``, ``scipy.fft`` with ``workers=1``).
 
-Memory per frame: ~2 MiB per band (rows, column block) plus the (T, n_x, T/2+1) ring per thread (4 MiB at
-T=128, 2048 px wide), kept per thread between frames.
+Memory per frame: ~1 MiB of row blocks per band plus the (T, n_x, T/2+1) ring per thread (4 MiB at T=128,
+2048 px wide), kept per thread between frames.
 """
 from __future__ import annotations
 
@@ -37,12 +39,10 @@ from processing import _kernels, parallel
 from processing.base import InputError, ParameterError
 
 __all__ = ["PeakSpec", "TilePass", "tile_grid", "sqrt_hann", "centre_mask", "gaussian_taps", "tile_pass",
-           "full_shifted_plane", "frequency_calibration_scale"]
+           "full_shifted_plane", "frequency_calibration_scale", "TilePassJob"]
 
 F32 = NDArray[np.float32]
 
-#: tiles per column-FFT block (128 x 65 x 16 complex64 = 1 MiB: fits the 2 MiB L2 with the kernel's scratch)
-SEGMENT_TILES = 16
 #: tile rows per band task: larger bands repeat fewer row FFTs at band edges, smaller ones balance the cores better
 BAND_TILE_ROWS = 8
 
@@ -82,8 +82,8 @@ class TilePass:
 
 def tile_grid(shape: tuple[int, int], tile_px: int, step_px: int) -> tuple[int, int]:
     """Number of tiles (n_y, n_x) of a (H, W) frame; :class:`InputError` if the frame is smaller than one tile."""
-    if tile_px < 8 or tile_px % 2:
-        raise ParameterError(f"tile size {tile_px} px must be even and at least 8 px; use e.g. 128.")
+    if tile_px < 8 or tile_px & (tile_px - 1):
+        raise ParameterError(f"tile size {tile_px} px must be a power of two of at least 8 px; use e.g. 128.")
     if step_px < 1:
         raise ParameterError(f"tile step {step_px} px must be at least 1 px; use e.g. 32.")
     h, w = shape
@@ -166,11 +166,12 @@ class _Job:
     step_px: int
     grid: tuple[int, int]
     peaks: PeakSpec | None
-    allowed: NDArray[np.uint8]
+    negmask: F32
     gauss: NDArray[np.float64]
     theta: F32
     spacing: F32
     strength: F32
+    wy: F32
 
 
 def _band(job: _Job, band: tuple[int, int]) -> F32:
@@ -180,13 +181,15 @@ def _band(job: _Job, band: tuple[int, int]) -> F32:
     n_x = job.grid[1]
     kx = t // 2 + 1
     wx = sqrt_hann(t)
-    wy = sqrt_hann(t).astype(np.float32)
+    wy = job.wy
     ring = _buffers.get(("ring",), (t, n_x, kx), np.complex64)
+    ringf = ring.view(np.float32)
     rows = _buffers.get(("rows",), (min(t, 32), n_x, t), np.float32)
-    seg = _buffers.get(("seg",), (SEGMENT_TILES, t, kx), np.complex64)
     max_power = np.zeros((t, kx), np.float32)
     filled = i0 * step  # next image row to transform
     want = job.peaks is not None
+    smooth = bool(job.peaks is not None and job.peaks.smooth)
+    bitrev, tw_re, tw_im = _fft_tables(t)
     for i in range(i0, i1):
         y0 = i * step
         start = max(filled, y0)
@@ -194,19 +197,76 @@ def _band(job: _Job, band: tuple[int, int]) -> F32:
             stop = min(y0 + t, start + rows.shape[0])
             block = rows[:stop - start]
             _kernels.window_rows(job.data, start, stop, step, n_x, wx, block)
-            spectra = scipy.fft.rfft(block, axis=-1, workers=1)
-            _kernels.store_ring(spectra, start, ring)
+            _kernels.store_ring(scipy.fft.rfft(block, axis=-1, workers=1), start, ring)
             start = stop
         filled = y0 + t
-        wy_rot = np.roll(wy, y0 % t)
-        for j0 in range(0, n_x, SEGMENT_TILES):
-            j1 = min(n_x, j0 + SEGMENT_TILES)
-            block_c = seg[:j1 - j0]
-            _kernels.gather_tiles(ring, j0, j1, wy_rot, block_c)
-            spec = scipy.fft.fft(block_c, axis=1, overwrite_x=True, workers=1)
-            _kernels.tile_post(spec, max_power, want, job.allowed, job.gauss, bool(job.peaks and job.peaks.smooth),
-                               job.theta, job.spacing, job.strength, i, j0)
+        _kernels.tile_row(ringf, np.roll(wy, y0 % t), bitrev, tw_re, tw_im, max_power, want, job.negmask, job.gauss,
+                          smooth, job.theta, job.spacing, job.strength, i)
     return max_power
+
+
+@functools.lru_cache(maxsize=8)
+def _fft_tables(tile_px: int) -> tuple[NDArray[np.int64], F32, F32]:
+    """Bit-reversal permutation and twiddles exp(-2 pi i q / T), q < T/2 (float32), of the radix-2 column FFT."""
+    bits = tile_px.bit_length() - 1
+    bitrev = np.array([int(format(i, f"0{bits}b")[::-1], 2) for i in range(tile_px)], np.int64)
+    q = np.arange(tile_px // 2)
+    tw = np.exp(-2j * np.pi * q / tile_px)
+    return bitrev, tw.real.astype(np.float32), tw.imag.astype(np.float32)
+
+
+class TilePassJob:
+    """One frame's tile pass as a shareable job: every thread calling :meth:`result` works on its bands (so two
+    processors sharing the pass through ``Context.memo`` both compute instead of one waiting). Validation errors
+    are raised by the constructor."""
+
+    def __init__(self, data: F32, *, tile_px: int = 128, step_px: int = 32, peaks: PeakSpec | None = None,
+                 band_tile_rows: int = BAND_TILE_ROWS) -> None:
+        grid = tile_grid(typing.cast(tuple[int, int], data.shape), tile_px, step_px)
+        n_y, n_x = grid
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        if peaks is not None:
+            if not 0.0 <= peaks.mask_percent <= 90.0:
+                raise ParameterError(f"centre mask {peaks.mask_percent} % must be within [0, 90] %.")
+            masked = centre_mask(tile_px, float(peaks.mask_percent), int(peaks.bar_width_px))[:tile_px // 2]
+            negmask = np.where(masked, np.float32(-np.inf), np.float32(0.0)).astype(np.float32)
+            if masked.all():
+                raise ParameterError(f"the centre mask ({peaks.mask_percent} %, bars {peaks.bar_width_px} px) "
+                                     f"covers the whole upper half of a {tile_px} px tile; reduce it.")
+            theta = np.empty(grid, np.float32)
+            spacing = np.empty(grid, np.float32)
+            strength = np.empty(grid, np.float32)
+        else:
+            negmask = np.zeros((tile_px // 2, tile_px), np.float32)
+            theta = spacing = strength = np.empty((1, 1), np.float32)
+        self._job = _Job(data, tile_px, step_px, grid, peaks, negmask, gaussian_taps(), theta, spacing, strength,
+                         sqrt_hann(tile_px).astype(np.float32))
+        per_band = max(1, int(band_tile_rows))
+        bands = [(i, min(n_y, i + per_band)) for i in range(0, n_y, per_band)]
+        self._group = parallel.TaskGroup(lambda b: _band(self._job, b), bands)
+        self._lock = threading.Lock()
+        self._result: TilePass | None = None
+
+    def result(self) -> TilePass:
+        partial = self._group.join()
+        with self._lock:
+            if self._result is None:
+                self._result = self._merge(partial)
+            return self._result
+
+    def _merge(self, partial: list[F32]) -> TilePass:
+        job = self._job
+        max_power = partial[0].copy()
+        for p in partial[1:]:
+            np.maximum(max_power, p, out=max_power)
+        if job.peaks is None:
+            return TilePass(job.tile_px, job.step_px, job.grid, max_power)
+        bad = job.theta < 0
+        if bad.any():
+            job.theta[bad] = np.nan
+            job.spacing[bad] = np.nan
+            job.strength[bad] = np.nan
+        return TilePass(job.tile_px, job.step_px, job.grid, max_power, job.theta, job.spacing, job.strength)
 
 
 def tile_pass(data: F32, *, tile_px: int = 128, step_px: int = 32, peaks: PeakSpec | None = None,
@@ -216,35 +276,4 @@ def tile_pass(data: F32, *, tile_px: int = 128, step_px: int = 32, peaks: PeakSp
     Raises :class:`InputError` when the frame is smaller than one tile. The returned maps are in tile units; NaN
     input gives NaN outputs (callers check).
     """
-    grid = tile_grid(typing.cast(tuple[int, int], data.shape), tile_px, step_px)
-    n_y, n_x = grid
-    data = np.ascontiguousarray(data, dtype=np.float32)
-    if peaks is not None:
-        if not 0.0 <= peaks.mask_percent <= 90.0:
-            raise ParameterError(f"centre mask {peaks.mask_percent} % must be within [0, 90] %.")
-        masked = centre_mask(tile_px, float(peaks.mask_percent), int(peaks.bar_width_px))[:tile_px // 2]
-        allowed = np.ascontiguousarray(~masked, dtype=np.uint8)
-        if not allowed.any():
-            raise ParameterError(f"the centre mask ({peaks.mask_percent} %, bars {peaks.bar_width_px} px) covers "
-                                 f"the whole upper half of a {tile_px} px tile; reduce it.")
-        theta = np.empty(grid, np.float32)
-        spacing = np.empty(grid, np.float32)
-        strength = np.empty(grid, np.float32)
-    else:
-        allowed = np.ones((tile_px // 2, tile_px), np.uint8)
-        theta = spacing = strength = np.empty((1, 1), np.float32)
-    job = _Job(data, tile_px, step_px, grid, peaks, allowed, gaussian_taps(), theta, spacing, strength)
-    per_band = max(1, int(band_tile_rows))
-    bands = [(i, min(n_y, i + per_band)) for i in range(0, n_y, per_band)]
-    partial = parallel.map_chunks(lambda b: _band(job, b), bands)
-    max_power = partial[0]
-    for p in partial[1:]:
-        np.maximum(max_power, p, out=max_power)
-    if peaks is None:
-        return TilePass(tile_px, step_px, grid, max_power)
-    bad = theta < 0
-    if bad.any():
-        theta[bad] = np.nan
-        spacing[bad] = np.nan
-        strength[bad] = np.nan
-    return TilePass(tile_px, step_px, grid, max_power, theta, spacing, strength)
+    return TilePassJob(data, tile_px=tile_px, step_px=step_px, peaks=peaks, band_tile_rows=band_tile_rows).result()

@@ -23,7 +23,7 @@ from processing import _kernels, parallel
 from processing.base import (CircleAnnotation, Context, Frame, ImageOutput, InputError, Notice, Outputs, Parameter,
                              Processor, TimeSeriesOutput)
 
-__all__ = ["otsu_threshold", "open_close", "Region", "TrackResult", "convex_area_px", "find_regions",
+__all__ = ["otsu_threshold", "open_close", "Region", "Regions", "TrackResult", "convex_area_px", "find_regions",
            "track_region", "ThresholdTrackingProcessor"]
 
 cv2.setNumThreads(1)
@@ -82,55 +82,91 @@ def open_close(mask: U8, radius_px: int) -> U8:
     return typing.cast(U8, cv2.morphologyEx(opened, cv2.MORPH_CLOSE, fp))
 
 
-def convex_area_px(labels: NDArray[np.int32], label: int, bbox: tuple[int, int, int, int]) -> int:
-    """``regionprops(...).area_convex`` of region ``label`` inside ``bbox`` = (top, left, height, width), exactly."""
-    top, left, h, w = bbox
-    candidates = _kernels.region_hull_candidates(labels, label, top, left, h, w)
-    if candidates.shape[0] == 0:
-        return 0
-    hull = _kernels.convex_hull_doubled(candidates)
-    return int(_kernels.count_pixels_in_hull(hull))
-
-
 @dataclasses.dataclass(frozen=True)
 class Region:
-    """One connected region: label, centroid (y, x) px in the frame, area px, bbox (top, left, height, width)."""
+    """One 8-connected region: index (raster order of its first pixel), centroid (y, x) px in the frame, area px,
+    bbox (top, left, height, width)."""
 
-    label: int
+    index: int
     centroid_px: tuple[float, float]
     area_px: int
     bbox: tuple[int, int, int, int]
 
 
-def find_regions(mask: U8) -> tuple[NDArray[np.int32], list[Region]]:
-    """8-connected regions of a uint8 mask: (labels (H, W) int32, regions in raster order of their first pixel)."""
-    n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
-    regions = [Region(k, (float(centroids[k, 1]), float(centroids[k, 0])), int(stats[k, cv2.CC_STAT_AREA]),
-                      (int(stats[k, cv2.CC_STAT_TOP]), int(stats[k, cv2.CC_STAT_LEFT]),
-                       int(stats[k, cv2.CC_STAT_HEIGHT]), int(stats[k, cv2.CC_STAT_WIDTH])))
-               for k in range(1, n)]
-    return labels, regions
+@dataclasses.dataclass(frozen=True)
+class Regions:
+    """All regions of a mask as row runs (run_y, run_x0, run_x1 inclusive, run_region) and per-region arrays."""
+
+    shape: tuple[int, int]
+    run_y: NDArray[np.int32]
+    run_x0: NDArray[np.int32]
+    run_x1: NDArray[np.int32]
+    run_region: NDArray[np.int32]
+    area_px: NDArray[np.int64]
+    sum_y: NDArray[np.float64]
+    sum_x: NDArray[np.float64]
+    bbox: NDArray[np.int64]  # (m, 4) top, left, bottom, right (inclusive)
+
+    def __len__(self) -> int:
+        return int(self.area_px.size)
+
+    def region(self, index: int) -> Region:
+        top, left, bottom, right = (int(v) for v in self.bbox[index])
+        area = int(self.area_px[index])
+        return Region(index, (float(self.sum_y[index] / area), float(self.sum_x[index] / area)), area,
+                      (top, left, bottom - top + 1, right - left + 1))
+
+    def image(self, chosen: int | None) -> U8:
+        """uint8 (H, W): 0 background, 1 other regions, 2 the region ``chosen``."""
+        out = np.zeros(self.shape, np.uint8)
+        _kernels.paint_runs(self.run_y, self.run_x0, self.run_x1, self.run_region, -1 if chosen is None else chosen,
+                            out)
+        return out
+
+
+def find_regions(mask: U8) -> Regions:
+    """8-connected regions of a uint8 (H, W) mask (nonzero = foreground), numbered like ``skimage.measure.label``."""
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    return Regions(typing.cast(tuple[int, int], mask.shape), *_kernels.label_runs(mask))
+
+
+def convex_area_px(regions: Regions, index: int) -> int:
+    """``regionprops(...).area_convex`` of region ``index``, exactly: pixel centres on or inside the convex hull of
+    the region's pixel-edge midpoints (integer arithmetic on doubled coordinates)."""
+    top, left, bottom, right = (int(v) for v in regions.bbox[index])
+    candidates = _kernels.region_hull_candidates(regions.run_y, regions.run_x0, regions.run_x1, regions.run_region,
+                                                 index, top, left, bottom, right)
+    if candidates.shape[0] == 0:
+        return 0
+    return int(_kernels.count_pixels_in_hull(_kernels.convex_hull_doubled(candidates)))
 
 
 @dataclasses.dataclass(frozen=True)
 class TrackResult:
     """One frame's result. ``region`` is None when nothing lies above the threshold.
 
-    threshold: the level used; mask: uint8 (H, W) after morphology (0/255); labels: int32 (H, W);
-    region: the chosen region; area_convex_px: its convex area; n_regions: number of regions after morphology.
+    threshold: the level used; mask: uint8 (H, W) after morphology (0/255); regions: all regions of the mask;
+    region: the chosen region; area_convex_px: its convex area.
     """
 
     threshold: float
     mask: U8
-    labels: NDArray[np.int32]
+    regions: Regions
     region: Region | None
     area_convex_px: int
-    n_regions: int
+
+    @property
+    def n_regions(self) -> int:
+        return len(self.regions)
 
     @property
     def radius_px(self) -> float:
         """Radius of the circle with the region's convex area: sqrt(area_convex / pi)."""
         return math.sqrt(self.area_convex_px / math.pi)
+
+    def image(self) -> U8:
+        """uint8 (H, W): 0 background, 1 other regions, 2 the tracked region."""
+        return self.regions.image(self.region.index if self.region else None)
 
 
 def track_region(data: F32, *, threshold: float | None = None, radius_px: int = 2,
@@ -146,15 +182,17 @@ def track_region(data: F32, *, threshold: float | None = None, radius_px: int = 
         level = float(threshold)
     mask = cv2.compare(data, np.float64(np.float32(level)), cv2.CMP_GT)
     mask = open_close(mask, radius_px)
-    labels, regions = find_regions(mask)
-    if not regions:
-        return TrackResult(level, mask, labels, None, 0, 0)
+    regions = find_regions(mask)
+    if len(regions) == 0:
+        return TrackResult(level, mask, regions, None, 0)
     if previous_centre_px is None:
-        chosen = max(regions, key=lambda r: r.area_px)  # first of equals (raster order), like max() in the reference
+        index = int(np.argmax(regions.area_px))  # first of equals (raster order), like max() in the reference
     else:
         py, px = previous_centre_px
-        chosen = min(regions, key=lambda r: (r.centroid_px[0] - py) ** 2 + (r.centroid_px[1] - px) ** 2)
-    return TrackResult(level, mask, labels, chosen, convex_area_px(labels, chosen.label, chosen.bbox), len(regions))
+        cy = regions.sum_y / regions.area_px
+        cx = regions.sum_x / regions.area_px
+        index = int(np.argmin((cy - py) ** 2 + (cx - px) ** 2))
+    return TrackResult(level, mask, regions, regions.region(index), convex_area_px(regions, index))
 
 
 class ThresholdTrackingProcessor(Processor):
@@ -200,8 +238,7 @@ class ThresholdTrackingProcessor(Processor):
         previous = self._previous_px if self.track == "nearest" else None
         result = track_region(frame.data, threshold=None if self.threshold_mode == "otsu" else self.manual_level,
                               radius_px=self.radius_px, previous_centre_px=previous)
-        image = np.empty(frame.shape, np.uint8)
-        _kernels.region_image(result.mask, result.labels, result.region.label if result.region else 0, image)
+        image = result.image()
         cal_y, cal_x = frame.calibrations
         units = (cal_x.units, cal_y.units, f"{cal_x.units}²" if cal_x.units else "px²")
         if units != self._units and self._values:

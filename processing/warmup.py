@@ -46,9 +46,6 @@ def warm_up() -> float:
             tiles.tile_pass(data, tile_px=16, step_px=8, peaks=tiles.PeakSpec())
             tiles.tile_pass(data, tile_px=16, step_px=8, peaks=None)
             fft_analysis.radial_profile(data)
-            result = tracking.track_region(data)
-            image = np.empty(data.shape, np.uint8)
-            from processing import _kernels
-            _kernels.region_image(result.mask, result.labels, result.region.label if result.region else 0, image)
+            tracking.track_region(data).image()
         _done.set()
         return time.perf_counter() - start
