@@ -22,8 +22,8 @@ from nion.utils import Geometry
 from nion.utils import Registry
 
 from instrument_sim import CAMERA_ID
-from instrument_sim.configuration import (SimulatorConfiguration, SimulatorHandle, build_simulator,
-                                          register_simulator, unregister_simulator)
+from instrument_sim.configuration import (DEVICE_FACTORIES, SimulatorConfiguration, SimulatorHandle, build_simulator,
+                                          insitu_camera_factory, register_simulator, unregister_simulator)
 from instrument_sim.drift import DriftModel
 from instrument_sim.errors import SimulatorParameterError
 from instrument_sim.instrument import ManualClock
@@ -34,8 +34,10 @@ SHAPE = (512, 512)
 
 
 def _config(clock: ManualClock, **kwargs: typing.Any) -> SimulatorConfiguration:
+    # only the in-situ camera: the STEM devices have their own tests
     options: dict[str, typing.Any] = dict(seed=4, frame_shape=SHAPE, n_particles=4, melt_period_s=None,
-                                          clock=clock, drift=DriftModel(rate_nm_per_s=(0.3, -0.2), seed=1))
+                                          clock=clock, drift=DriftModel(rate_nm_per_s=(0.3, -0.2), seed=1),
+                                          device_factories=[insitu_camera_factory])
     options.update(kwargs)
     return SimulatorConfiguration(**options)
 
@@ -107,6 +109,7 @@ def test_camera_frames_follow_the_drift_and_the_stage() -> None:
 
 
 def test_registration_errors_and_idempotent_unregister() -> None:
+    assert insitu_camera_factory in DEVICE_FACTORIES
     handle = register_simulator(_config(ManualClock(0.0)))
     try:
         assert Registry.get_component("stem_controller") is handle.instrument
