@@ -67,16 +67,21 @@ def log_inplace_f32(buf: np.ndarray, kbuf: np.ndarray) -> None:
 
 @_kernel
 def window_rows(data: np.ndarray, y0: int, y1: int, step: int, n_tiles_x: int, wx: np.ndarray,
-                out: np.ndarray) -> None:
-    """out[y - y0, j, :] = data[y, j*step : j*step+T] * wx for y in [y0, y1) (out: (y1-y0, n_tiles_x, T) f32)."""
+                out: np.ndarray) -> int:
+    """out[y - y0, j, :] = data[y, j*step : j*step+T] * wx for y in [y0, y1) (out: (y1-y0, n_tiles_x, T) f32).
+    Returns the number of non-finite products (NaN/inf pixels inside tiles)."""
     t = wx.size
+    bad = 0
     for y in range(y0, y1):
         src = data[y]
         for j in range(n_tiles_x):
             dst = out[y - y0, j]
             seg = src[j * step:j * step + t]
             for k in range(t):
-                dst[k] = seg[k] * wx[k]
+                v = seg[k] * wx[k]
+                dst[k] = v
+                bad += (v - v) != 0  # NaN or inf
+    return bad
 
 
 @_kernel

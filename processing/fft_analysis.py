@@ -192,6 +192,32 @@ class RadialProfile:
     units: str
 
 
+class _BufferPool:
+    """Reusable complex64 work planes by shape (thread safe), so the frame path does not allocate them anew."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: dict[tuple[int, int], list[NDArray[np.complex64]]] = {}
+
+    def take(self, shape: tuple[int, int]) -> NDArray[np.complex64]:
+        with self._lock:
+            free = self._free.get(shape)
+            if free:
+                return free.pop()
+            if len(self._free) > 4:
+                self._free.clear()
+        return np.empty(shape, np.complex64)
+
+    def give(self, buffer: NDArray[np.complex64]) -> None:
+        with self._lock:
+            free = self._free.setdefault(typing.cast(tuple[int, int], buffer.shape), [])
+            if len(free) < 2:
+                free.append(buffer)
+
+
+_half_planes = _BufferPool()
+
+
 def _radial_rows(data: F32, out: NDArray[np.complex64], rows: tuple[int, int]) -> None:
     for r0 in range(rows[0], rows[1], 256):
         r1 = min(rows[1], r0 + 256)
@@ -220,14 +246,17 @@ def radial_profile(data: F32, *, statistic: str = "mean") -> F64:
         raise InputError(f"the frame ({h}x{w} px) is too small for a radial profile; it needs at least 2x2 px.")
     plan = _radial_plan(h, w)
     kx = w // 2 + 1
-    half = np.empty((h, kx), np.complex64)
-    n_tasks = 2 * parallel.workers()
-    edges = np.linspace(0, h, n_tasks + 1).astype(int)
-    parallel.map_chunks(lambda rr: _radial_rows(data, half, rr),
-                        [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a])
-    width = max(8, -(-kx // (4 * parallel.workers())))
-    parts = parallel.map_chunks(lambda cc: _radial_columns(half, plan, cc),
-                                [(c, min(kx, c + width)) for c in range(0, kx, width)])
+    half = _half_planes.take((h, kx))
+    try:
+        n_tasks = 2 * parallel.workers()
+        edges = np.linspace(0, h, n_tasks + 1).astype(int)
+        parallel.map_chunks(lambda rr: _radial_rows(data, half, rr),
+                            [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a])
+        width = max(8, -(-kx // (4 * parallel.workers())))
+        parts = parallel.map_chunks(lambda cc: _radial_columns(half, plan, cc),
+                                    [(c, min(kx, c + width)) for c in range(0, kx, width)])
+    finally:
+        _half_planes.give(half)
     if statistic == "max":
         return typing.cast(F64, np.max([p[1] for p in parts], axis=0))
     return typing.cast(F64, np.sum([p[0] for p in parts], axis=0) / plan.counts)

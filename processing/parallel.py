@@ -76,6 +76,10 @@ def _submit(job: typing.Callable[[], None], count: int) -> None:
         _cv.notify_all()
 
 
+def _nothing(item: typing.Any) -> typing.Any:
+    return None
+
+
 class TaskGroup(typing.Generic[_T, _R]):
     """``fn`` applied to each item, shared by every thread that joins; results in input order.
 
@@ -83,8 +87,8 @@ class TaskGroup(typing.Generic[_T, _R]):
     """
 
     def __init__(self, fn: typing.Callable[[_T], _R], items: typing.Iterable[_T]) -> None:
-        self._fn = fn
-        self._items = list(items)
+        self._fn: typing.Callable[[typing.Any], typing.Any] = fn
+        self._items: list[typing.Any] = list(items)
         self._results: list[typing.Any] = [None] * len(self._items)
         self._failures: list[tuple[int, BaseException]] = []
         self._next = 0
@@ -129,9 +133,14 @@ class TaskGroup(typing.Generic[_T, _R]):
                     break
                 job = _jobs.popleft()
             job()  # help another group (or this one) while waiting
-        if self._failures:
-            raise min(self._failures, key=lambda f: f[0])[1]
-        return typing.cast(list[_R], list(self._results))
+        results, failures = self._results, self._failures
+        with self._lock:  # stale helper jobs still queued must not keep the items (frames) alive
+            self._items = []
+            self._results = []
+            self._fn = _nothing
+        if failures:
+            raise min(failures, key=lambda f: f[0])[1]
+        return typing.cast(list[_R], results)
 
 
 def map_chunks(fn: typing.Callable[[_T], _R], items: typing.Iterable[_T]) -> list[_R]:

@@ -196,7 +196,9 @@ def _band(job: _Job, band: tuple[int, int]) -> F32:
         while start < y0 + t:  # row FFTs of the rows this tile row adds
             stop = min(y0 + t, start + rows.shape[0])
             block = rows[:stop - start]
-            _kernels.window_rows(job.data, start, stop, step, n_x, wx, block)
+            if _kernels.window_rows(job.data, start, stop, step, n_x, wx, block):
+                raise InputError("the frame contains NaN or infinite pixels inside the tiles; the tile FFTs need "
+                                 "finite data: mask or replace the bad (dead or saturated) pixels first.")
             _kernels.store_ring(scipy.fft.rfft(block, axis=-1, workers=1), start, ring)
             start = stop
         filled = y0 + t
