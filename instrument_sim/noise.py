@@ -1,14 +1,17 @@
 """Fast, seeded shot noise (Poisson) for simulated detectors.
 
-:func:`shot_noise` draws a Poisson count for every element of an array of expected counts. Below
-``normal_threshold`` expected counts it samples the Poisson distribution (inversion of tabulated cumulative
-distributions with guide tables; the expectation is rounded stochastically to a 1/32-count grid, which keeps the
-mean exact); at or above it uses the normal approximation ``round(lam + sqrt(lam) * z)`` (clipped at 0), whose mean
-and variance match the Poisson ones; ``z`` comes from a 65536-entry inverse-CDF table of the standard normal
-(tails cut at 4.2 sigma), four pixels per 64-bit hash. Random numbers come from a counter-based generator
-(SplitMix64 of ``key + index``), so the result depends only on the key drawn from ``rng``. Numba-compiled,
-single-threaded (predictable on a busy machine): about 3 ms per 1024x1024 frame in the normal regime, about 7-10 ms
-below the threshold.
+:func:`shot_noise` draws a Poisson count for every element of an array of expected counts ``lam``.
+
+* ``lam < normal_threshold`` (default 20): inversion of the Poisson cumulative distribution, computed directly below
+  2 counts; above, tabulated every 1/32 count with guide tables, ``lam`` rounded stochastically to the grid (keeps
+  the mean exact; the variance grows by < 3e-4 counts^2).
+* ``lam >= normal_threshold``: normal approximation ``round(lam + sqrt(lam) * z)`` (clipped at 0), same mean and
+  variance as Poisson; ``z`` from a 65536-entry inverse-CDF table of the standard normal (tails cut at 4.2 sigma),
+  four pixels per 64-bit hash.
+
+Random numbers come from a counter-based generator (SplitMix64 of ``key + index``), so the result depends only on the
+key drawn from ``rng``. Numba-compiled, single-threaded (predictable on a busy machine): about 3 ms per 1024x1024
+frame in the normal regime, about 7-10 ms below the threshold.
 
 Example
 -------
@@ -49,6 +52,7 @@ _GRID_PER_COUNT = 32  # expected counts are tabulated every 1/32 count
 
 
 _GUIDE_SIZE = 64
+_DIRECT_BELOW = 2.0  # below this expectation the cumulative distribution is computed directly
 
 
 def _poisson_tables() -> tuple[NDArray[np.float64], NDArray[np.int32]]:
@@ -114,6 +118,17 @@ def _shot_noise_kernel(lam: NDArray[np.float32], key: np.uint64, threshold: floa
                 z = normal[(bits >> (_S16 * np.uint64(j))) & _MASK16]
                 v = math.floor(m + math.sqrt(m) * z + 0.5)
                 out[i] = v if v > 0.0 else 0.0
+            elif m < _DIRECT_BELOW:
+                # exact inversion with the exact exp(-lam) (few iterations at small lam)
+                u = _uniform(base + _GOLDEN * np.uint64(1 + j))
+                prob = math.exp(-m)
+                cumulative = prob
+                k = 0
+                while u > cumulative and k < 64:
+                    k += 1
+                    prob *= m / k
+                    cumulative += prob
+                out[i] = k
             else:
                 # exact: lam is rounded stochastically to the 1/32 grid (keeps the mean exact), then the tabulated
                 # cumulative distribution is inverted, starting from the guide table
