@@ -129,12 +129,14 @@ def test_registration_errors_and_idempotent_unregister() -> None:
 
 
 @contextlib.contextmanager
-def _swift_context(config: SimulatorConfiguration, configuration_location: pathlib.Path) -> typing.Iterator[
+def _swift_context(config: SimulatorConfiguration, configuration_location: pathlib.Path, *,
+                   with_event_loop: bool = False) -> typing.Iterator[
         tuple[typing.Any, SimulatorHandle, camera_base.CameraHardwareSource]]:
     """Like nion.instrumentation.test.AcquisitionTestContext, with our simulator instead of usim.
 
-    ``stem_controller.register_event_loop`` is not called: its ScanContextController needs a scan device for every
-    registered instrument (stem_controller.py ``register_instrument``), and this configuration has only the camera.
+    ``with_event_loop`` calls ``stem_controller.register_event_loop`` (as a Swift window does); its
+    ScanContextController needs a scan device for every registered instrument (stem_controller.py
+    ``register_instrument``), so it is only possible with the STEM devices.
     """
     from nionswift_plugin import nion_instrumentation_ui
     TestContext.begin_leaks()
@@ -152,6 +154,9 @@ def _swift_context(config: SimulatorConfiguration, configuration_location: pathl
         profile_context = TestContext.MemoryProfileContext()
         stack.callback(profile_context.close)
         document_controller = profile_context.create_document_controller(auto_close=False)
+        if with_event_loop:
+            stack.callback(stem_controller.unregister_event_loop)
+            stem_controller.register_event_loop(document_controller.event_loop)
         stack.callback(document_controller.close)
         stack.callback(document_controller.periodic)
         stack.callback(gc.collect)
@@ -206,4 +211,20 @@ def test_swift_plays_the_insitu_camera(tmp_path: pathlib.Path) -> None:
     assert not Registry.get_components_by_type("hardware_source")
     assert not Registry.get_components_by_type("stem_controller")
     assert Registry.get_component(f"{CAMERA_ID}_device") is None
+    assert not _acquisition_threads()
+
+
+def test_default_configuration_registers_all_devices_and_plays_the_camera(tmp_path: pathlib.Path) -> None:
+    config = SimulatorConfiguration(seed=2, frame_shape=SHAPE, n_particles=4, clock=ManualClock(1.0))
+    with _swift_context(config, tmp_path, with_event_loop=True) as (document_controller, handle, camera):
+        ids = {source.hardware_source_id for source in HardwareSource.HardwareSourceManager().hardware_sources}
+        assert CAMERA_ID in ids and len(ids) == len([d for d in handle.devices.values()
+                                                     if d.component_types & {"camera_module", "scan_module"}])
+        camera.start_playing()
+        try:
+            xdata = camera.get_next_xdatas_to_finish(10.0)[0]
+            assert xdata is not None and xdata.data_shape == SHAPE
+        finally:
+            camera.stop_playing(sync_timeout=5.0)
+    assert not Registry.get_components_by_type("hardware_source")
     assert not _acquisition_threads()
