@@ -74,17 +74,17 @@ class GuiDriver:
         camera.start_playing()
         self.say("camera playing")
         deadline = time.time() + 10
-        live = None
-        while live is None and time.time() < deadline:
+        display_item = None
+        while display_item is None and time.time() < deadline:
             dc.periodic()
             reference = dc.document_model.get_data_item_channel_reference(CAMERA_ID, None)
             live = reference.data_item if reference else None
-            if live is None:
+            display_item = dc.document_model.get_display_item_for_data_item(live) if live else None
+            if display_item is None:
                 time.sleep(0.1)
-        if live is None:
+        if display_item is None:
             self.say("no live data item appeared")
             return
-        display_item = dc.document_model.get_display_item_for_data_item(live)
         primary = dc.selected_display_panel or dc.workspace_controller.display_panels[0]
         grid = dc.workspace_controller.apply_layouts(primary, [primary], 2, 2) or [primary]
         display_panels = list(dc.workspace_controller.display_panels)
@@ -99,7 +99,7 @@ class GuiDriver:
         for index, processor_id in enumerate(self.processors):
             dc.selected_display_panel = display_panels[0]
             title = registry.get(processor_id).title
-            actions[title].trigger()  # the Processing > In-situ menu item, as a user picks it
+            actions[title].action.trigger()  # the Processing > In-situ menu item, as a user picks it
             self.say(f"attached {processor_id} through the menu")
             out = dc.selected_display_panel.display_item if dc.selected_display_panel else None
             if index + 1 < len(display_panels) and out is not None:
