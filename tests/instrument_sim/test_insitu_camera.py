@@ -16,8 +16,8 @@ from nion.instrumentation import HardwareSource
 from nion.instrumentation import camera_base
 from nion.instrumentation import stem_controller
 from nion.swift import Facade
+from nion.swift import Panel
 from nion.swift.test import TestContext
-from nion.utils import Event
 from nion.utils import Geometry
 from nion.utils import Registry
 
@@ -147,8 +147,7 @@ def _swift_context(config: SimulatorConfiguration, configuration_location: pathl
         stack.callback(nion_instrumentation_ui.stop)
         manager = HardwareSource.HardwareSourceManager()
         manager._hardware_source_list_model.clear_items()
-        manager.hardware_source_added_event = Event.Event()
-        manager.hardware_source_removed_event = Event.Event()
+        # unlike AcquisitionTestContext, keep the added/removed events so that the camera panel gets registered
         handle = register_simulator(config)
         stack.callback(unregister_simulator, handle)
         profile_context = TestContext.MemoryProfileContext()
@@ -173,6 +172,15 @@ def test_swift_plays_the_insitu_camera(tmp_path: pathlib.Path) -> None:
     with _swift_context(config, pathlib.Path(tmp_path)) as (document_controller, handle, camera):
         assert camera.display_name == "In-situ Camera"
         assert camera.features.get("is_camera")
+        # the standard camera control panel (Play/Pause, exposure, binning) is registered and can be built
+        panel_id = f"camera-control-panel-{CAMERA_ID}"
+        assert panel_id in Panel.PanelManager().panel_ids
+        name, positions, position, properties = Panel.PanelManager().get_panel_info(panel_id)
+        assert properties is not None and "camera_panel_type" not in properties
+        panel = Panel.PanelManager().create_panel_content(document_controller, panel_id, name, positions, position,
+                                                          properties)
+        assert panel is not None and type(panel).__name__ == "CameraControlPanel"
+        panel.close()
         frame_parameters = camera.get_current_frame_parameters()
         assert frame_parameters.exposure_ms == 50.0 and frame_parameters.binning == 1
         frame_parameters.exposure_ms = 20.0
@@ -208,6 +216,7 @@ def test_swift_plays_the_insitu_camera(tmp_path: pathlib.Path) -> None:
         document_controller.periodic()
         data_items = document_controller.document_model.data_items
         assert any(item.xdata is not None and item.xdata.data_shape == (256, 256) for item in data_items)
+    assert f"camera-control-panel-{CAMERA_ID}" not in Panel.PanelManager().panel_ids
     assert not Registry.get_components_by_type("hardware_source")
     assert not Registry.get_components_by_type("stem_controller")
     assert Registry.get_component(f"{CAMERA_ID}_device") is None
