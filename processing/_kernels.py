@@ -542,12 +542,12 @@ def convex_hull_doubled(points: np.ndarray) -> np.ndarray:
 
 
 @_kernel
-def count_pixels_in_hull(hull: np.ndarray) -> int:
+def count_pixels_in_hull(hull: np.ndarray) -> np.int64:
     """Number of pixel centres (2y, 2x) inside or on the convex polygon ``hull`` (doubled integer coordinates)."""
     m = hull.shape[0]
     y_lo = hull[:, 0].min()
     y_hi = hull[:, 0].max()
-    total = 0
+    total = np.int64(0)
     ys = (y_lo + 1) // 2
     ye = y_hi // 2
     for yy in range(ys, ye + 1):

@@ -41,7 +41,7 @@ U8 = NDArray[np.uint8]
 
 _TILE_PARAMETERS = (
     Parameter("tile_size_px", "Tile size", "integral", 128, 16, 1024, "px",
-              description="Side of the square tiles (even)."),
+              description="Side of the square tiles (a power of two)."),
     Parameter("step_px", "Tile step", "integral", 32, 1, 1024, "px",
               description="Distance between neighbouring tiles; smaller than the tile size means overlap."),
 )
@@ -63,9 +63,10 @@ def _check_finite(value: NDArray[typing.Any], what: str) -> None:
 
 
 def _check_tile_parameters(tile_px: int, step_px: int) -> None:
-    if tile_px % 2:
+    if tile_px < 8 or tile_px & (tile_px - 1):
         from processing.base import ParameterError
-        raise ParameterError(f"tile size {tile_px} px must be even; use e.g. 128.")
+        raise ParameterError(f"tile size {tile_px} px must be a power of two (16, 32, 64, 128, 256, 512 or 1024); "
+                             f"use e.g. 128.")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -176,7 +177,8 @@ def _radial_plan(h: int, w: int) -> _RadialPlan:
     if w % 2 == 0:
         col_weights[-1] = 1.0
     inside = r < n_bins
-    counts = np.bincount(r[inside], weights=np.broadcast_to(col_weights, r.shape)[inside], minlength=n_bins)
+    counts = np.bincount(r[inside], weights=np.broadcast_to(col_weights, r.shape)[inside],
+                         minlength=n_bins).astype(np.float64)
     bins = np.where(inside, r, -1).astype(np.int32)
     for a in (bins, col_weights, counts):
         a.flags.writeable = False
@@ -276,7 +278,7 @@ class RadialKymographProcessor(Processor):
                   description="Azimuthal mean or radial maximum of the power."),
         Parameter("log_scale", "Log scale", "boolean", True, description="Show the natural log of the power."),
     )
-    OUTPUTS = (("kymograph", "kymograph"),)
+    OUTPUTS = (("kymograph", "kymograph"), ("status", "notice"))
     stateful = True
 
     window_frames: int
@@ -447,7 +449,7 @@ def colour_wheel_legend(size_px: int = 129) -> U8:
     rgb[rho > 1] = 0.0
     out = (rgb * 255).astype(np.uint8)
     out.flags.writeable = False
-    return out
+    return typing.cast(U8, out)
 
 
 def spacing_legend(lo: float, hi: float, *, height_px: int = 24) -> U8:

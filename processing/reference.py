@@ -73,12 +73,12 @@ def ref_threshold_tracking(data: F32, *, radius_px: int = 2) -> RefRegion:
     from skimage.measure import label, regionprops
     from skimage.morphology import disk
 
-    threshold = float(threshold_otsu(data))
+    threshold = float(threshold_otsu(data))  # type: ignore[no-untyped-call]
     mask = data > threshold
-    fp = disk(radius_px).astype(bool)
+    fp = disk(radius_px).astype(bool)  # type: ignore[no-untyped-call]
     mask = ndi.binary_dilation(ndi.binary_erosion(mask, fp, border_value=1), fp, border_value=0)
     mask = ndi.binary_erosion(ndi.binary_dilation(mask, fp, border_value=0), fp, border_value=1)
-    regions = regionprops(label(mask))
+    regions = regionprops(label(mask))  # type: ignore[no-untyped-call]
     if not regions:
         return RefRegion(threshold, mask, None, 0, 0)
     largest = max(regions, key=lambda r: r.area)
@@ -120,7 +120,8 @@ def ref_radial_profile(data: F32, *, statistic: str = "mean") -> NDArray[np.floa
         return out[:n_bins]
     sums = np.bincount(r.ravel(), power.ravel().astype(np.float64))
     counts = np.bincount(r.ravel())
-    return typing.cast(NDArray[np.float64], (sums / counts)[:n_bins])
+    profile: NDArray[np.float64] = (sums / counts)[:n_bins]
+    return profile
 
 
 @dataclasses.dataclass(frozen=True)

@@ -113,7 +113,7 @@ def centre_mask(tile_px: int, mask_percent: float, bar_width_px: int) -> NDArray
         mask |= np.abs(yy - h) <= bar_width_px - 1
         mask |= np.abs(xx - h) <= bar_width_px - 1
     mask.flags.writeable = False
-    return mask
+    return typing.cast(NDArray[np.bool_], mask)
 
 
 @functools.lru_cache(maxsize=4)

@@ -64,12 +64,12 @@ def otsu_threshold(data: F32, *, nbins: int = 256) -> float:
     counts = np.sum(parallel.map_chunks(part, [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]),
                     axis=0)
     centres = (edges[:-1] + edges[1:]) / 2.0
-    return float(threshold_otsu(hist=(counts, centres)))
+    return float(threshold_otsu(hist=(counts, centres)))  # type: ignore[no-untyped-call]
 
 
 def _footprint(radius_px: int) -> U8:
     from skimage.morphology import disk
-    return typing.cast(U8, disk(radius_px).astype(np.uint8))
+    return typing.cast(U8, disk(radius_px).astype(np.uint8))  # type: ignore[no-untyped-call]
 
 
 def open_close(mask: U8, radius_px: int) -> U8:
@@ -180,7 +180,7 @@ def track_region(data: F32, *, threshold: float | None = None, radius_px: int = 
     else:
         _finite_range(data)
         level = float(threshold)
-    mask = cv2.compare(data, np.float64(np.float32(level)), cv2.CMP_GT)
+    mask = typing.cast(U8, cv2.compare(data, np.float64(np.float32(level)), cv2.CMP_GT))  # type: ignore[call-overload]
     mask = open_close(mask, radius_px)
     regions = find_regions(mask)
     if len(regions) == 0:

@@ -218,6 +218,14 @@ def test_flat_frames_give_finite_results(value: float) -> None:
     assert rgb.data.shape == (9, 9, 3)  # type: ignore[union-attr]
 
 
+def test_tile_size_must_be_a_power_of_two() -> None:
+    from processing.base import ParameterError
+    with pytest.raises(ParameterError, match="power of two"):
+        MaxFFTProcessor(tile_size_px=96)
+    with pytest.raises(ParameterError, match="outside its range"):
+        OrientationMapProcessor(step_px=0)
+
+
 def test_processors_are_registered() -> None:
     ids = {cls.processor_id for cls in registry.all_processors()}
     assert {"insitu.max_fft", "insitu.radial_kymograph", "insitu.fft_orientation",
