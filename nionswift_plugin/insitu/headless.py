@@ -78,8 +78,9 @@ class HeadlessSwift:
         while time.monotonic() < deadline:
             self.pump()
             reference = self.document_model.get_data_item_channel_reference(hardware_source_id, None)
-            if reference is not None and reference.data_item is not None:
-                return reference.data_item
+            data_item = reference.data_item if reference is not None else None
+            if data_item is not None and self.document_model.get_display_item_for_data_item(data_item) is not None:
+                return data_item  # with its display item (created a moment after the data item)
             time.sleep(0.02)
         raise TimeoutError(f"no live data item for '{hardware_source_id}' after {timeout_s} s")
 

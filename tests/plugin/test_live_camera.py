@@ -1,0 +1,115 @@
+"""Simulated camera playing in headless Swift -> processors attached -> outputs update at camera rate."""
+from __future__ import annotations
+
+import time
+import typing
+
+import numpy as np
+import pytest
+from nion.swift.model import Graphics
+from nion.utils import Geometry
+
+from nionswift_plugin.insitu import computations
+from nionswift_plugin.insitu.headless import HeadlessSwift
+from nionswift_plugin.insitu.live_engine import ENGINE
+
+CAMERA_ID = "insitu_camera"
+
+
+@pytest.fixture
+def swift() -> typing.Iterator[HeadlessSwift]:
+    from instrument_sim import configuration
+    from processing import live_filters, warmup
+    live_filters.warm_up()
+    warmup.warm_up()
+    with HeadlessSwift(configuration.SimulatorConfiguration(frame_shape=(256, 256))) as session:
+        yield session
+
+
+def _streaming_runner(swift: HeadlessSwift, data_item: typing.Any, timeout_s: float = 10.0) -> typing.Any:
+    computation = swift.document_model.get_data_item_computation(data_item)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        swift.pump(0.05)
+        runner = ENGINE.find_runner(computation)
+        if runner is not None and runner.is_streaming:
+            return runner
+    raise AssertionError(f"no streaming runner; computation error: {computation.error_text}")
+
+
+def test_three_processors_on_the_playing_camera_see_every_frame_and_update(swift: HeadlessSwift) -> None:
+    camera = swift.hardware_source(CAMERA_ID)
+    parameters = camera.get_current_frame_parameters()
+    parameters.exposure_ms = 20
+    camera.set_current_frame_parameters(parameters)
+    camera.start_playing()
+    live = swift.live_data_item(CAMERA_ID)
+    display_item = swift.document_model.get_display_item_for_data_item(live)
+    roi = Graphics.RectangleGraphic()
+    roi.bounds = Geometry.FloatRect.from_tlhw(0.25, 0.25, 0.5, 0.5)
+    display_item.add_graphic(roi)
+    model = swift.document_model
+    copy_item = computations.attach(model, "insitu.copy", display_item, roi=roi)
+    noise_item = computations.attach(model, "insitu.noise_reduction", display_item)
+    difference_item = computations.attach(model, "insitu.live_difference", display_item)
+    runners = [_streaming_runner(swift, item) for item in (copy_item, noise_item, difference_item)]
+    difference = runners[2]
+    stream = difference.stream
+    swift.pump(0.3)
+    seen0 = stream.frames_seen
+    integrated0 = difference.processor.frames_integrated
+    received0 = difference.stats.frames_received
+    swift.pump(2.0)
+    camera.stop_playing(sync_timeout=5.0)
+    swift.pump(0.5)  # drain
+    delivered = stream.frames_seen - seen0
+    assert delivered >= 20, f"camera delivered only {delivered} frames in 2 s"
+    assert difference.stats.frames_received - received0 == delivered
+    assert difference.processor.frames_integrated - integrated0 == delivered, difference.stats.as_dict()
+    assert difference.stats.frames_dropped == 0
+    for item in (copy_item, noise_item, difference_item):
+        assert item.xdata is not None and not model.get_data_item_computation(item).error_text
+        assert item.xdata.metadata["insitu"]["frames_processed"] >= delivered
+    assert copy_item.xdata.data_shape == (128, 128)
+    assert noise_item.xdata.data_shape == (256, 256)
+    np.testing.assert_array_equal(copy_item.xdata.data, live.xdata.data[64:192, 64:192])
+
+
+def test_moving_the_roi_takes_effect_on_the_next_frames(swift: HeadlessSwift) -> None:
+    camera = swift.hardware_source(CAMERA_ID)
+    camera.start_playing()
+    live = swift.live_data_item(CAMERA_ID)
+    display_item = swift.document_model.get_display_item_for_data_item(live)
+    roi = Graphics.RectangleGraphic()
+    roi.bounds = Geometry.FloatRect.from_tlhw(0.0, 0.0, 0.5, 0.5)
+    display_item.add_graphic(roi)
+    out = computations.attach(swift.document_model, "insitu.copy", display_item, roi=roi)
+    runner = _streaming_runner(swift, out)
+    swift.pump(0.5)
+    assert out.xdata.data_shape == (128, 128)
+    roi.bounds = Geometry.FloatRect.from_tlhw(0.5, 0.25, 0.25, 0.5)
+    processed = runner.stats.frames_processed
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (out.xdata.data_shape != (64, 128)
+                                           or runner.stats.frames_processed < processed + 2):
+        swift.pump(0.05)
+    camera.stop_playing(sync_timeout=5.0)
+    assert out.xdata.data_shape == (64, 128)
+    calibration = live.xdata.dimensional_calibrations[1]
+    assert abs(out.xdata.dimensional_calibrations[1].offset - (calibration.offset + 64 * calibration.scale)) < 1e-6
+
+
+def test_a_stopped_camera_leaves_the_last_result_and_no_error(swift: HeadlessSwift) -> None:
+    camera = swift.hardware_source(CAMERA_ID)
+    camera.start_playing()
+    live = swift.live_data_item(CAMERA_ID)
+    display_item = swift.document_model.get_display_item_for_data_item(live)
+    out = computations.attach(swift.document_model, "insitu.noise_reduction", display_item)
+    runner = _streaming_runner(swift, out)
+    swift.pump(0.5)
+    camera.stop_playing(sync_timeout=5.0)
+    swift.pump(0.5)
+    processed = runner.stats.frames_processed
+    swift.pump(0.5)
+    assert runner.stats.frames_processed == processed  # nothing new arrives, nothing breaks
+    assert out.xdata is not None and not swift.document_model.get_data_item_computation(out).error_text
