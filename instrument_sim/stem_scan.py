@@ -170,7 +170,10 @@ class SimScanSimulator:
 
     @property
     def current_pixel_flat(self) -> int:
-        return self.__current_flat
+        """Last pixel reached (the device reads pixels up to it): renders the clocked pixels still pending."""
+        with self.__lock:
+            self.__flush_pending()
+            return self.__current_flat
 
     def reset_frame(self) -> None:
         with self.__lock:
@@ -210,14 +213,10 @@ class SimScanSimulator:
             if col < 0:
                 self.__probe_flat = line * w  # blanked, waiting at the line start
             else:
+                # the pixel is rendered at this time, in a batch when the device next reads (cheap per pulse)
                 flat = line * w + col
-                t = self.__instrument.time_s()
-                if self.__frame is not None:
-                    self.__render_pixels(self.__frame, np.asarray([flat]), np.asarray([t]))
-                else:
-                    self.__pending.append((flat, t))
+                self.__pending.append((flat, self.__instrument.time_s()))
                 self.__probe_flat = flat
-                self.__current_flat = flat
         if notify:
             with self.__blanker_signal_condition:
                 self.__blanker_signal_condition.notify_all()
@@ -239,10 +238,19 @@ class SimScanSimulator:
             if not self.external_clock:
                 times = geometry.pixel_times_s(self.__t0).reshape(-1)
                 self.__render_pixels(frame, np.arange(times.size), times)
-            elif self.__pending:
-                pending = np.asarray(self.__pending, dtype=np.float64).reshape(-1, 2)
-                self.__pending = []
-                self.__render_pixels(frame, pending[:, 0].astype(np.int64), pending[:, 1])
+            else:
+                self.__flush_pending()
+
+    def __flush_pending(self) -> None:
+        """Render the clocked pixels recorded by :meth:`advance_pixel` (lock held)."""
+        frame = self.__frame
+        if frame is None or not self.__pending:
+            return
+        pending = np.asarray(self.__pending, dtype=np.float64).reshape(-1, 2)
+        self.__pending = []
+        flats = pending[:, 0].astype(np.int64)
+        self.__render_pixels(frame, flats, pending[:, 1])
+        self.__current_flat = max(self.__current_flat, int(flats.max()))
 
     def channel_data(self, geometry: ScanGeometry, channel_name: str) -> NDArray[np.float32]:
         """The (H, W) float32 buffer of ``channel_name`` for the frame (filled now, or pixel by pixel when clocked)."""
@@ -285,11 +293,13 @@ class SimScanSimulator:
     def last_frame_truth(self) -> FrameTruth | None:
         """Ground truth of the last completely rendered frame (see :class:`FrameTruth`)."""
         with self.__lock:
+            self.__flush_pending()
             return self.__last_truth
 
     def current_frame_truth(self) -> FrameTruth | None:
         """Ground truth of the frame being scanned (unvisited pixels NaN)."""
         with self.__lock:
+            self.__flush_pending()
             frame = self.__frame
             if frame is None:
                 return None

@@ -185,6 +185,9 @@ def test_drift_tracker_measures_an_injected_drift(session: StemSession) -> None:
         # the tolerance of nionswift-instrumentation's own test_drift_corrector: 0.9 < |d| < 1.1, other axis < 0.1
         assert 0.9 < abs(drift_delta.width) < 1.1, drift_delta
         assert abs(drift_delta.height) < 0.1, drift_delta
+        # sign: content moved +1 nm, the tracker reports -1 nm, so Swift's correction (center_nm = original -
+        # predicted drift) moves the scan by +1 nm, after the content
+        assert drift_delta.width == pytest.approx(-truth[1], abs=0.1)
         # the tracker's sign convention: a beam shift of +1 nm is measured like a sample drift of -1 nm
         session.instrument.SetVal2D("CSH", Geometry.FloatPoint(y=0.0, x=2e-9))  # content now at +1 - 2 = -1 nm
         behavior.prepare_section(pending, utc_time=tracker._last_entry_utc_time)
