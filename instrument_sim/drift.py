@@ -282,7 +282,8 @@ class DriftModel:
         if self.rate_nm_per_s != (0.0, 0.0):
             out += flat[:, np.newaxis] * np.asarray(self.rate_nm_per_s)
         if self.sine_amplitude_nm != (0.0, 0.0):
-            out += np.sin(flat * (2.0 * math.pi / self.sine_period_s))[:, np.newaxis] * np.asarray(self.sine_amplitude_nm)
+            phase = flat * (2.0 * math.pi / self.sine_period_s)
+            out += np.sin(phase)[:, np.newaxis] * np.asarray(self.sine_amplitude_nm)
         if self.random_walk_nm_per_sqrt_s > 0.0:
             out += self._walk.evaluate(flat)
         if self.jump_rate_per_s > 0.0 and self.jump_size_nm > 0.0:

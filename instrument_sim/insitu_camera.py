@@ -105,8 +105,9 @@ class InSituCameraSimulator:
         t = self.instrument.time_s() if t_s is None else float(t_s)
         return self.scene.truth(t, offset_nm=self.instrument.content_offset_nm(t))
 
-    def get_dimensional_calibrations(self, readout_area: Geometry.IntRect | None,
-                                     binning_shape: Geometry.IntSize | None) -> typing.Sequence[Calibration.Calibration]:
+    def get_dimensional_calibrations(
+            self, readout_area: Geometry.IntRect | None,
+            binning_shape: Geometry.IntSize | None) -> typing.Sequence[Calibration.Calibration]:
         by, bx = (binning_shape.height, binning_shape.width) if binning_shape else (1, 1)
         px = self.scene.pixel_size_nm
         return [Calibration.Calibration(0.0, px * by, "nm"), Calibration.Calibration(0.0, px * bx, "nm")]
@@ -155,8 +156,9 @@ class _SimulatorCalibrator:
     def __init__(self, simulator: InSituCameraSimulator) -> None:
         self.__simulator = simulator
 
-    def get_signal_calibrations(self, frame_parameters: camera_base.CameraFrameParameters,
-                                data_shape: typing.Sequence[int], **kwargs: typing.Any) -> typing.Sequence[Calibration.Calibration]:
+    def get_signal_calibrations(
+            self, frame_parameters: camera_base.CameraFrameParameters, data_shape: typing.Sequence[int],
+            **kwargs: typing.Any) -> typing.Sequence[Calibration.Calibration]:
         binning = frame_parameters.binning
         calibrations = self.__simulator.get_dimensional_calibrations(None, Geometry.IntSize(binning, binning))
         return tuple(calibrations[-len(data_shape):]) if len(data_shape) else ()

@@ -215,7 +215,8 @@ class InSituScene:
         self.pixel_size_nm = _positive("pixel_size_nm", pixel_size_nm)
         r_min, r_max = (float(v) for v in radius_range_nm)
         if not (0.0 < r_min <= r_max):
-            raise SimulatorParameterError(f"radius_range_nm must be (min, max) with 0 < min <= max; got {radius_range_nm!r}.")
+            raise SimulatorParameterError(
+                f"radius_range_nm must be (min, max) with 0 < min <= max; got {radius_range_nm!r}.")
         spacings = tuple(float(s) for s in lattice_spacings_nm)
         if not spacings or min(spacings) / self.pixel_size_nm < 2.5:
             raise SimulatorParameterError(
@@ -242,9 +243,9 @@ class InSituScene:
         if (self.thickness_contrast + max(self.fringe_contrast, 3 * self.molten_contrast) >= 1.0
                 or self.support_contrast >= 0.25):
             raise SimulatorParameterError(
-                "contrasts too large: need thickness + max(fringe, 3*molten) < 1 and support < 0.25 so that intensities "
-                f"stay positive; got {self.thickness_contrast}, {self.fringe_contrast}, {self.molten_contrast}, "
-                f"{self.support_contrast}.")
+                "contrasts too large: need thickness + max(fringe, 3*molten) < 1 and support < 0.25 so that "
+                f"intensities stay positive; got thickness {self.thickness_contrast}, fringe {self.fringe_contrast}, "
+                f"molten {self.molten_contrast}, support {self.support_contrast}. Remedy: lower them.")
 
         r_max_px = r_max / self.pixel_size_nm
         self.pad_px = int(math.ceil(r_max_px)) + 3

@@ -196,7 +196,8 @@ class ValueManager:
             return sorted(set(self.__values) | set(self.__axes_2d) | set(self.__aliases) | set(self.__computed))
 
     def __check_new(self, name: str) -> None:
-        if not name or name in self.__values or name in self.__axes_2d or name in self.__aliases or name in self.__computed:
+        known = (self.__values, self.__axes_2d, self.__aliases, self.__computed)
+        if not name or any(name in names for names in known):
             raise SimulatorParameterError(f"a control named {name!r} already exists (or the name is empty); "
                                           "choose another name or remove the existing control first.")
 
@@ -266,7 +267,8 @@ class ValueManager:
             base = self.__resolve_2d(s)
             if base is not None:
                 native = self.__axes_2d[base]
-                return Geometry.FloatPoint(y=self.__values[f"{base}.{native[1]}"], x=self.__values[f"{base}.{native[0]}"])
+                return Geometry.FloatPoint(y=self.__values[f"{base}.{native[1]}"],
+                                           x=self.__values[f"{base}.{native[0]}"])
         if default_value is None:
             raise SimulatorParameterError(f"no 2-D control named {s!r}; known: {', '.join(sorted(self.__axes_2d))}.")
         return default_value

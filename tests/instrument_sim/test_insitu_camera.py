@@ -196,7 +196,8 @@ def test_swift_plays_the_insitu_camera(tmp_path: pathlib.Path) -> None:
             # the clock is frozen: the frame is the scene at t = 2 s
             truth = handle.insitu_camera.simulator.truth()
             clean = handle.insitu_camera.simulator.scene.clean_image(2.0, offset_nm=truth.offset_nm)
-            residual, _, _ = phase_cross_correlation(xdata.data, clean, upsample_factor=20)  # type: ignore[no-untyped-call]
+            residual, _, _ = phase_cross_correlation(  # type: ignore[no-untyped-call]
+                xdata.data, clean, upsample_factor=20)
             np.testing.assert_allclose(residual, [0.0, 0.0], atol=0.1)
             # binning 2 while playing
             frame_parameters.binning = 2
