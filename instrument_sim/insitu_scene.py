@@ -114,9 +114,9 @@ class ParticleTruth:
     inside_frame: bool
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class SceneTruth:
-    """Ground truth of the scene at time ``t_s``.
+    """Ground truth of the scene at time ``t_s`` (compared by identity: it holds arrays).
 
     Attributes
     ----------
