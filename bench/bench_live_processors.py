@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from processing import parallel, reference  # noqa: E402
-from processing.base import Calibration, Context, Frame, Processor  # noqa: E402
+from processing.base import Calibration, Context, Frame, ImageOutput, Processor  # noqa: E402
 from processing.fft_analysis import (MaxFFTProcessor, OrientationMapProcessor, RadialKymographProcessor,  # noqa: E402
                                      max_fft, orientation_map, radial_profile)
 from processing.tracking import ThresholdTrackingProcessor, track_region  # noqa: E402
@@ -66,7 +66,8 @@ def synthetic_frame(size: int, index: int, *, seed: int = 0) -> np.ndarray:
     py = size * (0.5 + 0.1 * np.sin(0.3 * index))
     px = size * (0.4 + 0.1 * np.cos(0.3 * index))
     image += 60.0 * (((yy - py) ** 2 + (xx - px) ** 2) < (0.06 * size) ** 2)
-    return noise_rng.poisson(np.clip(image, 0, None)).astype(np.float32)
+    frame: np.ndarray = noise_rng.poisson(np.clip(image, 0, None)).astype(np.float32)
+    return frame
 
 
 def fast_processors() -> list[Processor]:
@@ -179,12 +180,12 @@ def agreement(data: np.ndarray) -> dict[str, str]:
         from processing.live_filters import LiveDifferenceProcessor, NoiseReductionProcessor
         frame = make_frame(data, 0)
         ref_n = reference.ref_noise_reduction(data)
-        fast_n = NoiseReductionProcessor().process(frame, Context())[0].data
+        fast_n = typing.cast(ImageOutput, NoiseReductionProcessor().process(frame, Context())[0]).data
         out["noise reduction: max|d|/max|ref|"] = f"{np.max(np.abs(ref_n - fast_n)) / np.max(np.abs(ref_n)):.2e}"
         rd, fd = reference.RefLiveDifference(), LiveDifferenceProcessor()
         for k in range(3):
             frame_k = make_frame(data + k, k)
-            a, b = rd(frame_k.data), fd.process(frame_k, Context())[0].data
+            a, b = rd(frame_k.data), typing.cast(ImageOutput, fd.process(frame_k, Context())[0]).data
         out["live difference: max|d|"] = f"{np.max(np.abs(a - b)):.2e}"
     except ImportError as e:  # the lead's processors are not there yet
         out["copy/noise/difference"] = f"not measured ({e})"

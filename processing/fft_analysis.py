@@ -27,7 +27,7 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
-from processing import _kernels, parallel, tiles
+from processing import _kernels, parallel, tiles, warmup
 from processing.base import (Calibration, Context, Frame, ImageOutput, InputError, KymographOutput, Notice,
                              Outputs, Parameter, Processor, RGBImageOutput)
 
@@ -142,6 +142,7 @@ class MaxFFTProcessor(Processor):
     def __init__(self, **params: typing.Any) -> None:
         super().__init__(**params)
         _check_tile_parameters(self.tile_size_px, self.step_px)
+        warmup.warm_up_in_background()
 
     def process(self, frame: Frame, context: Context) -> Outputs:
         peaks = _peak_spec_in_demand(self.tile_size_px, self.step_px)
@@ -288,6 +289,7 @@ class RadialKymographProcessor(Processor):
     def __init__(self, **params: typing.Any) -> None:
         super().__init__(**params)
         self.reset()
+        warmup.warm_up_in_background()
 
     def reset(self) -> None:
         self._columns: F32 | None = None   # (n_bins, window) ring
@@ -515,6 +517,7 @@ class OrientationMapProcessor(Processor):
     def __init__(self, **params: typing.Any) -> None:
         super().__init__(**params)
         _check_tile_parameters(self.tile_size_px, self.step_px)
+        warmup.warm_up_in_background()
         with _instances_lock:
             _orientation_instances.add(self)
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from processing import _kernels, parallel
+from processing import _kernels, parallel, warmup
 from processing.base import (CircleAnnotation, Context, Frame, ImageOutput, InputError, Notice, Outputs, Parameter,
                              Processor, TimeSeriesOutput)
 
@@ -226,6 +226,7 @@ class ThresholdTrackingProcessor(Processor):
     def __init__(self, **params: typing.Any) -> None:
         super().__init__(**params)
         self.reset()
+        warmup.warm_up_in_background()
 
     def reset(self) -> None:
         self._times: list[float] = []

@@ -15,15 +15,28 @@ import time
 
 import numpy as np
 
-__all__ = ["warm_up", "is_warm"]
+__all__ = ["warm_up", "warm_up_in_background", "is_warm"]
 
 _lock = threading.Lock()
+_start_lock = threading.Lock()
+_started = False
 _done = threading.Event()
 
 
 def is_warm() -> bool:
     """True once :func:`warm_up` has completed in this process."""
     return _done.is_set()
+
+
+def warm_up_in_background() -> None:
+    """Start :func:`warm_up` in a daemon thread unless it is done or already running (the processors call this
+    when they are created, so a missing explicit warm-up only delays the processor, never the camera)."""
+    global _started
+    with _start_lock:
+        if _done.is_set() or _started:
+            return
+        _started = True
+    threading.Thread(target=warm_up, name="insitu-warm-up", daemon=True).start()
 
 
 def warm_up() -> float:
