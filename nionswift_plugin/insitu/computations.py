@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import typing
+import weakref
 
 import numpy as np
 from nion.data import Calibration
@@ -106,18 +107,26 @@ def _is_live_source(xdata: DataAndMetadata.DataAndMetadata | None) -> tuple[str,
     return hardware_source_id, int(hardware.get("channel_index", 0) or 0)
 
 
-def _request_commit(computation: Symbolic.Computation, document_model: DocumentModel.DocumentModel) -> None:
-    """Ask Swift (from any thread) to run execute/commit again so a fresh result reaches the display."""
-    event_loop = document_model._event_loop if hasattr(document_model, "_event_loop") else None
-    event_loop = event_loop or getattr(document_model, "event_loop", None)
+def _commit_requester(computation: Symbolic.Computation,
+                      document_model: DocumentModel.DocumentModel) -> typing.Callable[[Runner], None]:
+    """A callback (any thread) that asks Swift to run execute/commit again so a fresh result reaches the display.
+
+    Holds the computation and document weakly: the runner must not keep a deleted computation alive.
+    """
+    computation_ref = weakref.ref(computation)
+    event_loop = getattr(document_model, "event_loop", None)
 
     def request() -> None:
-        if not computation._closed:
-            computation.needs_update = True
-            computation.computation_mutated_event.fire()
+        target = computation_ref()
+        if target is not None and not target._closed:
+            target.needs_update = True
+            target.computation_mutated_event.fire()
 
-    if event_loop is not None and not event_loop.is_closed():
-        event_loop.call_soon_threadsafe(request)
+    def on_result(runner: Runner) -> None:
+        if event_loop is not None and not event_loop.is_closed():
+            event_loop.call_soon_threadsafe(request)
+
+    return on_result
 
 
 def make_computation_class(processor_id: str) -> type:
@@ -137,7 +146,7 @@ def make_computation_class(processor_id: str) -> type:
             symbolic = self.computation._computation
             document_model = symbolic.container
             runner = ENGINE.runner_for(symbolic, processor_id, kwargs, title=cls.title,
-                                       on_result=lambda r: _request_commit(symbolic, document_model))
+                                       on_result=_commit_requester(symbolic, document_model))
             xdata = src.xdata if src is not None else None
             runner.roi = _bounds_of(roi)
             runner.source_label = str(getattr(symbolic, "label", "") or cls.title)

@@ -93,6 +93,8 @@ class DriftSISettings:
     reference_size_px: int = 32
     reference_pixel_time_us: float = 2.0
     exposure_s: float = 0.002
+    #: camera binning (None: keep the camera's current binning)
+    camera_binning: int | None = None
     si_size_px: tuple[int, int] = (32, 32)
     section_lines: int = 4
     #: if set, the section height is derived from this interval (s) and the estimated line time
@@ -246,6 +248,8 @@ class PassResult:
         self.pixel_times_s = np.full((h, w), np.nan)
         self.applied_offset_nm = np.full((h, w, 2), np.nan)
         self.offset_time_s = np.full((h, w), np.nan)
+        #: (H, W, 2) residual (dy, dx) px removed by the shear correction: out[q] = raw[q + correction_px[q]]
+        self.correction_px = np.zeros((h, w, 2))
 
 
 class DriftSIResult:
@@ -577,6 +581,13 @@ class DriftCorrectedSI:
                                                rw * ctx_w * self._ctx_px_nm[1] / ref_shape[1])
         cam_params = copy.deepcopy(camera.get_current_frame_parameters())
         cam_params.processing = "sum_project"
+        if s.camera_binning is not None:
+            cam_params.binning = int(s.camera_binning)
+        # Swift's synchronized scan shifts every section by its own DriftTracker's prediction; this engine does the
+        # correction itself, so the tracker must not add a stale prediction from an earlier acquisition.
+        tracker = getattr(scan, "drift_tracker", None)
+        if tracker is not None:
+            tracker.reset()
         self._cam_params = cam_params
 
         # the plan: a list of passes, each a list of sections
@@ -838,24 +849,29 @@ class DriftCorrectedSI:
 
     # -- laser ---------------------------------------------------------------------------------------------------
     def _set_laser(self, wavelength_nm: float | None) -> None:
+        """Tune the laser and open its shutter (None: close the shutter). Supports the simulator's
+        ``set(name, value)`` interface and plain ``set_wavelength_nm``/``set_shutter_open`` methods."""
         laser = self._laser
         if laser is None:
             return
+        generic = callable(getattr(laser, "set", None))
         if wavelength_nm is None:
-            _call_first(laser, ("set_shutter", "set_shutter_open"), False)
+            laser.set("shutter_open", False) if generic else _call_first(laser, ("set_shutter_open",), False)
             return
-        _call_first(laser, ("set_wavelength_nm", "set_wavelength"), float(wavelength_nm))
-        _call_first(laser, ("set_shutter", "set_shutter_open"), True)
+        if generic:
+            laser.set("wavelength_nm", float(wavelength_nm))
+            laser.set("shutter_open", True)
+        else:
+            _call_first(laser, ("set_wavelength_nm",), float(wavelength_nm))
+            _call_first(laser, ("set_shutter_open",), True)
 
     def _laser_power_mW(self) -> float | None:
         laser = self._laser
-        for name in ("power_mW", "measured_power_mW", "read_power_mW", "get_power_mW"):
-            value = getattr(laser, name, None)
-            if value is None:
-                continue
-            value = value() if callable(value) else value
-            return float(value)
-        return None
+        if callable(getattr(laser, "get", None)):
+            return float(laser.get("power_mW"))
+        value = getattr(laser, "power_mW", None)
+        value = value() if callable(value) else value
+        return None if value is None else float(value)
 
     # -- end of run ---------------------------------------------------------------------------------------------
     def _finalise(self) -> None:
@@ -877,11 +893,12 @@ class DriftCorrectedSI:
             if not rows.any():
                 continue
             valid = p.aligned.valid_pixels
+            residual_px[~rows] = 0.0
+            p.correction_px = residual_px
             corrected = resample_displacement(p.aligned.data, residual_px, valid_rows=rows)
             p.aligned.data[rows] = corrected[rows].astype(p.aligned.data.dtype)
             haadf = resample_displacement(p.haadf.data[..., 0], residual_px, valid_rows=rows)
             p.haadf.data[rows, :, 0] = haadf[rows].astype(p.haadf.data.dtype)
-            del valid
         self.result.shear_corrected = True
 
 

@@ -9,7 +9,8 @@ attached :class:`Runner` through a one-slot mailbox:
 * each runner has its own worker thread, so several processors on one source run concurrently (their kernels
   release the GIL) and a slow processor never delays the camera or the other processors;
 * a runner that is still busy when the next frame arrives finds only the newest frame in its slot: the older one is
-  counted as dropped (no growing queue) and the count is shown to the user;
+  counted as dropped (no growing queue) and the count is shown to the user; stateful processors get a 3-frame
+  jitter buffer, so one that is fast enough on average sees every frame even when the OS schedules it late;
 * processors on the same frame share a :class:`processing.base.FrameMemo`, so e.g. one tile-FFT pass serves both
   Max-FFT and the orientation map.
 
@@ -30,6 +31,8 @@ from nion.data import DataAndMetadata
 from processing import base as pb
 from processing import registry
 
+STATEFUL_BUFFER_FRAMES = 3
+
 Bounds = tuple[tuple[float, float], tuple[float, float]]
 ResultCallback = typing.Callable[["Runner"], None]
 
@@ -49,31 +52,39 @@ def frame_from_xdata(xdata: DataAndMetadata.DataAndMetadata, *, roi: Bounds | No
 
 
 class FrameSlot:
-    """A one-item mailbox: ``put`` replaces the waiting item (returns True if one was dropped)."""
+    """A small mailbox that never grows: ``put`` returns how many waiting frames it dropped.
 
-    def __init__(self) -> None:
+    ``capacity`` 1 keeps only the newest frame. A larger capacity absorbs scheduling jitter (a stateful processor
+    that is fast enough on average still sees every frame); when it is full the backlog is discarded and only the
+    newest frame kept, so a processor slower than the camera always jumps to the newest frame.
+    """
+
+    def __init__(self, capacity: int = 1) -> None:
         self._condition = threading.Condition()
-        self._item: typing.Any = None
+        self._items: list[typing.Any] = []
+        self._capacity = max(1, capacity)
         self._closed = False
 
-    def put(self, item: typing.Any) -> bool:
+    def put(self, item: typing.Any) -> int:
         with self._condition:
-            dropped = self._item is not None
-            self._item = item
+            dropped = 0
+            if len(self._items) >= self._capacity:
+                dropped = len(self._items)
+                self._items.clear()
+            self._items.append(item)
             self._condition.notify()
             return dropped
 
     def take(self, timeout_s: float | None = None) -> typing.Any:
         with self._condition:
-            if self._item is None and not self._closed:
+            if not self._items and not self._closed:
                 self._condition.wait(timeout_s)
-            item, self._item = self._item, None
-            return item
+            return self._items.pop(0) if self._items else None
 
     def close(self) -> None:
         with self._condition:
             self._closed = True
-            self._item = None
+            self._items.clear()
             self._condition.notify_all()
 
 
@@ -113,7 +124,8 @@ class Runner:
         self._processor: pb.Processor | None = None
         self._outputs: pb.Outputs = ()
         self._error: str | None = None
-        self._slot = FrameSlot()
+        # stateful processors get a 3-frame jitter buffer (they need every frame); others only the newest frame
+        self._slot = FrameSlot(STATEFUL_BUFFER_FRAMES if self.processor_class.stateful else 1)
         self._thread: threading.Thread | None = None
         self._stream: HardwareStream | None = None
         self._closed = False
@@ -222,8 +234,7 @@ class Runner:
     def feed(self, item: tuple[DataAndMetadata.DataAndMetadata, int, float, pb.FrameMemo]) -> None:
         """Called on the acquisition thread: never blocks."""
         self.stats.frames_received += 1
-        if self._slot.put(item):
-            self.stats.frames_dropped += 1
+        self.stats.frames_dropped += self._slot.put(item)
 
     def _loop(self) -> None:
         while not self._closed:
@@ -299,6 +310,7 @@ class LiveEngine:
     def runner_for(self, key: typing.Any, processor_id: str, parameters: typing.Mapping[str, typing.Any], *,
                    title: str = "", on_result: ResultCallback | None = None) -> Runner:
         """The runner of ``key`` (a Swift computation), created on first use; parameters are applied."""
+        self.prune()
         with self._lock:
             runner = self._runners.get(key)
             created = runner is None or runner.processor_id != processor_id
@@ -315,6 +327,13 @@ class LiveEngine:
         else:
             self._notify()
         return runner
+
+    def prune(self) -> None:
+        """Stop the runners of computations Swift has closed (their output or source was deleted)."""
+        with self._lock:
+            dead = [key for key in self._runners.keys() if getattr(key, "_closed", False)]
+        for key in dead:
+            self.remove(key)
 
     def find_runner(self, key: typing.Any) -> Runner | None:
         with self._lock:

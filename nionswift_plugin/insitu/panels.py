@@ -86,6 +86,7 @@ def drop_on_processor(document_controller: typing.Any, processor_id: str, mime_d
 def runner_lines() -> list[str]:
     """One status line per attached processor (shown in the panel, also used by tests and the demo)."""
     lines = []
+    ENGINE.prune()
     for runner in ENGINE.runners:
         _, error, stats = runner.latest()
         mode = "live" if runner.is_streaming else "static"

@@ -113,3 +113,21 @@ def test_a_stopped_camera_leaves_the_last_result_and_no_error(swift: HeadlessSwi
     swift.pump(0.5)
     assert runner.stats.frames_processed == processed  # nothing new arrives, nothing breaks
     assert out.xdata is not None and not swift.document_model.get_data_item_computation(out).error_text
+
+
+def test_deleting_the_source_or_the_output_stops_the_processor_cleanly(swift: HeadlessSwift) -> None:
+    camera = swift.hardware_source(CAMERA_ID)
+    camera.start_playing()
+    live = swift.live_data_item(CAMERA_ID)
+    display_item = swift.document_model.get_display_item_for_data_item(live)
+    out = computations.attach(swift.document_model, "insitu.live_difference", display_item)
+    runner = _streaming_runner(swift, out)
+    swift.pump(0.3)
+    swift.document_model.remove_data_item(out)
+    swift.pump(0.3)
+    ENGINE.prune()
+    assert runner not in ENGINE.runners and not runner.is_streaming
+    received = runner.stats.frames_received
+    swift.pump(0.3)
+    assert runner.stats.frames_received == received  # no longer fed
+    camera.stop_playing(sync_timeout=5.0)
