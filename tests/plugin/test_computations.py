@@ -116,3 +116,49 @@ def test_menu_action_attaches_to_selected_display_with_its_rectangle(document_co
     out = panels.attach_to_selection(document_controller, "insitu.copy")
     _recompute(document_controller)
     np.testing.assert_array_equal(out.xdata.data, data[:25, :30])
+
+
+def test_facade_scripting_attaches_a_processor_with_parameters(document_controller: typing.Any) -> None:
+    from nion.swift import Facade
+    from nionswift_plugin.insitu import scripting
+    api = Facade.get_api("~1.0", "~1.0")
+    data = np.random.default_rng(2).random((40, 40)).astype(np.float32)
+    data_item = api.library.create_data_item_from_data(data, "scripted")
+    assert "insitu.live_difference" in scripting.processor_ids()
+    result = scripting.attach_processor(api, "insitu.noise_reduction", data_item, median_size_px=0, sigma_px=1.0)
+    _recompute(document_controller)
+    np.testing.assert_allclose(result.data, scipy.ndimage.gaussian_filter(data, 1.0, mode="reflect"), atol=1e-5)
+    # the plain Facade call works too, because each processor is a registered computation type
+    computation = api.library.create_computation("insitu.copy", inputs={"src": api.library.create_data_item_from_data(data)},
+                                                 outputs={"target": None})
+    _recompute(document_controller)
+    assert not computation._computation.error_text
+    np.testing.assert_array_equal(computation.get_result("target").data, data)
+
+
+def test_dropping_a_data_item_on_a_processor_in_the_panel_attaches_it(document_controller: typing.Any) -> None:
+    from nion.swift import MimeTypes
+    data = np.random.default_rng(3).random((30, 30)).astype(np.float32)
+    display_item = _add_image(document_controller, data, "dropped")
+    mime_data = document_controller.ui.create_mime_data()
+    MimeTypes.mime_data_put_display_item(mime_data, display_item)
+    target = panels.ProcessorDropTarget(document_controller, "insitu.copy", "Copy (ROI)")
+    assert target.wants_drag_event(mime_data, 0, 0) and target.drag_enter(mime_data) == "copy"
+    assert target.drop(mime_data, 0, 0) == "copy"
+    _recompute(document_controller)
+    outputs = [d for d in document_controller.document_model.data_items if d.title == "dropped (Copy (ROI))"]
+    assert len(outputs) == 1
+    np.testing.assert_array_equal(outputs[0].xdata.data, data)
+    other = document_controller.ui.create_mime_data()
+    other.set_data_as_string("text/plain", "not a data item")
+    assert target.drag_enter(other) == "ignore"
+
+
+def test_the_panel_lists_every_processor_as_a_drop_target(document_controller: typing.Any) -> None:
+    from processing import registry
+    panel = panels.InSituProcessorsPanel(document_controller, panels.PANEL_ID, {})
+    try:
+        titles = [t.processor_id for t in panel._InSituProcessorsPanel__targets]
+        assert titles == [cls.processor_id for cls in registry.all_processors()]
+    finally:
+        panel.close()
