@@ -454,8 +454,9 @@ def colour_wheel_legend(size_px: int = 129) -> U8:
     return typing.cast(U8, out)
 
 
-def spacing_legend(lo: float, hi: float, *, height_px: int = 24) -> U8:
-    """(height, 256, 3) uint8 colour bar of the spacing colouring from ``lo`` to ``hi``."""
+def spacing_legend(*, height_px: int = 24) -> U8:
+    """(height, 256, 3) uint8 colour bar of the spacing colouring ('jet', left = 5th, right = 95th percentile of
+    the spatial frequency; the processor's legend output carries that range as its x calibration)."""
     return typing.cast(U8, np.repeat((JET[None, :, :] * 255).astype(np.uint8), height_px, axis=0))
 
 
@@ -536,7 +537,7 @@ class OrientationMapProcessor(Processor):
             lo, hi = _spacing_range(omap.spacing_cpp)
             px = _pixel_size(frame.calibrations[1])
             cal = Calibration(lo / px, (hi - lo) / px / 256, frequency_units(frame.calibrations[1].units))
-            legend = RGBImageOutput("legend", spacing_legend(lo, hi), (Calibration(), cal),
+            legend = RGBImageOutput("legend", spacing_legend(), (Calibration(), cal),
                                     title="Spacing legend (spatial frequency)")
         if self.blend_over_image:
             s = omap.strength.astype(np.float64)

@@ -223,7 +223,7 @@ class TilePassJob:
     are raised by the constructor."""
 
     def __init__(self, data: F32, *, tile_px: int = 128, step_px: int = 32, peaks: PeakSpec | None = None,
-                 band_tile_rows: int = BAND_TILE_ROWS) -> None:
+                 band_tile_rows: int | None = None) -> None:
         grid = tile_grid(typing.cast(tuple[int, int], data.shape), tile_px, step_px)
         n_y, n_x = grid
         data = np.ascontiguousarray(data, dtype=np.float32)
@@ -243,7 +243,7 @@ class TilePassJob:
             theta = spacing = strength = np.empty((1, 1), np.float32)
         self._job = _Job(data, tile_px, step_px, grid, peaks, negmask, gaussian_taps(), theta, spacing, strength,
                          sqrt_hann(tile_px).astype(np.float32))
-        per_band = max(1, int(band_tile_rows))
+        per_band = max(1, int(BAND_TILE_ROWS if band_tile_rows is None else band_tile_rows))
         bands = [(i, min(n_y, i + per_band)) for i in range(0, n_y, per_band)]
         self._group = parallel.TaskGroup(lambda b: _band(self._job, b), bands)
         self._lock = threading.Lock()
@@ -272,7 +272,7 @@ class TilePassJob:
 
 
 def tile_pass(data: F32, *, tile_px: int = 128, step_px: int = 32, peaks: PeakSpec | None = None,
-              band_tile_rows: int = BAND_TILE_ROWS) -> TilePass:
+              band_tile_rows: int | None = None) -> TilePass:
     """Run the tile engine on a validated float32 (H, W) frame (see the module docstring).
 
     Raises :class:`InputError` when the frame is smaller than one tile. The returned maps are in tile units; NaN
