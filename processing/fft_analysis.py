@@ -273,7 +273,7 @@ class RadialKymographProcessor(Processor):
     title = "Radial Profile Kymograph"
     description = "Azimuthal mean (or maximum) of the FFT power of each frame, stacked over time."
     PARAMETERS = (
-        Parameter("window_frames", "Window", "integral", 256, 2, 100000, "frames",
+        Parameter("window_frames", "Window", "integral", 256, 2, 10000, "frames",
                   description="Number of most recent frames kept in the kymograph (bounds the memory)."),
         Parameter("statistic", "Statistic", "choice", "mean", choices=("mean", "max"),
                   description="Azimuthal mean or radial maximum of the power."),

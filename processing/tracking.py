@@ -211,7 +211,7 @@ class ThresholdTrackingProcessor(Processor):
                   description="Radius of the disc used for the binary opening and closing (0: none)."),
         Parameter("track", "Track", "choice", "largest", choices=("largest", "nearest"),
                   description="Follow the largest region, or the region nearest the previous one."),
-        Parameter("history_points", "History", "integral", 100000, 2, 10_000_000, "points",
+        Parameter("history_points", "History", "integral", 10000, 2, 1_000_000, "points",
                   description="Number of most recent points kept in the time plot."),
     )
     OUTPUTS = (("image", "image"), ("marker", "circle"), ("track", "timeseries"), ("status", "notice"))
@@ -229,11 +229,24 @@ class ThresholdTrackingProcessor(Processor):
         warmup.warm_up_in_background()
 
     def reset(self) -> None:
-        self._times: list[float] = []
-        self._values: list[tuple[float, float, float]] = []
+        self._history = np.empty((4, 256), np.float64)  # rows: time s, x, y, convex area; columns: points
+        self._count = 0
         self._previous_px: tuple[float, float] | None = None
         self._last_marker_px: tuple[float, float] = (0.0, 0.0)
         self._units: tuple[str, str, str] = ("", "", "")
+
+    def _append(self, point: tuple[float, float, float, float]) -> None:
+        """Add one (t, x, y, area) point, keeping the last ``history_points`` (amortised O(1))."""
+        if self._count >= self.history_points:
+            keep = self.history_points - 1
+            self._history[:, :keep] = self._history[:, self._count - keep:self._count]
+            self._count = keep
+        if self._count == self._history.shape[1]:
+            grown = np.empty((4, min(2 * self._count, max(self.history_points, 1))), np.float64)
+            grown[:, :self._count] = self._history[:, :self._count]
+            self._history = grown
+        self._history[:, self._count] = point
+        self._count += 1
 
     def process(self, frame: Frame, context: Context) -> Outputs:
         previous = self._previous_px if self.track == "nearest" else None
@@ -242,9 +255,8 @@ class ThresholdTrackingProcessor(Processor):
         image = result.image()
         cal_y, cal_x = frame.calibrations
         units = (cal_x.units, cal_y.units, f"{cal_x.units}²" if cal_x.units else "px²")
-        if units != self._units and self._values:
-            self._times.clear()
-            self._values.clear()
+        if units != self._units:
+            self._count = 0
         self._units = units
         notices: list[Notice] = []
         if result.region is None:
@@ -260,13 +272,9 @@ class ThresholdTrackingProcessor(Processor):
             self._last_marker_px = centre
             marker = CircleAnnotation("marker", centre, result.radius_px, "region")
             area = result.area_convex_px * abs(cal_x.scale * cal_y.scale)
-            self._times.append(frame.timestamp_s)
-            self._values.append((cal_x.offset + cal_x.scale * cx, cal_y.offset + cal_y.scale * cy, area))
-            if len(self._times) > self.history_points:
-                del self._times[:len(self._times) - self.history_points]
-                del self._values[:len(self._values) - self.history_points]
-        values = np.array(self._values, np.float64).reshape(-1, 3).T
-        series = TimeSeriesOutput("track", np.array(self._times, np.float64), values,
+            self._append((frame.timestamp_s, cal_x.offset + cal_x.scale * cx, cal_y.offset + cal_y.scale * cy, area))
+        history = self._history[:, :self._count]
+        series = TimeSeriesOutput("track", history[0].copy(), history[1:].copy(),
                                   ("centre x", "centre y", "convex area"), units, "Tracked region")
         main = ImageOutput("image", image, frame.calibrations, "", "Threshold regions (2 = tracked)")
         return (main, marker, series, *notices)

@@ -157,3 +157,13 @@ def test_nan_frame_is_a_clear_error() -> None:
         ThresholdTrackingProcessor().process(Frame(data), Context())
     with pytest.raises(InputError, match="NaN"):
         ThresholdTrackingProcessor(threshold_mode="manual").process(Frame(data), Context())
+
+
+def test_time_plot_keeps_the_last_history_points() -> None:
+    proc = ThresholdTrackingProcessor(history_points=3)
+    for k in range(5):
+        data = disc_frame((64, 64), [(30.0, 20.0 + 4 * k)], [8.0], seed=50 + k)
+        outputs = proc.process(Frame(data, (NM, NM), k, 0.5 * k), Context())
+    series = next(o for o in outputs if isinstance(o, TimeSeriesOutput))
+    np.testing.assert_allclose(series.times_s, [1.0, 1.5, 2.0])
+    np.testing.assert_allclose(series.values[0], [0.1 * (20.0 + 4 * k) for k in (2, 3, 4)], atol=0.05)
