@@ -23,7 +23,7 @@ if typing.TYPE_CHECKING:
     from instrument_sim.configuration import DeviceRegistration, SimulatorConfiguration
     from instrument_sim.instrument import SimInstrument
 
-__all__ = ["StemParts", "stem_parts", "laser_factory", "stem_scan_factory", "eels_camera_factory",
+__all__ = ["StemParts", "stem_parts", "existing_stem_parts", "laser_factory", "stem_scan_factory", "eels_camera_factory",
            "STEM_DEVICE_FACTORIES"]
 
 
@@ -54,6 +54,14 @@ def stem_parts(instrument: SimInstrument, *, seed: int = 0) -> StemParts:
         parts = StemParts(specimen=Specimen(seed=seed), laser=SimLaser())
         _PARTS[instrument] = parts
     return parts
+
+
+def existing_stem_parts(instrument: typing.Any) -> StemParts | None:
+    """The :class:`StemParts` of ``instrument`` if the STEM factories built them, else None."""
+    try:
+        return _PARTS.get(instrument)
+    except TypeError:  # not weak-referenceable: not a simulated instrument
+        return None
 
 
 def laser_factory(instrument: SimInstrument, config: SimulatorConfiguration) -> DeviceRegistration:
