@@ -217,6 +217,10 @@ def test_swift_plays_the_insitu_camera(tmp_path: pathlib.Path) -> None:
         document_controller.periodic()
         data_items = document_controller.document_model.data_items
         assert any(item.xdata is not None and item.xdata.data_shape == (256, 256) for item in data_items)
+        # sequence acquisition (what the Acquisition panel uses to record a movie)
+        elements = camera.acquire_sequence(3)
+        assert elements is not None and elements[0]["data"].shape == (3, 256, 256)
+        assert [c.get("units") for c in elements[0]["spatial_calibrations"]] == [None, "nm", "nm"]
     assert f"camera-control-panel-{CAMERA_ID}" not in Panel.PanelManager().panel_ids
     assert not Registry.get_components_by_type("hardware_source")
     assert not Registry.get_components_by_type("stem_controller")
