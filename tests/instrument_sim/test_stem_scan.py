@@ -114,6 +114,13 @@ def test_subscan_center_csh_and_rotation_address_the_right_field(session: StemSe
     _, rotated = _record(session, **{**base, "rotation_rad": math.pi / 2})
     i, j = np.meshgrid(np.arange(1, n), np.arange(n), indexing="ij")
     np.testing.assert_allclose(rotated.expected["HAADF"][i, j], e_full[j, n - i], rtol=1e-6)
+    # the ground-truth API renders the same drift-free field from Swift frame parameters (sub-scan, CSH included)
+    fp = session.scan.get_current_frame_parameters()
+    for name, value in {**base, "subscan_pixel_size": Geometry.IntSize(32, 32),
+                        "subscan_fractional_size": Geometry.FloatSize(0.5, 0.5),
+                        "subscan_fractional_center": Geometry.FloatPoint(0.25, 0.75)}.items():
+        setattr(fp, name, value)
+    np.testing.assert_allclose(session.parts.truth_image(fp), sub.expected["HAADF"], rtol=1e-9)
 
 
 def test_haadf_and_maadf_channels_are_poisson_on_the_scattered_electrons(session: StemSession) -> None:
