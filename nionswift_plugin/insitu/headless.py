@@ -38,7 +38,7 @@ class HeadlessSwift:
         Facade.initialize()
         self._setup = TestContext.TestSetup()
         folder = pathlib.Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="insitu-headless-")))
-        nion_instrumentation_ui.configuration_location = str(folder)
+        nion_instrumentation_ui.configuration_location = folder
         nion_instrumentation_ui.run()
         self._stack.callback(nion_instrumentation_ui.stop)
         computations.register_all()
@@ -64,7 +64,7 @@ class HeadlessSwift:
             self.document_controller.periodic()
             self.document_controller.close()
         self._stack.close()
-        self._setup = None
+        del self._setup
 
     def hardware_source(self, hardware_source_id: str) -> typing.Any:
         source = HardwareSource.HardwareSourceManager().get_hardware_source_for_hardware_source_id(hardware_source_id)

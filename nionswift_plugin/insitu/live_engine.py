@@ -312,20 +312,21 @@ class LiveEngine:
         """The runner of ``key`` (a Swift computation), created on first use; parameters are applied."""
         self.prune()
         with self._lock:
-            runner = self._runners.get(key)
-            created = runner is None or runner.processor_id != processor_id
-            if created:
-                if runner is not None:
-                    runner.close()
-                runner = Runner(processor_id, parameters, title=title, on_result=on_result)
+            existing = self._runners.get(key)
+            if existing is not None and existing.processor_id == processor_id:
+                runner, created = existing, False
+            else:
+                if existing is not None:
+                    existing.close()
+                runner, created = Runner(processor_id, parameters, title=title, on_result=on_result), True
                 self._runners[key] = runner
                 weakref.finalize(key, runner.close)
-        if not created:
+        if created:
+            self._notify()
+        else:
             runner.set_parameters(parameters)
             if on_result is not None:
                 runner.on_result = on_result
-        else:
-            self._notify()
         return runner
 
     def prune(self) -> None:
