@@ -10,9 +10,10 @@ with the standard camera panel (Play/Pause, exposure, binning).
 * :func:`make_insitu_camera` builds both plus the settings (Run: 50 ms, binning 1) and the ``CameraModule``.
 
 Ground truth: ``simulator.truth(t_s)`` (a :class:`~instrument_sim.insitu_scene.SceneTruth` in full-frame pixel
-coordinates) and ``simulator.frame_log`` (time and offset of the last rendered frames). Frames reach Swift through
-device_kit's acquisition thread, which drops the simulator's metadata; to know the time of a frame in a Swift test,
-freeze the clock (``instrument.clock = ManualClock(t)``).
+coordinates) and ``simulator.frame_log`` (time and offset of the last rendered frames). Live frames in Swift carry
+their record (time ``t_s`` of the start of the exposure, content offset, exposure, area, binning, dose) in
+``xdata.metadata["hardware_source"]["insitu_sim"]``; sequences (``acquire_sequence``) do not, so freeze the clock
+(``instrument.clock = ManualClock(t)``) when a test needs their time.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import dataclasses
 import gettext
 import threading
 import typing
+import weakref
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +32,7 @@ from nion.data import DataAndMetadata
 from nion.device_kit import CameraDevice
 from nion.instrumentation import camera_base
 from nion.instrumentation import stem_controller
+from nion.swift.model import ImportExportManager
 from nion.utils import Geometry
 
 from instrument_sim.errors import SimulatorParameterError
@@ -59,6 +62,11 @@ class FrameRecord:
     binning: int
     dose_e_per_px: float
 
+    def as_metadata(self) -> dict[str, typing.Any]:
+        """JSON-serialisable form (stored under ``metadata["hardware_source"]["insitu_sim"]`` of live frames)."""
+        return {"t_s": self.t_s, "offset_nm": list(self.offset_nm), "exposure_s": self.exposure_s,
+                "area": list(self.area), "binning": self.binning, "dose_e_per_px": self.dose_e_per_px}
+
 
 class InSituCameraSimulator:
     """Renders :class:`InSituScene` frames for device_kit's camera (``CameraSimulatorLike``).
@@ -79,6 +87,9 @@ class InSituCameraSimulator:
         self.__rng = np.random.default_rng([seed, 0x15C])
         self.__lock = threading.Lock()
         self.__frame_log: collections.deque[FrameRecord] = collections.deque(maxlen=log_length)
+        # (weak reference to the xdata handed to device_kit, its record): to find the record of a delivered frame
+        self.__delivered: collections.deque[tuple[weakref.ref[DataAndMetadata.DataAndMetadata], FrameRecord]] = \
+            collections.deque(maxlen=16)
 
     def close(self) -> None:
         pass
@@ -115,6 +126,10 @@ class InSituCameraSimulator:
     def render(self, *, t_s: float, exposure_s: float, area: tuple[int, int, int, int] | None = None,
                binning: int = 1) -> NDArray[np.float32]:
         """One frame in counts at ``t_s`` (no device_kit involved); records it in :attr:`frame_log`."""
+        return self.__render(t_s=t_s, exposure_s=exposure_s, area=area, binning=binning)[0]
+
+    def __render(self, *, t_s: float, exposure_s: float, area: tuple[int, int, int, int] | None,
+                 binning: int) -> tuple[NDArray[np.float32], FrameRecord]:
         h, w = self.scene.shape_px
         area = area if area is not None else (0, 0, h, w)
         offset = self.instrument.content_offset_nm(t_s)
@@ -122,12 +137,24 @@ class InSituCameraSimulator:
         with self.__lock:
             frame = self.scene.render(t_s, exposure_s=exposure_s, rng=self.__rng, dose_e_per_px=dose,
                                       offset_nm=offset, area=area, binning=binning)
-            self.__frame_log.append(FrameRecord(t_s, (float(offset[0]), float(offset[1])), exposure_s,
-                                                tuple(int(v) for v in area), binning, dose))  # type: ignore[arg-type]
+            top, left, bottom, right = (int(v) for v in area)
+            record = FrameRecord(t_s, (float(offset[0]), float(offset[1])), exposure_s, (top, left, bottom, right),
+                                 binning, dose)
+            self.__frame_log.append(record)
         gain = float(self.instrument.counts_per_electron)
         if gain != 1.0:
             frame *= np.float32(gain)
-        return frame
+        return frame, record
+
+    def record_for_timestamp(self, timestamp: typing.Any) -> FrameRecord | None:
+        """The record of the delivered frame with this timestamp (device_kit stamps each frame at the end of its
+        exposure), or None if it is not among the last 16 frames."""
+        with self.__lock:
+            for reference, record in reversed(self.__delivered):
+                xdata = reference()
+                if xdata is not None and xdata.timestamp == timestamp:
+                    return record
+        return None
 
     def get_frame_data(self, readout_area: Geometry.IntRect, binning_shape: Geometry.IntSize, exposure_s: float,
                        scan_context: stem_controller.ScanContext,
@@ -140,14 +167,15 @@ class InSituCameraSimulator:
         bottom = min(h, readout_area.bottom)
         right = min(w, readout_area.right)
         t_s = self.instrument.time_s()
-        frame = self.render(t_s=t_s, exposure_s=exposure_s, area=(top, left, bottom, right),
-                            binning=binning_shape.height)
-        metadata = {"insitu_sim": {"t_s": t_s, "offset_nm": list(self.instrument.content_offset_nm(t_s)),
-                                   "pixel_size_nm": self.scene.pixel_size_nm}}
-        return DataAndMetadata.new_data_and_metadata(
+        frame, record = self.__render(t_s=t_s, exposure_s=exposure_s, area=(top, left, bottom, right),
+                                      binning=binning_shape.height)
+        xdata = DataAndMetadata.new_data_and_metadata(
             frame, intensity_calibration=Calibration.Calibration(units="counts"),
             dimensional_calibrations=self.get_dimensional_calibrations(readout_area, binning_shape),
-            metadata=metadata)
+            metadata={"insitu_sim": record.as_metadata()})
+        with self.__lock:
+            self.__delivered.append((weakref.ref(xdata), record))
+        return xdata
 
 
 class _SimulatorCalibrator:
@@ -187,6 +215,15 @@ class InSituCamera(CameraDevice.Camera):
         if not self.__closed:
             self.__closed = True
             super().close()
+
+    def acquire_image(self) -> ImportExportManager.DataElementType:
+        """device_kit's frame, plus the frame's ground-truth record in ``properties["insitu_sim"]`` (which Swift
+        puts into ``xdata.metadata["hardware_source"]["insitu_sim"]``; with integration, the last frame's)."""
+        element = super().acquire_image()
+        record = self.__sim.record_for_timestamp(element.get("timestamp"))
+        if record is not None:
+            element.setdefault("properties", dict())["insitu_sim"] = record.as_metadata()
+        return element
 
     @property
     def insitu_simulator(self) -> InSituCameraSimulator:

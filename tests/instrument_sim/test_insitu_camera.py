@@ -242,3 +242,31 @@ def test_default_configuration_registers_all_devices_and_plays_the_camera(tmp_pa
             camera.stop_playing(sync_timeout=5.0)
     assert not Registry.get_components_by_type("hardware_source")
     assert not _acquisition_threads()
+
+
+def test_live_frames_carry_their_ground_truth_record_with_a_running_clock(tmp_path: pathlib.Path) -> None:
+    # real (monotonic) clock and a fast drift: each frame's metadata says when it was taken and where the sample was
+    drift = DriftModel(rate_nm_per_s=(3.0, -2.0), random_walk_nm_per_sqrt_s=0.5, seed=3)
+    config = SimulatorConfiguration(seed=3, frame_shape=(256, 256), n_particles=2, melt_period_s=None, drift=drift,
+                                    device_factories=[insitu_camera_factory])
+    with _swift_context(config, tmp_path) as (document_controller, handle, camera):
+        frame_parameters = camera.get_current_frame_parameters()
+        frame_parameters.exposure_ms = 20.0
+        camera.set_current_frame_parameters(frame_parameters)
+        camera.start_playing()
+        try:
+            frames = [camera.get_next_xdatas_to_finish(10.0)[0] for _ in range(3)]
+        finally:
+            camera.stop_playing(sync_timeout=5.0)
+        simulator = handle.insitu_camera.simulator
+        times = []
+        for xdata in frames:
+            assert xdata is not None
+            record = xdata.metadata["hardware_source"]["insitu_sim"]
+            times.append(record["t_s"])
+            np.testing.assert_allclose(record["offset_nm"], handle.instrument.content_offset_nm(record["t_s"]))
+            clean = simulator.scene.clean_image(record["t_s"], offset_nm=record["offset_nm"])
+            residual, _, _ = phase_cross_correlation(  # type: ignore[no-untyped-call]
+                xdata.data, clean, upsample_factor=20)
+            np.testing.assert_allclose(residual, [0.0, 0.0], atol=0.15)
+        assert times == sorted(times) and len(set(times)) == 3
