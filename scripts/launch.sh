@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV="${INSITU_VENV:-$PWD/.venv}"
 export INSITU_SIMULATOR=1
-export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$PWD/.venv/numba-cache}"
+export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$VENV/numba-cache}"
 LAUNCHER="$VENV/bin/NionSwiftLauncher/NionSwiftLauncher"
 if [ "${1:-}" = "--xvfb" ]; then
   exec "$VENV/bin/python" scripts/swift_xvfb.py --out out/launch --seconds "${2:-30}"
