@@ -32,7 +32,6 @@ def _time_ms(fn: typing.Callable[[], object], repeat: int) -> tuple[float, float
 
 def bench_render() -> None:
     drift = DriftModel(rate_nm_per_s=(0.3, -0.2), random_walk_nm_per_sqrt_s=0.05, seed=1)
-    print(f"{'case':48s} {'median ms':>10s} {'max ms':>8s} {'CPU ms':>8s}")
     for side in (1024, 2048):
         start = time.perf_counter()
         scene = InSituScene(shape_px=(side, side), drift=drift, seed=1)
@@ -76,6 +75,16 @@ def bench_camera_fps() -> None:
             unregister_simulator(handle)
 
 
+def bench_drift() -> None:
+    model = DriftModel(rate_nm_per_s=(0.1, 0.1), sine_amplitude_nm=(1, 1), random_walk_nm_per_sqrt_s=0.3,
+                       jump_rate_per_s=0.1, jump_size_nm=1.0, seed=0)
+    t = 30.0 + np.arange(1_000_000) * 1e-6
+    median, worst, cpu = _time_ms(lambda: model.offset_nm(t), 10)
+    print(f"{'DriftModel.offset_nm, 1e6 times':48s} {median:10.1f} {worst:8.1f} {cpu:8.1f}")
+
+
 if __name__ == "__main__":
+    print(f"{'case':48s} {'median ms':>10s} {'max ms':>8s} {'CPU ms':>8s}")
+    bench_drift()
     bench_render()
     bench_camera_fps()
