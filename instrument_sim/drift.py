@@ -190,14 +190,21 @@ class _JumpProcess:
         out = np.zeros((t.shape[0], self.ndim))
         if t.shape[0] == 0:
             return out
-        b_all = np.floor(t / _JUMP_BLOCK_S).astype(np.int64)
+        t_min, t_max = float(t.min()), float(t.max())
+        b_min, b_max = int(t_min // _JUMP_BLOCK_S), int(t_max // _JUMP_BLOCK_S)
         with self._lock:
-            self._ensure_blocks(int(b_all.max()))
-            for b in np.unique(b_all).tolist():
-                mask = b_all == b
+            self._ensure_blocks(b_max)
+            b_all = np.floor(t / _JUMP_BLOCK_S).astype(np.int64) if b_min != b_max else None
+            for b in range(b_min, b_max + 1):
+                mask: typing.Any = slice(None) if b_all is None else (b_all == b)
                 times, cumulative = self._blocks[b]
-                index = np.searchsorted(times, t[mask], side="right")
-                out[mask] = self._block_starts[b] + cumulative[index]
+                inside = times[(times > t_min) & (times <= t_max)]
+                if inside.size == 0:  # no jump within the requested times: constant
+                    before = int(np.searchsorted(times, t_min, side="right"))
+                    out[mask] = self._block_starts[b] + cumulative[before]
+                else:
+                    index = np.searchsorted(times, t[mask], side="right")
+                    out[mask] = self._block_starts[b] + cumulative[index]
         return out
 
     def jump_times_s(self, t_max_s: float) -> FloatArray:
