@@ -161,7 +161,7 @@ class DriftEstimator:
 
     def __init__(self, *, quality_threshold: float = 0.5, template_weight: float = 0.3, rate_window: int = 4,
                  max_step_nm: float | None = None, lowpass_sigma_px: float = 1.0,
-                 highpass_sigma_px: float | None = 8.0, max_shift_fraction: float = 0.4) -> None:
+                 highpass_sigma_px: float | None = None, max_shift_fraction: float = 0.4) -> None:
         if not 0.0 <= quality_threshold < 1.0:
             raise ParameterError(f"quality_threshold must be in [0, 1); got {quality_threshold}. Typical: 0.3-0.7.")
         if not 0.0 <= template_weight <= 1.0:

@@ -55,7 +55,8 @@ from processing.si_assembly import SIAssembler, resample_displacement
 from processing.spectrum_alignment import EnergyAxis, align_zlp, zlp_position_eV
 
 __all__ = ["DriftSISettings", "DriftCorrectedSI", "DriftSIResult", "PassResult", "SectionRecord",
-           "DriftSIError", "AcquisitionBusyError", "default_settings_path", "run_drift_corrected_si"]
+           "DriftSIError", "AcquisitionBusyError", "default_settings_path", "run_drift_corrected_si",
+           "create_data_items"]
 
 FloatArray = NDArray[np.float64]
 Rect = tuple[float, float, float, float]  # (top, left, height, width), fractions of the context scan
@@ -120,7 +121,7 @@ class DriftSISettings:
     max_shift_fraction: float = 0.3
     max_step_nm: float | None = None
     lowpass_sigma_px: float = 1.0
-    highpass_sigma_px: float | None = 8.0
+    highpass_sigma_px: float | None = None
 
     # -- validation / persistence ----------------------------------------------------------------------------
     def validate(self) -> None:
@@ -909,6 +910,34 @@ def _call_first(obj: typing.Any, names: typing.Sequence[str], *args: typing.Any)
             fn(*args)
             return
     raise DriftSIError(f"the laser {obj!r} has none of {list(names)}; it cannot be driven for EEGS.")
+
+
+def create_data_items(document_model: typing.Any, result: DriftSIResult) -> list[typing.Any]:
+    """Add the run's results to a Swift document: the SI (one per pass), its HAADF, and the Drift Log.
+
+    An incomplete run (aborted / error) is marked in the title and in the metadata (``drift_si.complete`` False,
+    ``drift_si.state``, ``drift_si.message``) and holds exactly the rows that have acquired pixels.
+    Returns the new data items.
+    """
+    from nion.swift.model import DataItem
+    items: list[typing.Any] = []
+    suffix = "" if result.complete else f" [INCOMPLETE: {result.state}]"
+
+    def add(xdata: DataAndMetadata.DataAndMetadata, title: str) -> None:
+        item = DataItem.new_data_item(xdata)
+        item.title = title + suffix
+        document_model.append_data_item(item)
+        items.append(item)
+
+    for i, p in enumerate(result.passes):
+        if p.aligned.acquired_pixels == 0:
+            continue
+        add(result.si_xdata(i), f"Drift-corrected SI ({p.label})")
+        if i == 0:
+            add(result.haadf_xdata(i), f"Drift-corrected SI HAADF ({p.label})")
+    if result.measurements:
+        add(result.drift_log_xdata(), "Drift Log")
+    return items
 
 
 def run_drift_corrected_si(settings: DriftSISettings | None = None, **devices: typing.Any) -> DriftSIResult:

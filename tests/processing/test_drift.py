@@ -50,7 +50,7 @@ def test_follows_linear_drift_with_prediction() -> None:
                           applied_offset_nm=offset)
         assert m.accepted
         assert np.allclose(m.drift_nm, _true_drift(t), atol=0.06)  # 0.12 px
-    assert est.rate_nm_per_s() == pytest.approx((0.08, -0.05), abs=0.003)
+    assert est.rate_nm_per_s() == pytest.approx((0.08, -0.05), abs=0.006)
     # the prediction extrapolates from the rate, not only the last position
     assert np.allclose(est.predict_offset_nm(70.0), _true_drift(70.0), atol=0.1)
     # once the rate is known, the applied offset already cancels most of the drift (residual < 1 px)
