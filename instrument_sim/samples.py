@@ -52,6 +52,14 @@ MAADF_GAMMA = 1.2
 CHANNELS = ("HAADF", "MAADF")
 
 
+def _check_channels(channels: typing.Iterable[str]) -> tuple[str, ...]:
+    names = tuple(channels)
+    for name in names:
+        if name not in CHANNELS:
+            raise SimulatorParameterError(f"unknown detector channel {name!r}; channels: {CHANNELS}.")
+    return names
+
+
 def _as_positions(y_nm: typing.Any, x_nm: typing.Any) -> tuple[FloatArray, FloatArray]:
     y = np.asarray(y_nm, dtype=np.float64)
     x = np.asarray(x_nm, dtype=np.float64)
@@ -106,8 +114,9 @@ class Sample(abc.ABC):
     resonance_q: float = 10.0
 
     @abc.abstractmethod
-    def scattering(self, y_nm: typing.Any, x_nm: typing.Any) -> dict[str, FloatArray]:
-        """Fraction of the incident electrons reaching each annular detector ("HAADF", "MAADF")."""
+    def scattering(self, y_nm: typing.Any, x_nm: typing.Any, *,
+                   channels: typing.Iterable[str] = CHANNELS) -> dict[str, FloatArray]:
+        """Fraction of the incident electrons reaching each annular detector in ``channels`` ("HAADF", "MAADF")."""
 
     @abc.abstractmethod
     def composition(self, y_nm: typing.Any, x_nm: typing.Any) -> dict[str, FloatArray]:
@@ -250,13 +259,19 @@ class PerovskiteSample(Sample):
         t = self.thickness_nm * (1.0 + self.thickness_variation * self._thickness_field(y, x))
         return t / self.a_nm
 
-    def scattering(self, y_nm: typing.Any, x_nm: typing.Any) -> dict[str, FloatArray]:
+    def scattering(self, y_nm: typing.Any, x_nm: typing.Any, *,
+                   channels: typing.Iterable[str] = CHANNELS) -> dict[str, FloatArray]:
         y, x = _as_positions(y_nm, x_nm)
         n = self._atoms_per_column(y, x)
-        haadf = HAADF_FRACTION_PER_ATOM_ZGAMMA * n * self._column_sum(y, x, self.probe_fwhm_nm, self._site_zgamma)
-        maadf = MAADF_FRACTION_PER_ATOM_ZGAMMA * n * self._column_sum(y, x, 1.5 * self.probe_fwhm_nm,
-                                                                      self._site_zmaadf)
-        return {"HAADF": haadf, "MAADF": maadf}
+        out: dict[str, FloatArray] = {}
+        for channel in _check_channels(channels):
+            if channel == "HAADF":
+                out[channel] = HAADF_FRACTION_PER_ATOM_ZGAMMA * n * self._column_sum(
+                    y, x, self.probe_fwhm_nm, self._site_zgamma)
+            else:
+                out[channel] = MAADF_FRACTION_PER_ATOM_ZGAMMA * n * self._column_sum(
+                    y, x, 1.5 * self.probe_fwhm_nm, self._site_zmaadf)
+        return out
 
     def composition(self, y_nm: typing.Any, x_nm: typing.Any) -> dict[str, FloatArray]:
         y, x = _as_positions(y_nm, x_nm)
@@ -365,7 +380,9 @@ class NanoparticleSample(Sample):
         out["C"] = out.get("C", 0.0) + self._DENSITY_PER_NM3["C"] * ts * self.probe_area_nm2
         return out
 
-    def scattering(self, y_nm: typing.Any, x_nm: typing.Any) -> dict[str, FloatArray]:
+    def scattering(self, y_nm: typing.Any, x_nm: typing.Any, *,
+                   channels: typing.Iterable[str] = CHANNELS) -> dict[str, FloatArray]:
+        _check_channels(channels)
         comp = self.composition(y_nm, x_nm)
         haadf = np.zeros_like(next(iter(comp.values())))
         maadf = np.zeros_like(haadf)
@@ -433,7 +450,7 @@ def truth_image(sample: Sample, *, shape_px: tuple[int, int], fov_size_nm: tuple
     if channel not in CHANNELS:
         raise SimulatorParameterError(f"channel must be one of {CHANNELS}; got {channel!r}.")
     y, x = scan_positions_nm(shape_px, fov_size_nm=fov_size_nm, center_nm=center_nm, rotation_rad=rotation_rad)
-    return sample.scattering(y, x)[channel] * electrons_per_pixel
+    return sample.scattering(y, x, channels=(channel,))[channel] * electrons_per_pixel
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,8 +32,8 @@ if typing.TYPE_CHECKING:
     from instrument_sim.configuration import DeviceFactory, DeviceRegistration, SimulatorConfiguration
     from instrument_sim.instrument import SimInstrument
 
-__all__ = ["StemParts", "stem_parts", "existing_stem_parts", "make_stem_device_factories", "laser_factory", "stem_scan_factory", "eels_camera_factory",
-           "STEM_DEVICE_FACTORIES"]
+__all__ = ["StemParts", "stem_parts", "existing_stem_parts", "make_stem_device_factories", "laser_factory",
+           "stem_scan_factory", "eels_camera_factory", "STEM_DEVICE_FACTORIES"]
 
 
 @dataclasses.dataclass

@@ -116,15 +116,18 @@ class FrameTruth:
 
 
 class _Frame:
-    def __init__(self, geometry: ScanGeometry, electrons_per_pixel: float) -> None:
+    def __init__(self, geometry: ScanGeometry, electrons_per_pixel: float, t0_s: float) -> None:
         self.geometry = geometry
         y, x = geometry.positions_nm()
         self.y = y.reshape(-1)
         self.x = x.reshape(-1)
         n = self.y.size
+        self.t0_s = t0_s
+        self.planned_times = geometry.pixel_times_s(t0_s).reshape(-1)  # free-running visit times
         self.times = np.full(n, np.nan)
         self.offsets = np.full((n, 2), np.nan)
         self.electrons = electrons_per_pixel
+        self.channels: list[str] = []  # rendered channels (those the device asked for)
         self.buffers = {name: np.zeros(geometry.shape_px, np.float32) for name in CHANNEL_NAMES}
         self.expected = {name: np.full(geometry.shape_px, np.nan) for name in CHANNEL_NAMES}
 
@@ -161,7 +164,9 @@ class SimScanSimulator:
     @property
     def probe_position_pixels(self) -> Geometry.IntPoint:
         w = max(self.scan_shape_pixels.width, 1)
-        flat = max(self.__probe_flat, 0)
+        with self.__lock:
+            frame = self.__frame
+            flat = self.__probe_index(frame) if frame is not None else max(self.__probe_flat, 0)
         return Geometry.IntPoint(y=flat // w, x=flat % w)
 
     @property
@@ -233,13 +238,27 @@ class SimScanSimulator:
         with self.__lock:
             if self.__frame is not None and self.__frame.geometry == geometry:
                 return
-            frame = _Frame(geometry, electrons_in(self.__instrument, geometry.pixel_time_s))
-            self.__frame = frame
-            if not self.external_clock:
-                times = geometry.pixel_times_s(self.__t0).reshape(-1)
-                self.__render_pixels(frame, np.arange(times.size), times)
-            else:
-                self.__flush_pending()
+            self.__frame = _Frame(geometry, electrons_in(self.__instrument, geometry.pixel_time_s), self.__t0)
+            self.__flush_pending()
+
+    def channel_data(self, geometry: ScanGeometry, channel_name: str) -> NDArray[np.float32]:
+        """The (H, W) float32 buffer of ``channel_name`` for the frame (filled now, or pixel by pixel when clocked)."""
+        if channel_name not in CHANNEL_NAMES:
+            raise SimulatorParameterError(f"unknown scan channel {channel_name!r}; channels: {CHANNEL_NAMES}.")
+        self.prepare_frame(geometry)
+        with self.__lock:
+            frame = self.__frame
+            assert frame is not None
+            if channel_name not in frame.channels:
+                frame.channels.append(channel_name)
+                if not self.external_clock:
+                    flats = np.arange(frame.y.size)
+                    self.__render_pixels(frame, flats, frame.planned_times, (channel_name,))
+                else:  # pixels already clocked (if any), for this channel
+                    visited = np.nonzero(np.isfinite(frame.times))[0]
+                    if visited.size:
+                        self.__render_pixels(frame, visited, frame.times[visited], (channel_name,))
+            return frame.buffers[channel_name]
 
     def __flush_pending(self) -> None:
         """Render the clocked pixels recorded by :meth:`advance_pixel` (lock held)."""
@@ -249,36 +268,41 @@ class SimScanSimulator:
         pending = np.asarray(self.__pending, dtype=np.float64).reshape(-1, 2)
         self.__pending = []
         flats = pending[:, 0].astype(np.int64)
-        self.__render_pixels(frame, flats, pending[:, 1])
+        self.__render_pixels(frame, flats, pending[:, 1], tuple(frame.channels))
         self.__current_flat = max(self.__current_flat, int(flats.max()))
 
-    def channel_data(self, geometry: ScanGeometry, channel_name: str) -> NDArray[np.float32]:
-        """The (H, W) float32 buffer of ``channel_name`` for the frame (filled now, or pixel by pixel when clocked)."""
-        if channel_name not in CHANNEL_NAMES:
-            raise SimulatorParameterError(f"unknown scan channel {channel_name!r}; channels: {CHANNEL_NAMES}.")
-        self.prepare_frame(geometry)
-        with self.__lock:
-            assert self.__frame is not None
-            return self.__frame.buffers[channel_name]
-
-    def __render_pixels(self, frame: _Frame, flats: NDArray[np.int64], times: FloatArray) -> None:
+    def __render_pixels(self, frame: _Frame, flats: NDArray[np.int64], times: FloatArray,
+                        channels: tuple[str, ...]) -> None:
         offsets = self.__instrument.scan_content_offset_nm(times)
-        sy = frame.y[flats] - offsets[..., 0]
-        sx = frame.x[flats] - offsets[..., 1]
-        signals = self.__specimen.sample.scattering(sy, sx)
         frame.times[flats] = times
         frame.offsets[flats] = offsets
-        for name in CHANNEL_NAMES:
-            expected = signals[name] * frame.electrons
-            frame.expected[name].reshape(-1)[flats] = expected
-            frame.buffers[name].reshape(-1)[flats] = self.__detector.read(expected, self.__rng)
+        if channels:
+            sy = frame.y[flats] - offsets[..., 0]
+            sx = frame.x[flats] - offsets[..., 1]
+            signals = self.__specimen.sample.scattering(sy, sx, channels=channels)
+            for name in channels:
+                expected = signals[name] * frame.electrons
+                frame.expected[name].reshape(-1)[flats] = expected
+                frame.buffers[name].reshape(-1)[flats] = self.__detector.read(expected, self.__rng)
         if flats.size and flats[-1] == frame.y.size - 1:
-            self.__last_truth = FrameTruth(geometry=frame.geometry, positions_nm=np.stack([frame.y, frame.x], 1),
-                                           times_s=frame.times.copy(), content_offset_nm=frame.offsets.copy(),
-                                           electrons_per_pixel=frame.electrons,
-                                           expected={k: v.copy() for k, v in frame.expected.items()})
+            self.__last_truth = self.__truth(frame)
+
+    @staticmethod
+    def __truth(frame: _Frame) -> FrameTruth:
+        return FrameTruth(geometry=frame.geometry, positions_nm=np.stack([frame.y, frame.x], 1),
+                          times_s=frame.times.copy(), content_offset_nm=frame.offsets.copy(),
+                          electrons_per_pixel=frame.electrons,
+                          expected={k: frame.expected[k].copy() for k in frame.channels})
 
     # --- probe and ground truth
+
+    def __probe_index(self, frame: _Frame) -> int:
+        """Pixel under the probe now: clocked: the last pulse; free-running: the last planned visit time <= now."""
+        if self.external_clock:
+            flat = self.__probe_flat
+        else:
+            flat = int(np.searchsorted(frame.planned_times, self.__instrument.time_s(), side="right")) - 1
+        return min(max(flat, 0), frame.y.size - 1)
 
     def probe_scan_position_nm(self) -> tuple[float, float] | None:
         """Scan position (y, x) nm of the probe in the current frame, None if no frame is being scanned."""
@@ -286,7 +310,7 @@ class SimScanSimulator:
             frame = self.__frame
             if frame is None:
                 return None
-            flat = min(max(self.__probe_flat, 0), frame.y.size - 1)
+            flat = self.__probe_index(frame)
             return float(frame.y[flat]), float(frame.x[flat])
 
     @property
@@ -301,12 +325,7 @@ class SimScanSimulator:
         with self.__lock:
             self.__flush_pending()
             frame = self.__frame
-            if frame is None:
-                return None
-            return FrameTruth(geometry=frame.geometry, positions_nm=np.stack([frame.y, frame.x], 1),
-                              times_s=frame.times.copy(), content_offset_nm=frame.offsets.copy(),
-                              electrons_per_pixel=frame.electrons,
-                              expected={k: v.copy() for k, v in frame.expected.items()})
+            return self.__truth(frame) if frame is not None else None
 
 
 class SimScanDevice(ScanDevice.Device):
