@@ -32,6 +32,7 @@ import math
 import threading
 import typing
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -96,6 +97,35 @@ def _check_seed(value: typing.Any) -> int:
     return int(value)
 
 
+@numba.njit(cache=True)
+def _walk_kernel(t: FloatArray, k_min: int, chunks: FloatArray, out: FloatArray) -> None:  # pragma: no cover
+    """out[i] += linear interpolation of chunk ``floor(t/C) - k_min`` of ``chunks`` (nk, S+1, ndim) at ``t[i]``."""
+    steps = chunks.shape[1] - 1
+    for i in range(t.shape[0]):
+        k = int(math.floor(t[i] / WALK_CHUNK_S))
+        local = (t[i] - k * WALK_CHUNK_S) / WALK_GRID_S
+        i0 = int(math.floor(local))
+        if i0 < 0:
+            i0 = 0
+        elif i0 > steps - 1:
+            i0 = steps - 1
+        f = local - i0
+        c = k - k_min
+        for a in range(out.shape[1]):
+            v0 = chunks[c, i0, a]
+            out[i, a] += v0 + f * (chunks[c, i0 + 1, a] - v0)
+
+
+@numba.njit(cache=True)
+def _linear_sine_kernel(t: FloatArray, rate: FloatArray, amplitude: FloatArray, omega: float,
+                        out: FloatArray) -> None:  # pragma: no cover
+    """out[i] = rate * t[i] + amplitude * sin(omega * t[i])."""
+    for i in range(t.shape[0]):
+        s = math.sin(omega * t[i]) if omega != 0.0 else 0.0
+        for a in range(out.shape[1]):
+            out[i, a] = rate[a] * t[i] + amplitude[a] * s
+
+
 class _RandomWalk:
     """Brownian motion in ``ndim`` dimensions, random access, thread-safe.
 
@@ -138,25 +168,31 @@ class _RandomWalk:
 
     def evaluate(self, t: FloatArray) -> FloatArray:
         """``t`` flat, >= 0. Returns ``(len(t), ndim)``."""
-        out = np.empty((t.shape[0], self.ndim))
+        out = np.zeros((t.shape[0], self.ndim))
+        self.add_to(t, out)
+        return out
+
+    def add_to(self, t: FloatArray, out: FloatArray) -> None:
+        """Add the walk at the flat times ``t`` (>= 0) to ``out`` ``(len(t), ndim)``."""
         if t.shape[0] == 0:
-            return out
-        k_all = np.floor(t / WALK_CHUNK_S).astype(np.int64)
-        k_min, k_max = int(k_all.min()), int(k_all.max())
-        ks: typing.Iterable[int] = range(k_min, k_max + 1) if k_max - k_min < 16 else np.unique(k_all).tolist()
+            return
+        k_min, k_max = int(float(t.min()) // WALK_CHUNK_S), int(float(t.max()) // WALK_CHUNK_S)
         with self._lock:
             self._ensure_starts(k_max)
-            for k in ks:
-                mask: typing.Any = slice(None) if k_min == k_max else (k_all == k)
-                tk = t[mask]
-                if tk.size == 0:
-                    continue
-                values = self._chunk(k)
-                local = (tk - k * WALK_CHUNK_S) / WALK_GRID_S
-                i0 = np.clip(np.floor(local).astype(np.int64), 0, _STEPS_PER_CHUNK - 1)
-                f = (local - i0)[:, np.newaxis]
-                out[mask] = values[i0] * (1.0 - f) + values[i0 + 1] * f
-        return out
+            if k_max - k_min < _CACHE_CHUNKS:  # one kernel call over a stack of the chunks
+                chunks = np.stack([self._chunk(k) for k in range(k_min, k_max + 1)])
+                _walk_kernel(t, k_min, chunks, out)
+                return
+            # many chunks: visit the times in chunk order, generating each chunk once
+            order = np.argsort(t, kind="stable")
+            sorted_t = t[order]
+            k_sorted = np.floor(sorted_t / WALK_CHUNK_S).astype(np.int64)
+            starts = np.flatnonzero(np.diff(k_sorted)) + 1
+            for lo, hi in zip(np.concatenate([[0], starts]).tolist(), np.concatenate([starts, [len(t)]]).tolist()):
+                k = int(k_sorted[lo])
+                part = np.zeros((hi - lo, self.ndim))
+                _walk_kernel(sorted_t[lo:hi], k, self._chunk(k)[np.newaxis], part)
+                out[order[lo:hi]] += part
 
 
 class _JumpProcess:
@@ -284,15 +320,12 @@ class DriftModel:
             ``(y, x)`` offset of the sample; 0 at ``t = 0``.
         """
         t = _as_times(t_s)
-        flat = t.reshape(-1)
-        out = np.zeros((flat.shape[0], 2))
-        if self.rate_nm_per_s != (0.0, 0.0):
-            out += flat[:, np.newaxis] * np.asarray(self.rate_nm_per_s)
-        if self.sine_amplitude_nm != (0.0, 0.0):
-            phase = flat * (2.0 * math.pi / self.sine_period_s)
-            out += np.sin(phase)[:, np.newaxis] * np.asarray(self.sine_amplitude_nm)
+        flat = np.ascontiguousarray(t.reshape(-1))
+        out = np.empty((flat.shape[0], 2))
+        omega = 2.0 * math.pi / self.sine_period_s if self.sine_amplitude_nm != (0.0, 0.0) else 0.0
+        _linear_sine_kernel(flat, np.asarray(self.rate_nm_per_s), np.asarray(self.sine_amplitude_nm), omega, out)
         if self.random_walk_nm_per_sqrt_s > 0.0:
-            out += self._walk.evaluate(flat)
+            self._walk.add_to(flat, out)
         if self.jump_rate_per_s > 0.0 and self.jump_size_nm > 0.0:
             out += self._jumps.evaluate(flat)
         return out.reshape(t.shape + (2,))

@@ -103,6 +103,15 @@ def test_vectorised_one_million_times_matches_scalar_calls() -> None:
     np.testing.assert_allclose(out[pick], np.array([fresh.offset_nm(float(t[i])) for i in pick]), atol=1e-12)
 
 
+def test_times_spread_over_many_walk_chunks_match_scalar_calls() -> None:
+    kwargs = dict(random_walk_nm_per_sqrt_s=0.3, seed=4)
+    t = np.random.default_rng(2).uniform(0.0, 2000.0, 20_000)  # ~250 chunks of 8 s: the sorted path
+    out = DriftModel(**kwargs).offset_nm(t)  # type: ignore[arg-type]
+    fresh = DriftModel(**kwargs)  # type: ignore[arg-type]
+    for i in np.random.default_rng(3).integers(0, len(t), 30):
+        np.testing.assert_allclose(out[i], fresh.offset_nm(float(t[i])), atol=1e-12)
+
+
 def test_energy_drift_linear_and_jumps() -> None:
     m = EnergyDriftModel(rate_meV_per_s=2.0)
     np.testing.assert_allclose(m.offset_eV([0.0, 10.0]), [0.0, 0.02], atol=1e-15)
