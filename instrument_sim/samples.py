@@ -230,24 +230,24 @@ class PerovskiteSample(Sample):
     def _site_weights(self, y: FloatArray, x: FloatArray, fwhm_nm: float) -> FloatArray:
         """Per site of the unit cell, sum over the nearest columns of occupancy * exp(-d^2 / 2 sigma^2): (4,) + shape.
 
+        For each site the four columns of its sub-lattice surrounding the position are summed (every column closer
+        than one lattice parameter; farther ones contribute < exp(-a^2 / 2 sigma^2), negligible for sigma << a).
         A column's weight is 1 when the probe sits on it (for unit occupancy).
         """
         u, v = self._lattice_coords(y, x)
-        fu, fv = np.floor(u), np.floor(v)
         sigma_cells = fwhm_nm / FWHM_PER_SIGMA / self.a_nm
         sites = np.asarray([(s[0], s[1]) for s in self._SITES], dtype=np.float64)  # (4, 2)
-        d = np.asarray([-1.0, 0.0, 1.0])
-        du = np.repeat(d, 3)[None, :, None]  # (1, 9, 1)
-        dv = np.tile(d, 3)[None, :, None]
-        fu1, fv1, u1, v1 = (a.reshape(1, 1, -1) for a in (fu, fv, u, v))
-        cu, cv = fu1 + du, fv1 + dv  # (1, 9, N)
-        d2 = (u1 - cu - sites[:, 0, None, None]) ** 2 + (v1 - cv - sites[:, 1, None, None]) ** 2  # (4, 9, N)
+        u1, v1 = u.reshape(1, 1, -1), v.reshape(1, 1, -1)
+        cu = np.floor(u1 - sites[:, 0, None, None]) + np.asarray([0.0, 0.0, 1.0, 1.0])[None, :, None]  # (4, 4, N)
+        cv = np.floor(v1 - sites[:, 1, None, None]) + np.asarray([0.0, 1.0, 0.0, 1.0])[None, :, None]
+        d2 = (u1 - cu - sites[:, 0, None, None]) ** 2 + (v1 - cv - sites[:, 1, None, None]) ** 2
         weight = np.exp((-0.5 / (sigma_cells * sigma_cells)) * d2)
         if self.occupancy_scatter > 0:
             site_index = np.arange(4, dtype=np.int64)[:, None, None]
             rnd = _hash_uniform(cu.astype(np.int64), cv.astype(np.int64), site_index, seed=self.seed)
             weight *= 1.0 + self.occupancy_scatter * math.sqrt(12.0) * (rnd - 0.5)
-        return typing.cast(FloatArray, weight.sum(axis=1).reshape((4,) + y.shape))
+        out: FloatArray = weight.sum(axis=1).reshape((4,) + y.shape)
+        return out
 
     def _column_sum(self, y: FloatArray, x: FloatArray, fwhm_nm: float,
                     site_values: typing.Sequence[float]) -> FloatArray:
