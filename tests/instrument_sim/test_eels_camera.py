@@ -210,3 +210,29 @@ def test_eegs_far_from_the_particle_or_off_resonance_shows_little(session: StemS
     assert on > 0.3
     assert off < 0.2 * on
     assert far < 1e-3
+
+
+def test_a_seed_fixes_the_noise_of_both_devices() -> None:
+    from instrument_sim.instrument import ManualClock, SimInstrument
+    from instrument_sim.specimen import Specimen
+    from instrument_sim.stem_scan import ScanGeometry, SimScanSimulator
+
+    def run(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        instrument = SimInstrument(clock=ManualClock(1.0))
+        specimen = Specimen(seed=seed)
+        eels = EELSCameraSimulator(instrument, specimen)
+        context = stem_controller.ScanContext(Geometry.IntSize(), Geometry.FloatPoint(), 0.0, 0.0)
+        frames = np.stack([eels.get_frame_data(Geometry.IntRect.from_tlbr(0, 0, 16, 1024), Geometry.IntSize(1, 1),
+                                               1e-3, context, None).data for _ in range(3)])
+        scan = SimScanSimulator(instrument, specimen)
+        scan.scan_shape_pixels = Geometry.IntSize(32, 32)
+        scan.reset_frame()
+        geometry = ScanGeometry((32, 32), (2.0, 2.0), (0.0, 0.0), 0.0, 4e-6, 30e-6)
+        image = scan.channel_data(geometry, "HAADF").copy()
+        instrument.close()
+        return frames, image
+
+    a, b, c = run(9), run(9), run(10)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0]) and not np.array_equal(a[1], c[1])
