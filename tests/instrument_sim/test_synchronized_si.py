@@ -198,3 +198,40 @@ def test_drift_tracker_measures_an_injected_drift(session: StemSession) -> None:
         assert csh_delta.width == pytest.approx(-2.0 * drift_delta.width, abs=0.2)
     finally:
         scan.drift_enabled = False
+
+
+def test_drift_during_a_synchronized_si_follows_each_pixel_time(session: StemSession) -> None:
+    from instrument_sim.instrument import MonotonicClock
+    inst = session.instrument
+    inst.clock = MonotonicClock()  # real time: the drift evolves during the acquisition
+    try:
+        rate = (0.5, -0.3)
+        inst.sample_drift = DriftModel(rate_nm_per_s=rate)
+        simulator = session.parts.eels_simulator
+        simulator.truth_log(clear=True)
+        sfp = session.scan.get_current_frame_parameters()
+        sfp.size = Geometry.IntSize(12, 12)
+        sfp.fov_nm = 2.0
+        cfp = session.eels.get_current_frame_parameters()
+        cfp.exposure_ms = 2.0
+        cfp.binning = 1
+        cfp.processing = "sum_project"
+        scans, _ = session.scan.grab_synchronized(scan_frame_parameters=sfp, camera=session.eels,
+                                                  camera_frame_parameters=cfp, section_height=4)
+        log = simulator.truth_log()
+        keep = lambda a: a.reshape(12, 14)[:, 2:].ravel()  # noqa: E731
+        t = keep(log["t_s"])
+        assert np.all(np.diff(t) > 0) and t[-1] - t[0] > 143 * 2e-3  # one frame per pixel, in order
+        # each camera frame saw the sample where the drift had taken it at that frame's time
+        np.testing.assert_allclose(keep(log["sample_y_nm"]), keep(log["scan_y_nm"]) - rate[0] * t, atol=1e-9)
+        np.testing.assert_allclose(keep(log["sample_x_nm"]), keep(log["scan_x_nm"]) - rate[1] * t, atol=1e-9)
+        # each section is a scan frame of 4 lines; the HAADF pixel was rendered at its clock pulse, just before
+        # the camera frame of the same pixel
+        truth = session.parts.scan_simulator.last_frame_truth
+        assert truth is not None and truth.geometry.shape_px == (4, 12)
+        assert np.all(truth.times_s <= t[-48:]) and np.all(t[-48:] - truth.times_s < 0.01)
+        np.testing.assert_allclose(truth.content_offset_nm, inst.true_sample_offset_nm(truth.times_s))
+        # drift moved the content by rate x acquisition time between the first and the last section
+        assert np.hypot(*(inst.true_sample_offset_nm(t[-1]) - inst.true_sample_offset_nm(t[0]))) > 0.1
+    finally:
+        inst.clock = session.clock
