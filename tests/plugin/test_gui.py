@@ -1,11 +1,13 @@
 """The real Nion Swift under Xvfb: simulator mode, camera playing, processors attached through the menu.
 
-Saves docs/screenshots/live-processors.png (what a user sees) and checks it is not blank. Skipped only where
-Xvfb or the Swift launcher is missing (scripts/setup.sh installs both on CI).
+Saves the screenshot (what a user sees) to out/screenshots/, or with INSITU_UPDATE_SCREENSHOTS=1 to
+docs/screenshots/live-processors.png, and checks it is not blank. Skipped only where Xvfb or the Swift launcher is
+missing (scripts/setup.sh installs both on CI).
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
 import shutil
 
@@ -38,6 +40,7 @@ def test_real_swift_plays_the_simulated_camera_with_processors_attached_through_
     assert shot.std() > 10, "screenshot is blank"
     # the four display panels (live view + three outputs) show images: lots of distinct grey levels
     assert len(np.unique(shot)) > 100
-    target = ROOT / "docs" / "screenshots" / "live-processors.png"
+    folder = "docs/screenshots" if os.environ.get("INSITU_UPDATE_SCREENSHOTS") else "out/screenshots"
+    target = ROOT / folder / "live-processors.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(result["screenshot"], target)
