@@ -207,6 +207,23 @@ class EELSCameraSimulator:
         table: FloatArray = np.asarray(rows, dtype=np.float64).reshape(-1, len(TRUTH_FIELDS))
         return {name: table[:, i] for i, name in enumerate(TRUTH_FIELDS)}
 
+    def si_truth(self, shape_px: tuple[int, int], *, flyback_pixels: int = 2) -> dict[str, FloatArray]:
+        """Ground truth of the last synchronized acquisition of ``shape_px`` (H, W) pixels, as (H, W) maps.
+
+        Takes the last ``H * (W + flyback_pixels)`` frames of :meth:`truth_log` and drops the flyback frames at the
+        start of each line (what Swift drops), so ``maps["sample_x_nm"][i, j]`` is where the probe of SI pixel
+        (i, j) was on the sample, ``maps["zlp_offset_eV"][i, j]`` the true ZLP offset of that spectrum, etc.
+        """
+        h, w = (int(v) for v in shape_px)
+        per_line = w + int(flyback_pixels)
+        log = self.truth_log()
+        n = h * per_line
+        if len(log["t_s"]) < n:
+            raise SimulatorParameterError(
+                f"the truth log holds {len(log['t_s'])} frames, fewer than the {n} of a {h}x{w} acquisition with "
+                f"{flyback_pixels} flyback pixels per line; acquire first (or clear the log before acquiring).")
+        return {name: values[-n:].reshape(h, per_line)[:, flyback_pixels:] for name, values in log.items()}
+
 
 class SimEELSCamera(CameraDevice.Camera):
     """device_kit camera whose ``close`` may be called twice (by Swift and by the simulator handle)."""

@@ -63,17 +63,18 @@ def spectrum_image(session: StemSession) -> dict[str, typing.Any]:
     scans, sis = session.scan.grab_synchronized(scan_frame_parameters=sfp, camera=session.eels,
                                                 camera_frame_parameters=cfp)
     log = simulator.truth_log()
+    si_truth = simulator.si_truth((32, 32))  # per SI pixel: probe on the sample, time, true ZLP offset, dose
     truth_si = session.parts.truth_spectrum_image(sfp, exposure_s=1e-3)  # drift-free truth of the field
     return {"scans": scans, "si": sis[0], "log": log, "sample": session.parts.specimen.sample, "truth_si": truth_si,
+            "si_truth": si_truth,
             "axis": simulator.energy_axis(1024), "model": simulator.spectrum_model(simulator.energy_axis(1024))}
 
 
 def _truth_maps(run: dict[str, typing.Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Per SI pixel: sample position (y, x) and electrons from the camera's truth log (flyback frames dropped),
     and the atoms of each element under the probe."""
-    log = run["log"]
-    keep = lambda a: a.reshape(32, 34)[:, 2:]  # noqa: E731  (2 flyback frames per line)
-    sy, sx, electrons = keep(log["sample_y_nm"]), keep(log["sample_x_nm"]), keep(log["electrons"])
+    maps = run["si_truth"]
+    sy, sx, electrons = maps["sample_y_nm"], maps["sample_x_nm"], maps["electrons"]
     return sy, sx, electrons, run["sample"].composition(sy, sx)
 
 
@@ -218,13 +219,13 @@ def test_drift_during_a_synchronized_si_follows_each_pixel_time(session: StemSes
         cfp.processing = "sum_project"
         scans, _ = session.scan.grab_synchronized(scan_frame_parameters=sfp, camera=session.eels,
                                                   camera_frame_parameters=cfp, section_height=4)
-        log = simulator.truth_log()
-        keep = lambda a: a.reshape(12, 14)[:, 2:].ravel()  # noqa: E731
-        t = keep(log["t_s"])
+        maps = simulator.si_truth((12, 12))
+        keep = lambda name: maps[name].ravel()  # noqa: E731
+        t = keep("t_s")
         assert np.all(np.diff(t) > 0) and t[-1] - t[0] > 143 * 2e-3  # one frame per pixel, in order
         # each camera frame saw the sample where the drift had taken it at that frame's time
-        np.testing.assert_allclose(keep(log["sample_y_nm"]), keep(log["scan_y_nm"]) - rate[0] * t, atol=1e-9)
-        np.testing.assert_allclose(keep(log["sample_x_nm"]), keep(log["scan_x_nm"]) - rate[1] * t, atol=1e-9)
+        np.testing.assert_allclose(keep("sample_y_nm"), keep("scan_y_nm") - rate[0] * t, atol=1e-9)
+        np.testing.assert_allclose(keep("sample_x_nm"), keep("scan_x_nm") - rate[1] * t, atol=1e-9)
         # each section is a scan frame of 4 lines; the HAADF pixel was rendered at its clock pulse, just before
         # the camera frame of the same pixel
         truth = session.parts.scan_simulator.last_frame_truth
