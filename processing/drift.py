@@ -150,6 +150,8 @@ class DriftEstimator:
     max_step_nm : reject a measurement whose drift differs from the prediction by more than this (None = off).
     lowpass_sigma_px, highpass_sigma_px : registration pre-filter (see :func:`processing.registration.prefilter`).
     max_shift_fraction : largest residual shift searched, as a fraction of the sub-scan size.
+    template_min_quality : an accepted measurement updates the template only if its quality reaches this value
+        (a sub-scan sheared by a jump during the scan is used for the correction but does not blur the template).
 
     Usage
     -----
@@ -161,7 +163,8 @@ class DriftEstimator:
 
     def __init__(self, *, quality_threshold: float = 0.5, template_weight: float = 0.3, rate_window: int = 4,
                  max_step_nm: float | None = None, lowpass_sigma_px: float = 1.0,
-                 highpass_sigma_px: float | None = None, max_shift_fraction: float = 0.4) -> None:
+                 highpass_sigma_px: float | None = None, max_shift_fraction: float = 0.4,
+                 template_min_quality: float = 0.9) -> None:
         if not 0.0 <= quality_threshold < 1.0:
             raise ParameterError(f"quality_threshold must be in [0, 1); got {quality_threshold}. Typical: 0.3-0.7.")
         if not 0.0 <= template_weight <= 1.0:
@@ -179,6 +182,7 @@ class DriftEstimator:
         self.lowpass_sigma_px = float(lowpass_sigma_px)
         self.highpass_sigma_px = highpass_sigma_px
         self.max_shift_fraction = float(max_shift_fraction)
+        self.template_min_quality = float(template_min_quality)
         self._records: list[DriftMeasurement] = []
         self._template: NDArray[np.float64] | None = None
         self._shape: tuple[int, int] | None = None
@@ -285,7 +289,7 @@ class DriftEstimator:
         m = DriftMeasurement(index, float(time_s), applied, (float(shift[0]), float(shift[1])), pixel, drift,
                              float(result.quality), accepted, reason, predicted)
         self._records.append(m)
-        if accepted and self.template_weight > 0:
+        if accepted and self.template_weight > 0 and result.quality >= self.template_min_quality:
             aligned = shift_image(data, (-shift[0], -shift[1]))
             # match brightness/contrast to the template before averaging (dose or damage changes the level)
             t = self._template
@@ -300,7 +304,8 @@ class DriftEstimator:
         return {"settings": {"quality_threshold": self.quality_threshold, "template_weight": self.template_weight,
                              "rate_window": self.rate_window, "max_step_nm": self.max_step_nm,
                              "lowpass_sigma_px": self.lowpass_sigma_px, "highpass_sigma_px": self.highpass_sigma_px,
-                             "max_shift_fraction": self.max_shift_fraction},
+                             "max_shift_fraction": self.max_shift_fraction,
+                             "template_min_quality": self.template_min_quality},
                 "measurements": [m.to_dict() for m in self._records]}
 
     def to_json(self) -> str:

@@ -92,7 +92,7 @@ class DriftSISettings:
     reference_region: Rect = (0.05, 0.05, 0.15, 0.15)
     reference_channel_index: int = 0
     reference_size_px: int = 32
-    reference_pixel_time_us: float = 2.0
+    reference_pixel_time_us: float = 16.0  # as Nion's drift scans: enough dose to see non-periodic detail
     exposure_s: float = 0.002
     #: camera binning (None: keep the camera's current binning)
     camera_binning: int | None = None

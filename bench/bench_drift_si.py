@@ -1,0 +1,311 @@
+"""Proof figures of the drift-corrected EELS/EEGS spectrum imaging (issue 5) against the simulator's ground truth.
+
+Scenarios (each on a fresh simulated STEM, started at the same instrument time so the drift is identical):
+
+1. **spatial**: DyScO3-like perovskite, sample drift = linear + random walk + one jump; a 64x64 EELS SI in sections
+   of 4 lines, acquired three ways with the same seed and settings: uncorrected, Swift's own ``DriftTracker``
+   (the SI panel's "drift correct every N lines" machinery: ``DriftCorrectionDataStreamFunctor``), and this
+   engine. Figure: per-pixel registration error of the assembled SI (hence of its Sc/Dy maps) against the
+   drift-free positions, RMS in SI pixels (ground truth from the scan simulator); plus the correlation of the
+   Sc and Dy maps with the true drift-free composition maps.
+2. **energy**: energy drift (linear + random walk + jump) on a fine dispersion; the aligned ZLP across the SI.
+3. **eegs**: Ag nanoparticles, laser wavelength scan; gain-peak intensity versus wavelength at a particle and far
+   away; the recovered resonance versus the simulated one.
+
+Run: ``.venv/bin/python bench/bench_drift_si.py [--quick]``; writes ``bench/results/drift_si.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+import typing
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from nion.instrumentation import DriftTracker  # noqa: E402
+from nion.utils import Geometry  # noqa: E402
+
+from instrument_sim.configuration import SimulatorConfiguration  # noqa: E402
+from instrument_sim.drift import DriftModel, EnergyDriftModel  # noqa: E402
+from instrument_sim.si_truth import (ScanTruthRecorder, SIGeometry, effective_residual_px, rms_px,  # noqa: E402
+                                     si_residual_px)
+from instrument_sim.stem_devices import STEM_DEVICE_FACTORIES, stem_parts  # noqa: E402
+from nionswift_plugin.insitu import drift_si  # noqa: E402
+from nionswift_plugin.insitu.headless import HeadlessSwift  # noqa: E402
+from processing.eegs import HC_EV_NM, find_resonance  # noqa: E402
+from processing.eels_maps import edge_map  # noqa: E402
+from processing.spectrum_alignment import EnergyAxis, zlp_position_eV  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "drift_si.json"
+START_TIME_S = 4.0  # every run starts at this instrument time, so all see the same drift trajectory
+
+
+@dataclasses.dataclass
+class Session:
+    swift: HeadlessSwift
+    instrument: typing.Any
+    parts: typing.Any
+    scan: typing.Any
+    camera: typing.Any
+
+
+@contextlib.contextmanager
+def stem_session(*, seed: int, drift: DriftModel, energy_drift: EnergyDriftModel | None = None,
+                 controls: typing.Mapping[str, float] | None = None, fov_nm: float = 16.0,
+                 sample: str = "perovskite", sample_options: typing.Mapping[str, typing.Any] | None = None,
+                 ) -> typing.Iterator[Session]:
+    config = SimulatorConfiguration(seed=seed, drift=drift, energy_drift=energy_drift or EnergyDriftModel(),
+                                    device_factories=STEM_DEVICE_FACTORIES)
+    with HeadlessSwift(config, with_window=False) as swift:
+        instrument = swift.simulator.instrument
+        parts = stem_parts(instrument)
+        if sample != "perovskite" or sample_options:
+            parts.specimen.load(sample, **(sample_options or {}))
+        for name, value in (controls or {}).items():
+            instrument.SetVal(name, value)
+        scan = swift.hardware_source("insitu_scan")
+        fp = scan.get_current_frame_parameters()
+        fp.fov_nm = fov_nm
+        fp.pixel_size = Geometry.IntSize(256, 256)
+        scan.set_current_frame_parameters(fp)
+        yield Session(swift, instrument, parts, scan, swift.hardware_source("insitu_eels_camera"))
+
+
+def wait_for_start(session: Session) -> None:
+    while session.instrument.time_s() < START_TIME_S:
+        time.sleep(0.005)
+
+
+def si_geometry(session: Session, settings: drift_si.DriftSISettings) -> SIGeometry:
+    fp = session.scan.get_current_frame_parameters()
+    top, left, h, w = settings.scan_field
+    fov = float(fp.fov_nm)
+    cy = fp.center_nm.y + (top + h / 2 - 0.5) * fov
+    cx = fp.center_nm.x + (left + w / 2 - 0.5) * fov
+    return SIGeometry(tuple(settings.si_size_px), (h * fov, w * fov), (cy, cx))  # type: ignore[arg-type]
+
+
+def residual_from_start(session: Session, settings: drift_si.DriftSISettings, frames: typing.Any) -> np.ndarray:
+    """Per-pixel residual (px) relative to the specimen as it was when the run started (the drift-free map is the
+    specimen at the start: no method can know the drift accumulated before it started)."""
+    geometry = si_geometry(session, settings)
+    residual, _times = si_residual_px(frames, geometry, section_lines=settings.section_lines)
+    start = session.instrument.scan_content_offset_nm(START_TIME_S)
+    return residual - (np.asarray(start) / np.asarray(geometry.pixel_size_nm))[None, None, :]
+
+
+def run_engine(session: Session, settings: drift_si.DriftSISettings) -> tuple[drift_si.DriftSIResult, np.ndarray]:
+    """Our engine (or uncorrected with correct_drift=False): result and effective per-pixel residual (px)."""
+    wait_for_start(session)
+    with ScanTruthRecorder(session.parts.scan_module.device.simulator) as recorder:
+        result = drift_si.DriftCorrectedSI(settings).run()
+    residual = residual_from_start(session, settings, recorder.frames)
+    main = result.main
+    assert main is not None
+    return result, effective_residual_px(residual, main.correction_px)
+
+
+def run_swift_tracker(session: Session, settings: drift_si.DriftSISettings) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Swift's own SI drift correction: DriftCorrectionDataStreamFunctor + section_height, one grab_synchronized.
+
+    Returns the (H, W, E) SI, its per-pixel residual (px) and the tracker's measurement table.
+    """
+    scan, camera = session.scan, session.camera
+    base = copy.deepcopy(scan.get_current_frame_parameters())
+    top, left, h, w = settings.scan_field
+    fp = copy.deepcopy(base)
+    fp.subscan_fractional_center = Geometry.FloatPoint(y=top + h / 2, x=left + w / 2)
+    fp.subscan_fractional_size = Geometry.FloatSize(h=h, w=w)
+    fp.subscan_pixel_size = Geometry.IntSize(*settings.si_size_px)
+    fp.subscan_rotation = 0.0
+    channel_id = scan.get_channel_state(settings.reference_channel_index).channel_id
+    rt, rl, rh, rw = settings.reference_region
+    region = Geometry.FloatRect.from_tlhw(rt, rl, rh, rw)
+    scan.drift_channel_id = channel_id
+    scan.drift_region = region
+    scan.drift_rotation = 0.0
+    tracker = scan.drift_tracker
+    tracker.reset()
+    cam_params = copy.deepcopy(camera.get_current_frame_parameters())
+    cam_params.processing = "sum_project"
+    cam_params.exposure_ms = settings.exposure_s * 1000
+    if settings.camera_binning is not None:
+        cam_params.binning = settings.camera_binning
+    functor = DriftTracker.DriftCorrectionDataStreamFunctor(scan, base, tracker, 0, channel_id, region, 0.0,
+                                                            use_prediction=True)
+    wait_for_start(session)
+    with ScanTruthRecorder(session.parts.scan_module.device.simulator) as recorder:
+        scans, spectra = scan.grab_synchronized(scan_frame_parameters=fp, camera=camera,
+                                                camera_frame_parameters=cam_params,
+                                                section_height=settings.section_lines,
+                                                scan_data_stream_functor=functor)
+    residual = residual_from_start(session, settings, recorder.frames)
+    table = tracker.drift_data_frame
+    return np.asarray(spectra[0].data), residual, {"measurements": int(tracker.measurement_count),
+                                                  "delta_nm": table[:2].T.tolist()}
+
+
+def map_correlations(session: Session, settings: drift_si.DriftSISettings, si: np.ndarray, axis: EnergyAxis
+                     ) -> dict[str, float]:
+    """Pearson correlation of the Sc L and Dy M maps with the true drift-free composition maps (the specimen as it
+    was at the start of the run)."""
+    geometry = si_geometry(session, settings)
+    ny, nx = geometry.nominal_positions_nm()
+    start = session.instrument.scan_content_offset_nm(START_TIME_S)
+    truth = session.parts.specimen.sample.composition(ny - start[0], nx - start[1])
+    out = {}
+    for element, onset, pre, win in (("Sc", 402.0, 60.0, 30.0), ("Dy", 1295.0, 120.0, 80.0)):
+        m = edge_map(si, axis, onset, pre_window_eV=pre, signal_window_eV=win)
+        t = np.asarray(truth[element])
+        out[element] = float(np.corrcoef(m.ravel(), t.ravel())[0, 1])
+    return out
+
+
+def spatial_scenario(quick: bool) -> dict[str, typing.Any]:
+    size = (32, 32) if quick else (64, 64)
+    drift = DriftModel(rate_nm_per_s=(0.06, -0.04), random_walk_nm_per_sqrt_s=0.01, jump_rate_per_s=0.08,
+                       jump_size_nm=0.12, seed=11)
+    controls = {"EELS_Dispersion": 1.5, "ZLPoffset": -20.0}
+    base = drift_si.DriftSISettings(si_size_px=size, section_lines=4, exposure_s=0.002, camera_binning=1,
+                                    scan_field=(0.25, 0.25, 0.5, 0.5), reference_region=(0.05, 0.05, 0.15, 0.15),
+                                    reference_size_px=32)
+    figures: dict[str, typing.Any] = {"si_size_px": list(size), "section_lines": 4, "drift_model": {
+        "rate_nm_per_s": drift.rate_nm_per_s, "random_walk_nm_per_sqrt_s": drift.random_walk_nm_per_sqrt_s,
+        "jump_rate_per_s": drift.jump_rate_per_s, "jump_size_nm": drift.jump_size_nm, "seed": drift.seed}}
+    for name in ("uncorrected", "ours", "ours_no_shear"):
+        settings = copy.deepcopy(base)
+        if name == "uncorrected":
+            settings.correct_drift = False
+            settings.correct_shear = False
+        elif name == "ours_no_shear":
+            settings.correct_shear = False
+        with stem_session(seed=3, drift=drift, controls=controls) as session:
+            t0 = time.perf_counter()
+            result, residual = run_engine(session, settings)
+            wall = time.perf_counter() - t0
+            axis = result.energy_axis
+            assert axis is not None
+            si = result.si_xdata().data
+            jumps = session.instrument.sample_drift
+            entry = {"state": result.state, "rms_px": rms_px(residual),
+                     "rms_px_mean_removed": rms_px(residual, remove_mean=True),
+                     "max_px": float(np.nanmax(np.hypot(residual[..., 0], residual[..., 1]))),
+                     "wall_s": wall, "measurements": len(result.measurements),
+                     "rejected": sum(1 for m in result.measurements if not m.accepted),
+                     "map_correlation": map_correlations(session, settings, si, axis),
+                     "si_pixel_nm": list(result.si_pixel_size_nm)}
+            if name == "ours":
+                t_meas = np.array([m.time_s for m in result.measurements])
+                true = session.instrument.true_sample_offset_nm(t_meas) - session.instrument.true_sample_offset_nm(
+                    result.measurements[0].time_s)
+                est = np.array([m.drift_nm for m in result.measurements])
+                acc = np.array([m.accepted for m in result.measurements])
+                entry["drift_measurement_error_nm_rms"] = float(np.sqrt(np.mean(np.sum(
+                    (est[acc] - true[acc]) ** 2, axis=1))))
+                entry["true_drift_range_nm"] = [float(np.ptp(true[:, 0])), float(np.ptp(true[:, 1]))]
+                del jumps
+            figures[name] = entry
+            print(name, json.dumps(entry))
+    with stem_session(seed=3, drift=drift, controls=controls) as session:
+        settings = copy.deepcopy(base)
+        t0 = time.perf_counter()
+        si, residual, table = run_swift_tracker(session, settings)
+        axis = EnergyAxis(-20.0, 1.5)
+        figures["swift_drift_tracker"] = {"rms_px": rms_px(residual),
+                                          "rms_px_mean_removed": rms_px(residual, remove_mean=True),
+                                          "max_px": float(np.nanmax(np.hypot(residual[..., 0], residual[..., 1]))),
+                                          "wall_s": time.perf_counter() - t0, **table,
+                                          "map_correlation": map_correlations(session, settings, si, axis)}
+        print("swift", json.dumps({k: v for k, v in figures["swift_drift_tracker"].items() if k != "delta_nm"}))
+    return figures
+
+
+def energy_scenario(quick: bool) -> dict[str, typing.Any]:
+    size = (16, 16) if quick else (32, 32)
+    energy = EnergyDriftModel(rate_meV_per_s=40.0, random_walk_meV_per_sqrt_s=10.0, jump_rate_per_s=0.2,
+                              jump_size_meV=150.0, seed=5)
+    drift = DriftModel(rate_nm_per_s=(0.03, 0.02), seed=5)
+    controls = {"EELS_Dispersion": 0.05, "ZLPoffset": -10.0, "EELS_ZLPWidth": 0.3}
+    settings = drift_si.DriftSISettings(si_size_px=size, section_lines=4, exposure_s=0.001, camera_binning=1)
+    with stem_session(seed=4, drift=drift, energy_drift=energy, controls=controls) as session:
+        wait_for_start(session)
+        result = drift_si.DriftCorrectedSI(settings).run()
+        main = result.main
+        assert main is not None and result.energy_axis is not None
+        aligned = np.asarray(main.aligned.data, dtype=np.float64)
+        after = zlp_position_eV(aligned, result.energy_axis, search_eV=(-3, 3))
+        before = main.zlp_eV
+        true = session.instrument.true_energy_offset_eV(main.pixel_times_s[np.isfinite(main.pixel_times_s)])
+        figures = {"si_size_px": list(size), "dispersion_eV": 0.05,
+                   "raw_zlp_range_eV": [float(np.nanmin(before)), float(np.nanmax(before))],
+                   "true_energy_drift_range_eV": float(np.ptp(true)),
+                   "aligned_zlp_max_abs_eV": float(np.nanmax(np.abs(after))),
+                   "aligned_zlp_rms_eV": float(np.sqrt(np.nanmean(after ** 2))),
+                   "recorded_shift_range_eV": [float(main.energy_shift_eV.min()), float(main.energy_shift_eV.max())]}
+    print("energy", json.dumps(figures))
+    return figures
+
+
+def eegs_scenario(quick: bool) -> dict[str, typing.Any]:
+    resonance_eV, q = 2.4, 12.0
+    particle = (0.0, 0.0)
+    radius = 15.0
+    sample_options = {"centers_nm": [particle], "radii_nm": [radius], "resonance_center_eV": resonance_eV,
+                      "resonance_q": q}
+    step = 5.0 if not quick else 10.0
+    controls = {"EELS_Dispersion": 0.02, "ZLPoffset": -6.0, "EELS_ZLPWidth": 0.25}
+    out: dict[str, typing.Any] = {"resonance_nm": HC_EV_NM / resonance_eV, "wavelength_step_nm": step}
+    # SI field 80 nm wide centred on the particle; "at the particle" = 3 nm outside its rim, "far" = 38 nm away
+    for label, point in (("at_particle", (0.5, 0.5 + (radius + 3.0) / 80.0)), ("far", (0.5, 0.98))):
+        settings = drift_si.DriftSISettings(mode="EEGS", si_size_px=(16, 16), scan_field=(0.1, 0.1, 0.8, 0.8),
+                                            reference_region=(0.0, 0.0, 0.1, 0.1), eegs_geometry="point",
+                                            eegs_point=point, frames_per_wavelength=4, laser_off_frames=8,
+                                            exposure_s=0.005, wavelength_range_nm=(470.0, 570.0, step),
+                                            camera_binning=1, correct_shear=False)
+        with stem_session(seed=6, drift=DriftModel(rate_nm_per_s=(0.05, 0.05), seed=6), controls=controls,
+                          fov_nm=100.0, sample="nanoparticles", sample_options=sample_options) as session:
+            session.parts.laser.apply_settings({"power_mW": 1.0, "beta_squared_per_mW": 0.05})
+            wait_for_start(session)
+            result = drift_si.DriftCorrectedSI(settings).run()
+            lams, gain = result.eegs_gain(zlp_fwhm_eV=0.25)
+            res = find_resonance(lams, gain)
+            out[label] = {"state": result.state, "wavelengths_nm": lams.tolist(), "gain": gain.tolist(),
+                          "peak_wavelength_nm": res.peak_wavelength_nm, "prominence": res.prominence,
+                          "relative_prominence": res.relative_prominence,
+                          "laser_power_mW": [p.laser_power_mW for p in result.passes]}
+            print("eegs", label, res)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller SIs (a smoke run)")
+    parser.add_argument("--only", choices=("spatial", "energy", "eegs"), default=None)
+    args = parser.parse_args()
+    figures: dict[str, typing.Any] = {}
+    if RESULTS.exists():
+        try:
+            figures = json.loads(RESULTS.read_text())
+        except ValueError:
+            figures = {}
+    for name, fn in (("spatial", spatial_scenario), ("energy", energy_scenario), ("eegs", eegs_scenario)):
+        if args.only in (None, name):
+            figures[name] = fn(args.quick)
+    figures["quick"] = args.quick
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=1))
+    print("written", RESULTS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""The "Drift-corrected SI" dock panel: settings, regions on the survey image, Start/Abort, progress, live views.
+
+Thin glue over :mod:`nionswift_plugin.insitu.drift_si` (the same engine the Python call uses). Every setting is
+saved to :func:`drift_si.default_settings_path` when it changes and restored when the panel opens.
+
+Regions: select the context (survey) image and press "Place regions": two rectangle graphics are added, "SI field"
+and "Drift reference" (drag them to move/resize); their bounds are read when the run starts. A rectangle already
+selected on the display can be taken with "Use selection as field" / "... as reference".
+
+Live: while a run is active the panel keeps three data items up to date (queued on the UI thread): the SI being
+filled (HAADF of the acquired pixels), the latest spectrum, and the "Drift Log" line plot (y, x in nm and the
+correlation quality versus measurement). At the end the results are added with :func:`drift_si.create_data_items`
+(marked INCOMPLETE when aborted or failed).
+"""
+from __future__ import annotations
+
+import logging
+import typing
+
+import numpy as np
+
+from nion.data import Calibration
+from nion.data import DataAndMetadata
+from nion.swift import Panel
+from nion.swift import Workspace
+from nion.swift.model import DataItem
+from nion.swift.model import Graphics
+
+from nionswift_plugin.insitu import drift_si
+
+PANEL_ID = "insitu-drift-si-panel"
+FIELD_LABEL = "SI field"
+REFERENCE_LABEL = "Drift reference"
+
+__all__ = ["DriftSIPanel", "register_panels", "unregister_panels", "PANEL_ID"]
+
+
+def _rect_from_graphic(graphic: typing.Any) -> tuple[float, float, float, float]:
+    (top, left), (height, width) = graphic.bounds
+    return float(top), float(left), float(height), float(width)
+
+
+class DriftSIPanel(Panel.Panel):
+    def __init__(self, document_controller: typing.Any, panel_id: str, properties: typing.Any) -> None:
+        super().__init__(document_controller, panel_id, "Drift-corrected SI")
+        self.settings = drift_si.DriftSISettings.load()
+        self._run: drift_si.DriftCorrectedSI | None = None
+        self._listeners: list[typing.Any] = []
+        self._live_items: dict[str, typing.Any] = {}
+        self._field_graphic: typing.Any = None
+        self._reference_graphic: typing.Any = None
+        ui = document_controller.ui
+        self._ui = ui
+        column = ui.create_column_widget(properties={"spacing": 4, "margin": 6})
+        s = self.settings
+
+        def row(label: str, widget: typing.Any) -> None:
+            r = ui.create_row_widget(properties={"spacing": 4})
+            r.add(ui.create_label_widget(label, properties={"width": 130}))
+            r.add(widget)
+            r.add_stretch()
+            column.add(r)
+
+        def line_edit(text: str, on_change: typing.Callable[[str], None]) -> typing.Any:
+            edit = ui.create_line_edit_widget(properties={"width": 120})
+            edit.text = text
+
+            def changed(value: str) -> None:
+                try:
+                    on_change(value)
+                    self._save()
+                except (ValueError, TypeError) as e:
+                    self._message(f"invalid value {value!r}: {e}")
+            edit.on_editing_finished = changed
+            return edit
+
+        def setter(name: str, convert: typing.Callable[[str], typing.Any]) -> typing.Callable[[str], None]:
+            return lambda value: setattr(self.settings, name, convert(value))
+
+        def pair(value: str) -> tuple[float, ...]:
+            return tuple(float(v) for v in value.replace("x", ",").split(",") if v.strip())
+
+        mode = ui.create_combo_box_widget(items=["EELS", "EEGS"])
+        mode.current_index = 0 if s.mode == "EELS" else 1
+
+        def mode_changed(item: str) -> None:
+            self.settings.mode = item
+            self._save()
+        mode.on_current_item_changed = mode_changed
+        row("Mode", mode)
+        row("Scan", line_edit(s.scan_hardware_source_id, setter("scan_hardware_source_id", str)))
+        row("Spectrometer camera", line_edit(s.camera_hardware_source_id, setter("camera_hardware_source_id", str)))
+        row("Exposure (ms)", line_edit(f"{s.exposure_s * 1000:g}",
+                                       lambda v: setattr(self.settings, "exposure_s", float(v) / 1000)))
+        row("SI size (H x W px)", line_edit(f"{s.si_size_px[0]}x{s.si_size_px[1]}",
+                                            lambda v: setattr(self.settings, "si_size_px",
+                                                              tuple(int(x) for x in pair(v)))))
+        row("Section (lines)", line_edit(str(s.section_lines), setter("section_lines", int)))
+        row("or interval (s)", line_edit("" if s.section_interval_s is None else f"{s.section_interval_s:g}",
+                                         lambda v: setattr(self.settings, "section_interval_s",
+                                                           float(v) if v.strip() else None)))
+        row("Quality threshold", line_edit(f"{s.quality_threshold:g}", setter("quality_threshold", float)))
+        for name, label in (("correct_drift", "Correct drift"), ("correct_shear", "Correct shear in sections"),
+                            ("correct_energy", "Align ZLP (energy drift)")):
+            box = ui.create_check_box_widget(label)
+            box.checked = bool(getattr(s, name))
+
+            def toggled(checked: bool, name: str = name) -> None:
+                setattr(self.settings, name, bool(checked))
+                self._save()
+            box.on_checked_changed = toggled
+            column.add(box)
+        column.add(ui.create_label_widget("EEGS"))
+        rng = s.wavelength_range_nm or (560.0, 620.0, 5.0)
+        row("Wavelengths (start,stop,step nm)", line_edit(",".join(f"{v:g}" for v in rng),
+                                                          lambda v: setattr(self.settings, "wavelength_range_nm",
+                                                                            pair(v))))
+        row("Frames per wavelength", line_edit(str(s.frames_per_wavelength), setter("frames_per_wavelength", int)))
+        geometry = ui.create_combo_box_widget(items=["point", "line", "map"])
+        geometry.current_index = ["point", "line", "map"].index(s.eegs_geometry)
+
+        def geometry_changed(item: str) -> None:
+            self.settings.eegs_geometry = item
+            self._save()
+        geometry.on_current_item_changed = geometry_changed
+        row("Geometry", geometry)
+        row("Point (y,x fraction)", line_edit(",".join(f"{v:g}" for v in s.eegs_point),
+                                             lambda v: setattr(self.settings, "eegs_point", pair(v))))
+        regions = ui.create_row_widget(properties={"spacing": 4})
+        place = ui.create_push_button_widget("Place regions")
+        place.on_clicked = self._place_regions
+        use_field = ui.create_push_button_widget("Selection → field")
+        use_field.on_clicked = lambda: self._use_selection("scan_field")
+        use_ref = ui.create_push_button_widget("Selection → reference")
+        use_ref.on_clicked = lambda: self._use_selection("reference_region")
+        for b in (place, use_field, use_ref):
+            regions.add(b)
+        column.add(regions)
+        buttons = ui.create_row_widget(properties={"spacing": 4})
+        self._start_button = ui.create_push_button_widget("Start")
+        self._start_button.on_clicked = self.start
+        self._abort_button = ui.create_push_button_widget("Abort")
+        self._abort_button.on_clicked = self.abort
+        buttons.add(self._start_button)
+        buttons.add(self._abort_button)
+        buttons.add_stretch()
+        column.add(buttons)
+        self._progress = ui.create_progress_bar_widget(properties={"height": 18, "min-width": 200})
+        self._progress.minimum = 0
+        self._progress.maximum = 1000
+        column.add(self._progress)
+        self._status = ui.create_label_widget("Idle.")
+        self._status.word_wrap = True
+        column.add(self._status)
+        column.add_stretch()
+        self.widget = column
+
+    # -- settings / regions ----------------------------------------------------------------------------------------
+    def _save(self) -> None:
+        try:
+            self.settings.save()
+        except OSError as e:
+            logging.warning("Drift-corrected SI: cannot save settings (%s)", e)
+
+    def _message(self, text: str) -> None:
+        self.document_controller.queue_task(lambda: setattr(self._status, "text", text))
+
+    def _place_regions(self) -> None:
+        display_item = self.document_controller.selected_display_item
+        if display_item is None:
+            self._message("Select the survey (context) image first.")
+            return
+        for attr, label, rect in (("_field_graphic", FIELD_LABEL, self.settings.scan_field),
+                                  ("_reference_graphic", REFERENCE_LABEL, self.settings.reference_region)):
+            graphic = Graphics.RectangleGraphic()
+            top, left, h, w = rect
+            graphic.bounds = ((top, left), (h, w))
+            graphic.label = label
+            display_item.add_graphic(graphic)
+            setattr(self, attr, graphic)
+        self._message("Drag the 'SI field' and 'Drift reference' rectangles; they are read when you press Start.")
+
+    def _use_selection(self, name: str) -> None:
+        display_item = self.document_controller.selected_display_item
+        graphics = [] if display_item is None else [display_item.graphics[i]
+                                                    for i in display_item.graphic_selection.indexes]
+        rects = [g for g in graphics if isinstance(g, Graphics.RectangleGraphic)]
+        if not rects:
+            self._message("Select a rectangle on the survey image first.")
+            return
+        setattr(self.settings, name, _rect_from_graphic(rects[0]))
+        self._save()
+        self._message(f"{name} = {getattr(self.settings, name)}")
+
+    def _read_regions(self) -> None:
+        for graphic, name in ((self._field_graphic, "scan_field"), (self._reference_graphic, "reference_region")):
+            if graphic is not None and getattr(graphic, "container", None) is not None:
+                setattr(self.settings, name, _rect_from_graphic(graphic))
+        self._save()
+
+    # -- run ---------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._read_regions()
+        run = drift_si.DriftCorrectedSI(self.settings)
+        self._listeners = [run.progress_event.listen(self._on_progress), run.section_event.listen(self._on_section),
+                           run.drift_event.listen(self._on_drift), run.finished_event.listen(self._on_finished)]
+        try:
+            run.start()
+        except drift_si.DriftSIError as e:
+            self._listeners = []
+            self._message(str(e))
+            return
+        self._run = run
+        self._message("Running...")
+
+    def abort(self) -> None:
+        if self._run is not None:
+            self._run.abort()
+            self._message("Aborting; the acquired pixels are kept.")
+
+    def _live(self, key: str, title: str, xdata: DataAndMetadata.DataAndMetadata) -> None:
+        def update() -> None:
+            item = self._live_items.get(key)
+            if item is None or item.container is None:
+                item = DataItem.new_data_item(xdata)
+                item.title = title
+                self.document_controller.document_model.append_data_item(item)
+                self._live_items[key] = item
+            else:
+                item.set_xdata(xdata)
+        self.document_controller.queue_task(update)
+
+    def _on_progress(self, fraction: float, remaining_s: float, text: str) -> None:
+        def update() -> None:
+            self._progress.value = int(1000 * fraction)
+            remaining = "" if not np.isfinite(remaining_s) else f", {remaining_s:.0f} s remaining"
+            self._status.text = f"{100 * fraction:.0f} %{remaining} — {text}"
+        self.document_controller.queue_task(update)
+
+    def _on_section(self, result: drift_si.DriftSIResult, p: drift_si.PassResult,
+                    record: drift_si.SectionRecord) -> None:
+        cy, cx = result.si_pixel_size_nm
+        haadf = np.where(p.haadf.valid_pixels, p.haadf.data[..., 0], np.nan)
+        fill = float(np.nanmin(haadf)) if np.isfinite(haadf).any() else 0.0
+        self._live("si", "Drift-corrected SI (live)", DataAndMetadata.new_data_and_metadata(
+            np.nan_to_num(haadf, nan=fill),
+            dimensional_calibrations=[Calibration.Calibration(0, cy, "nm"), Calibration.Calibration(0, cx, "nm")]))
+        last = record.row0 + record.rows - 1
+        axis = result.energy_axis
+        spectrum = p.aligned.data[last, -1].astype(np.float64)
+        self._live("spectrum", "Drift-corrected SI latest spectrum", DataAndMetadata.new_data_and_metadata(
+            spectrum, dimensional_calibrations=[Calibration.Calibration(axis.offset_eV if axis else 0.0,
+                                                                        axis.scale_eV if axis else 1.0, "eV")]))
+
+    def _on_drift(self, measurement: typing.Any) -> None:
+        run = self._run
+        if run is not None:
+            run.result.measurements = run.estimator.records
+            self._live("drift_log", "Drift Log", run.result.drift_log_xdata())
+
+    def _on_finished(self, result: drift_si.DriftSIResult) -> None:
+        def finish() -> None:
+            drift_si.create_data_items(self.document_controller.document_model, result)
+            rejected = sum(1 for m in result.measurements if not m.accepted)
+            self._status.text = (f"{result.state}: {len(result.measurements)} drift measurements "
+                                 f"({rejected} rejected). {result.message}")
+            self._progress.value = 1000 if result.complete else self._progress.value
+            self._run = None
+            self._listeners = []
+        self.document_controller.queue_task(finish)
+
+    def close(self) -> None:
+        if self._run is not None:
+            self._run.abort()
+        self._listeners = []
+        super().close()
+
+
+def register_panels() -> None:
+    Workspace.WorkspaceManager().register_panel(DriftSIPanel, PANEL_ID, "Drift-corrected SI", ["left", "right"],
+                                                "right", {"min-width": 320})
+
+
+def unregister_panels() -> None:
+    Workspace.WorkspaceManager().unregister_panel(PANEL_ID)
