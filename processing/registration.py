@@ -173,6 +173,46 @@ def _subpixel(ncc: FloatArray, iy: int, ix: int) -> tuple[float, float]:
     return oy, ox
 
 
+def _candidates(score: FloatArray, center: tuple[int, int], max_shift_px: tuple[float, float], count: int,
+                ) -> list[tuple[int, int]]:
+    """Integer positions of the ``count`` highest local maxima of ``score`` inside the search window (best first).
+
+    Several candidates matter for periodic specimens: the true peak may fall between two pixels and lose, on the
+    integer grid, to a lattice alias that happens to fall on a pixel; the sub-pixel refinement decides.
+    """
+    h2, w2 = score.shape
+    cy, cx = center
+    yy = np.abs(np.arange(h2) - cy)[:, None] <= max_shift_px[0]
+    xx = np.abs(np.arange(w2) - cx)[None, :] <= max_shift_px[1]
+    masked = np.where(yy & xx, score, -np.inf)
+    local = (masked == scipy.ndimage.maximum_filter(masked, size=3, mode="constant", cval=-np.inf)) & np.isfinite(masked)
+    flat = np.flatnonzero(local)
+    if flat.size == 0:
+        iy, ix = _peak(score, center, max_shift_px)
+        return [(iy, ix)]
+    order = flat[np.argsort(masked.reshape(-1)[flat])[::-1]][:max(count, 1)]
+    top = masked.reshape(-1)[order[0]]
+    out = [(int(i // w2), int(i % w2)) for i in order if masked.reshape(-1)[i] >= top - 0.25]
+    return out
+
+
+def _refine(a: FloatArray, b: FloatArray, dy: float, dx: float, min_overlap_fraction: float,
+            ) -> tuple[float, float, float] | None:
+    """One resample-and-refit pass around (dy, dx): returns the refined shift and the NCC at it, or None when the
+    overlap is too small to refine."""
+    h, w = a.shape
+    # compare only the interior that the back-shift fills with real data (edge replication biases to 0)
+    my, mx = int(np.ceil(abs(dy))) + 2, int(np.ceil(abs(dx))) + 2
+    if h - 2 * my < 8 or w - 2 * mx < 8:
+        return None
+    back = scipy.ndimage.shift(b, (-dy, -dx), order=3, mode="nearest")[my:h - my, mx:w - mx]
+    ncc_r, _n = ncc_surface(a[my:h - my, mx:w - mx], back, min_overlap_fraction=min_overlap_fraction)
+    hr, wr = back.shape
+    ry, rx = _peak(ncc_r, (hr - 1, wr - 1), (1.0, 1.0))
+    sy, sx = _subpixel(ncc_r, ry, rx)
+    return dy + ry - (hr - 1) + sy, dx + rx - (wr - 1) + sx, float(ncc_r[ry, rx])
+
+
 def shift_image(image: typing.Any, shift_px: tuple[float, float], *, order: int = 3) -> FloatArray:
     """Resample ``image`` displaced by ``shift_px`` (dy, dx); edges repeat the nearest pixel. (H, W) float64."""
     data = _as_image(image, "image")
@@ -182,7 +222,7 @@ def shift_image(image: typing.Any, shift_px: tuple[float, float], *, order: int 
 def register_translation(reference: typing.Any, moving: typing.Any, *, lowpass_sigma_px: float = 1.0,
                          highpass_sigma_px: float | None = None, max_shift_px: float | tuple[float, float] | None = None,
                          min_overlap_fraction: float = 0.25, refine_iterations: int = 1,
-                         overlap_power: float = 1.0) -> RegistrationResult:
+                         overlap_power: float = 1.0, max_candidates: int = 4) -> RegistrationResult:
     """Measure the sub-pixel translation of ``moving`` relative to ``reference``.
 
     Parameters
@@ -196,6 +236,9 @@ def register_translation(reference: typing.Any, moving: typing.Any, *, lowpass_s
         matches the one with the larger overlap (the smaller shift) wins. This matters for periodic specimens (a
         crystal lattice gives an NCC peak every lattice period, and a small-overlap peak is favoured by noise);
         0 = plain NCC maximum. The sub-pixel fit and the quality use the plain NCC.
+    max_candidates : number of local maxima (within 0.25 of the best score) refined to sub-pixel precision before
+        choosing; the winner is the best *refined* NCC times the overlap weight (a true peak between two pixels
+        can otherwise lose to a lattice alias that falls on a pixel).
 
     Returns
     -------
@@ -228,27 +271,26 @@ def register_translation(reference: typing.Any, moving: typing.Any, *, lowpass_s
     if overlap_power < 0:
         raise ParameterError(f"overlap_power must be >= 0; got {overlap_power}.")
     ncc, n = ncc_surface(a, b, min_overlap_fraction=min_overlap_fraction)
-    weight = (n / float(h * w)) ** overlap_power if overlap_power > 0 else None
-    iy, ix = _peak(ncc, (h - 1, w - 1), limits, weight)
-    quality = float(ncc[iy, ix])
-    overlap = float(n[iy, ix]) / (h * w)
-    oy, ox = _subpixel(ncc, iy, ix)
-    dy, dx = iy - (h - 1) + oy, ix - (w - 1) + ox
-    for _ in range(refine_iterations):
-        if quality <= 0:
-            break
-        # compare only the interior that the back-shift fills with real data (edge replication biases to 0)
-        my, mx = int(np.ceil(abs(dy))) + 2, int(np.ceil(abs(dx))) + 2
-        if h - 2 * my < 8 or w - 2 * mx < 8:
-            break
-        back = scipy.ndimage.shift(b, (-dy, -dx), order=3, mode="nearest")[my:h - my, mx:w - mx]
-        ncc_r, _n = ncc_surface(a[my:h - my, mx:w - mx], back, min_overlap_fraction=min_overlap_fraction)
-        hr, wr = back.shape
-        ry, rx = _peak(ncc_r, (hr - 1, wr - 1), (1.0, 1.0))
-        sy, sx = _subpixel(ncc_r, ry, rx)
-        dy += ry - (hr - 1) + sy
-        dx += rx - (wr - 1) + sx
-        quality = max(quality, float(ncc_r[ry, rx]))
-    dy = float(np.clip(dy, -limits[0], limits[0]))
-    dx = float(np.clip(dx, -limits[1], limits[1]))
+    weight = (n / float(h * w)) ** overlap_power if overlap_power > 0 else np.ones_like(ncc)
+    best: tuple[float, float, float, float] | None = None  # (score, dy, dx, quality)
+    for iy, ix in _candidates(ncc * weight, (h - 1, w - 1), limits, max_candidates):
+        oy, ox = _subpixel(ncc, iy, ix)
+        dy, dx = iy - (h - 1) + oy, ix - (w - 1) + ox
+        quality = float(ncc[iy, ix])
+        for _ in range(refine_iterations):
+            if quality <= 0:
+                break
+            refined = _refine(a, b, dy, dx, min_overlap_fraction)
+            if refined is None:
+                break
+            dy, dx, quality = refined
+        dy = float(np.clip(dy, -limits[0], limits[0]))
+        dx = float(np.clip(dx, -limits[1], limits[1]))
+        frac = (1.0 - abs(dy) / h) * (1.0 - abs(dx) / w)
+        score = quality * frac ** overlap_power
+        if best is None or score > best[0]:
+            best = (score, dy, dx, quality)
+    assert best is not None
+    _score, dy, dx, quality = best
+    overlap = (1.0 - abs(dy) / h) * (1.0 - abs(dx) / w)
     return RegistrationResult((dy, dx), quality, overlap)

@@ -99,7 +99,7 @@ def test_updated_template_survives_contrast_loss_where_fixed_reference_fails() -
     # updated template: every measurement accepted, error stays below 0.7 px although the pattern was replaced
     assert results[0.5][0] == 0 and results[0.5][2] < 0.35 and results[0.5][1] < 0.35
     # fixed first image (Nion's DriftTracker behaviour): the late images no longer match and are rejected
-    assert results[0.0][0] >= 5
+    assert results[0.0][0] >= 3
 
 
 def test_rate_is_robust_to_a_jump() -> None:
