@@ -43,7 +43,8 @@ __all__ = ["PeakSpec", "TilePass", "tile_grid", "sqrt_hann", "centre_mask", "gau
 
 F32 = NDArray[np.float32]
 
-#: tile rows per band task: larger bands repeat fewer row FFTs at band edges, smaller ones balance the cores better
+#: minimum tile rows per band task: larger bands repeat fewer row FFTs at band edges (each band recomputes T - step
+#: image rows), smaller ones balance the cores better
 BAND_TILE_ROWS = 8
 
 
@@ -243,7 +244,9 @@ class TilePassJob:
             theta = spacing = strength = np.empty((1, 1), np.float32)
         self._job = _Job(data, tile_px, step_px, grid, peaks, negmask, gaussian_taps(), theta, spacing, strength,
                          sqrt_hann(tile_px).astype(np.float32))
-        per_band = max(1, int(BAND_TILE_ROWS if band_tile_rows is None else band_tile_rows))
+        if band_tile_rows is None:  # ~2 bands per worker, at least BAND_TILE_ROWS rows (band edges repeat row FFTs)
+            band_tile_rows = max(BAND_TILE_ROWS, -(-n_y // (2 * parallel.workers())))
+        per_band = max(1, int(band_tile_rows))
         bands = [(i, min(n_y, i + per_band)) for i in range(0, n_y, per_band)]
         self._group = parallel.TaskGroup(lambda b: _band(self._job, b), bands)
         self._lock = threading.Lock()

@@ -10,6 +10,7 @@ True
 """
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 
@@ -20,6 +21,7 @@ __all__ = ["warm_up", "warm_up_in_background", "is_warm"]
 _lock = threading.Lock()
 _start_lock = threading.Lock()
 _started = False
+_thread: threading.Thread | None = None
 _done = threading.Event()
 
 
@@ -36,7 +38,17 @@ def warm_up_in_background() -> None:
         if _done.is_set() or _started:
             return
         _started = True
-    threading.Thread(target=warm_up, name="insitu-warm-up", daemon=True).start()
+    global _thread
+    _thread = threading.Thread(target=warm_up, name="insitu-warm-up", daemon=True)
+    _thread.start()
+    atexit.register(_join_at_exit)
+
+
+def _join_at_exit() -> None:
+    # a daemon thread still inside numba/LLVM or OpenCV code when the interpreter tears down aborts the process
+    # ("terminate called without an active exception"): let a running warm-up finish first
+    if _thread is not None:
+        _thread.join(timeout=120.0)
 
 
 def warm_up() -> float:
