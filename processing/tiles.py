@@ -15,11 +15,12 @@ How (same numbers as the plain per-tile FFT up to float32 rounding):
   afterwards (linearity), then one ``T``-point complex FFT per column. In ring order a tile's rows are circularly
   rotated, which only changes the phase, never the power.
 * **half plane**: only ``kx = 0..T/2`` is computed (real input); the rest follows from Hermitian symmetry.
-* **in cache**: one numba kernel per row of tiles does, tile by tile, the gather with ``w_y``, a radix-2 column
+* **in cache**: one numba kernel per row of tiles does, tile by tile, the gather with ``w_y``, a radix-2/4 column
   FFT vectorised across the ``T/2+1`` columns (T must be a power of two), the power, the running maximum and the
-  peak search, all in ~200 KiB of per-tile scratch (L2).
-* **two cores**: bands of tile rows are tasks of :func:`processing.parallel.map_chunks`; every kernel releases
-  the GIL (numba ``nogil``, ``scipy.fft`` with ``workers=1``).
+  peak search (fast float32 log, float32 5-tap smoothing), all in ~200 KiB of per-tile scratch (L2).
+* **two cores**: bands of tile rows are tasks of a :class:`processing.parallel.TaskGroup`; every kernel releases
+  the GIL (numba ``nogil``, ``scipy.fft`` with ``workers=1``). :class:`TilePassJob` lets several processors
+  (Max-FFT and the orientation map, via ``Context.memo``) work on the same pass instead of waiting for it.
 
 Memory per frame: ~1 MiB of row blocks per band plus the (T, n_x, T/2+1) ring per thread (4 MiB at T=128,
 2048 px wide), kept per thread between frames.
