@@ -76,13 +76,15 @@ def _peak_to_background(power: np.ndarray, centre: tuple[float, float], peak: tu
     return float(power[near].max() / np.median(power[annulus]))
 
 
-def test_max_fft_lifts_a_small_crystalline_patch_out_of_the_background() -> None:
-    n, tile = 512, 128
-    kx, ky = 60, 22  # lattice on the full-frame FFT grid (no leakage there): spacing 8.02 px, 20.1 deg
+@pytest.mark.parametrize("n,tile", [(512, 128), (1024, 256)])
+def test_max_fft_lifts_a_small_crystalline_patch_out_of_the_background(n: int, tile: int) -> None:
+    # the patch covers 1.95 % of the field and fits in one tile (for larger patches the full-frame FFT's coherent
+    # gain, proportional to the patch area, catches up: choose the tile size about the patch size)
+    kx, ky = int(round(n / 8.5 * np.cos(0.35))), int(round(n / 8.5 * np.sin(0.35)))  # on the full-frame FFT grid
     angle = np.degrees(np.arctan2(ky, kx))
     spacing = n / np.hypot(kx, ky)
     yy, xx = np.mgrid[0:n, 0:n]
-    patch = np.hypot(yy - 300.0, xx - 200.0) < 40.0
+    patch = np.hypot(yy - 0.55 * n, xx - 0.4 * n) < np.sqrt(0.0195 * n * n / np.pi)
     assert patch.mean() <= 0.02
     data = noisy(1.5 * wave((n, n), angle_deg=angle, spacing_px=spacing) * patch, seed=4)
     full = np.fft.fftshift(np.abs(np.fft.fft2(data - data.mean())) ** 2)
