@@ -66,13 +66,19 @@ class RefRegion:
     area_convex_px: int
 
 
-def ref_threshold_tracking(data: F32, *, radius_px: int = 2) -> RefRegion:
+def ref_threshold_tracking(data: F32, *, radius_px: int = 2, dark: bool = False,
+                           smooth_sigma_px: float = 0.0) -> RefRegion:
     """4. Otsu threshold, binary opening then closing with ``disk(radius)`` (skimage's border mode 'ignore'),
-    8-connected labels, largest region by area -> centroid and ``area_convex`` (regionprops)."""
+    8-connected labels, largest region by area -> centroid and ``area_convex`` (regionprops). Options of the fast
+    processor: ``smooth_sigma_px`` (``gaussian_filter`` first) and ``dark`` (threshold ``-data``)."""
     from skimage.filters import threshold_otsu
     from skimage.measure import label, regionprops
     from skimage.morphology import disk
 
+    if smooth_sigma_px > 0:
+        data = ndi.gaussian_filter(data, smooth_sigma_px)
+    if dark:
+        data = -data
     threshold = float(threshold_otsu(data))  # type: ignore[no-untyped-call]
     mask = data > threshold
     fp = disk(radius_px).astype(bool)  # type: ignore[no-untyped-call]

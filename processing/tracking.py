@@ -23,7 +23,7 @@ from processing import _kernels, parallel, warmup
 from processing.base import (CircleAnnotation, Context, Frame, ImageOutput, InputError, Notice, Outputs, Parameter,
                              Processor, TimeSeriesOutput)
 
-__all__ = ["otsu_threshold", "open_close", "Region", "Regions", "TrackResult", "convex_area_px", "find_regions",
+__all__ = ["otsu_threshold", "open_close", "prepare", "Region", "Regions", "TrackResult", "convex_area_px", "find_regions",
            "track_region", "ThresholdTrackingProcessor"]
 
 cv2.setNumThreads(1)
@@ -169,12 +169,28 @@ class TrackResult:
         return self.regions.image(self.region.index if self.region else None)
 
 
+def prepare(data: F32, *, dark: bool = False, smooth_sigma_px: float = 0.0) -> F32:
+    """The image the threshold is applied to: optionally Gaussian-smoothed (sigma px, scipy's 'reflect' border and
+    4-sigma kernel) and negated for dark regions (bright-field particles), as float32 (H, W)."""
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    if smooth_sigma_px > 0:
+        half = int(4.0 * smooth_sigma_px + 0.5)
+        data = typing.cast(F32, cv2.GaussianBlur(data, (2 * half + 1, 2 * half + 1), smooth_sigma_px,
+                                                 borderType=cv2.BORDER_REFLECT))
+    if dark:
+        data = np.negative(data)
+    return data
+
+
 def track_region(data: F32, *, threshold: float | None = None, radius_px: int = 2,
-                 previous_centre_px: tuple[float, float] | None = None) -> TrackResult:
+                 previous_centre_px: tuple[float, float] | None = None, dark: bool = False,
+                 smooth_sigma_px: float = 0.0) -> TrackResult:
     """Threshold a float32 (H, W) frame (Otsu when ``threshold`` is None), open and close with ``disk(radius_px)``,
     and pick the largest 8-connected region (or, given ``previous_centre_px`` (y, x), the region whose centroid is
-    nearest to it). Raises :class:`InputError` for NaN/inf pixels."""
-    data = np.ascontiguousarray(data, dtype=np.float32)
+    nearest to it). ``dark``: track regions darker than the threshold; everything (Otsu, a manual ``threshold``,
+    the returned ``threshold``) then refers to the negated image ``-data``. ``smooth_sigma_px``: Gaussian
+    pre-smoothing (see :func:`prepare`). Raises :class:`InputError` for NaN/inf pixels."""
+    data = prepare(data, dark=dark, smooth_sigma_px=smooth_sigma_px)
     if threshold is None:
         level = otsu_threshold(data)
     else:
@@ -207,6 +223,10 @@ class ThresholdTrackingProcessor(Processor):
                   description="Otsu's automatic level, or the manual level below."),
         Parameter("manual_level", "Manual level", "real", 0.0,
                   description="Intensity level used when Threshold is 'manual' (pixels above it are bright)."),
+        Parameter("polarity", "Region", "choice", "bright", choices=("bright", "dark"),
+                  description="Track regions brighter than the threshold, or darker (particles in bright field)."),
+        Parameter("smooth_sigma_px", "Pre-smoothing", "real", 0.0, 0.0, 20.0, "px",
+                  description="Gaussian sigma applied before thresholding (0: none, the reference recipe)."),
         Parameter("radius_px", "Opening/closing radius", "integral", 2, 0, 50, "px",
                   description="Radius of the disc used for the binary opening and closing (0: none)."),
         Parameter("track", "Track", "choice", "largest", choices=("largest", "nearest"),
@@ -219,6 +239,8 @@ class ThresholdTrackingProcessor(Processor):
 
     threshold_mode: str
     manual_level: float
+    polarity: str
+    smooth_sigma_px: float
     radius_px: int
     track: str
     history_points: int
@@ -250,8 +272,10 @@ class ThresholdTrackingProcessor(Processor):
 
     def process(self, frame: Frame, context: Context) -> Outputs:
         previous = self._previous_px if self.track == "nearest" else None
-        result = track_region(frame.data, threshold=None if self.threshold_mode == "otsu" else self.manual_level,
-                              radius_px=self.radius_px, previous_centre_px=previous)
+        dark = self.polarity == "dark"
+        level = None if self.threshold_mode == "otsu" else (-self.manual_level if dark else self.manual_level)
+        result = track_region(frame.data, threshold=level, radius_px=self.radius_px, previous_centre_px=previous,
+                              dark=dark, smooth_sigma_px=self.smooth_sigma_px)
         image = result.image()
         cal_y, cal_x = frame.calibrations
         units = (cal_x.units, cal_y.units, f"{cal_x.units}²" if cal_x.units else "px²")

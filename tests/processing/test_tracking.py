@@ -167,3 +167,17 @@ def test_time_plot_keeps_the_last_history_points() -> None:
     series = next(o for o in outputs if isinstance(o, TimeSeriesOutput))
     np.testing.assert_allclose(series.times_s, [1.0, 1.5, 2.0])
     np.testing.assert_allclose(series.values[0], [0.1 * (20.0 + 4 * k) for k in (2, 3, 4)], atol=0.05)
+
+
+def test_dark_particles_with_pre_smoothing_agree_with_the_reference() -> None:
+    bright = disc_frame((200, 240), [(90.4, 120.2)], [22.0], seed=60)
+    dark = (120.0 - bright).astype(np.float32)  # the same particle, dark on a bright background (bright field)
+    fast = track_region(dark, dark=True, smooth_sigma_px=1.5)
+    ref = reference.ref_threshold_tracking(dark, dark=True, smooth_sigma_px=1.5)
+    assert fast.region is not None and ref.centroid_px is not None
+    assert np.hypot(*np.subtract(fast.region.centroid_px, ref.centroid_px)) <= 0.1
+    assert fast.area_convex_px == pytest.approx(ref.area_convex_px, rel=0.01)
+    assert np.hypot(*np.subtract(fast.region.centroid_px, (90.4, 120.2))) <= 0.5
+    marker = next(o for o in ThresholdTrackingProcessor(polarity="dark", threshold_mode="manual", manual_level=80.0)
+                  .process(Frame(dark), Context()) if isinstance(o, CircleAnnotation))
+    assert marker.center_px == pytest.approx((90.4, 120.2), abs=0.5)  # pixels below 80 counts
