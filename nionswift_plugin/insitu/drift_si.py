@@ -393,18 +393,27 @@ class _TrackingDataChannel(Acquisition.DataAndMetadataDataChannel):
     """Collects the synchronized data like Swift's own channel and remembers how far each channel was filled,
     so that an aborted section still yields its acquired pixels."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: typing.Callable[[], float], timed_segment: str) -> None:
         super().__init__()
         self.filled: dict[Acquisition.Channel, int] = {}
         self.shapes: dict[Acquisition.Channel, tuple[int, ...]] = {}
         self.lock = threading.Lock()
+        self._clock = clock
+        self._timed_segment = timed_segment
+        #: (time, pixels filled) at each delivery of the timed (camera) channel: the pixel clock of the section
+        self.deliveries: list[tuple[float, int]] = []
 
     def update_data(self, channel: Acquisition.Channel, source_data: typing.Any, source_slice: typing.Any,
                     dest_slice: slice, data_metadata: DataAndMetadata.DataMetadata) -> None:
+        now = self._clock()
         super().update_data(channel, source_data, source_slice, dest_slice, data_metadata)
         with self.lock:
             self.filled[channel] = max(self.filled.get(channel, 0), int(dest_slice.stop or 0))
             self.shapes[channel] = tuple(data_metadata.data_shape)
+            if channel.segments and channel.segments[0] == self._timed_segment:
+                shape = self.shapes[channel]
+                per_pixel = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+                self.deliveries.append((now, self.filled[channel] // max(per_pixel, 1)))
 
     def pixels(self, channel: Acquisition.Channel, n_pixel_dims: int = 2) -> int:
         with self.lock:
@@ -448,6 +457,7 @@ class DriftCorrectedSI:
         self.drift_event = Event.Event()
         self.finished_event = Event.Event()
         self._data_channel: _TrackingDataChannel | None = None
+        self._section_overhead_s = 0.0
         self._progress_start_s = 0.0
 
     # -- public control ----------------------------------------------------------------------------------------
@@ -725,10 +735,10 @@ class DriftCorrectedSI:
                     break
             rect = (top + height * row0 / h, left, height * rows / h, width)
             expected_s = rows * w * p.geometry.exposure_s
-            t_offset = self._now() + 0.5 * expected_s
+            t_offset = self._now() + self._section_overhead_s + 0.5 * expected_s
             offset = self._offset_for(t_offset)
             params = self._frame_parameters(rect, (rows, w), offset)
-            channel = _TrackingDataChannel()
+            channel = _TrackingDataChannel(self._now, self._camera.hardware_source_id)
             self._data_channel = channel
             t_start = self._now()
             error: Exception | None = None
@@ -753,6 +763,27 @@ class DriftCorrectedSI:
             if results is None and not self._abort.is_set():
                 raise DriftSIError("the synchronized scan ended without data (camera or scan stopped).")
             row0 += rows
+
+    @staticmethod
+    def _pixel_times(deliveries: typing.Sequence[tuple[float, int]], n_pixels: int, exposure_s: float,
+                     t_start: float, t_end: float) -> FloatArray:
+        """(n,) mid-exposure time of every pixel of a section, from the camera channel's deliveries.
+
+        Each delivery (t, c) says pixels 0..c-1 had arrived at t; a straight-line fit t = a + b * c over the
+        deliveries gives the pixel clock (b = pixel period, flyback included). With fewer than two distinct
+        deliveries the section is assumed to end at ``t_end`` with pixels spaced by the exposure.
+        """
+        k = np.arange(n_pixels, dtype=np.float64)
+        points = sorted({c: t for t, c in deliveries if c > 0}.items())
+        if len(points) >= 2:
+            c = np.array([pt[0] for pt in points], dtype=np.float64)
+            t = np.array([pt[1] for pt in points], dtype=np.float64)
+            b, a = np.polyfit(c, t, 1)
+            if b > 0:
+                return np.asarray(a + b * (k + 0.5), dtype=np.float64)
+        period = exposure_s
+        end = deliveries[-1][0] if deliveries else t_end
+        return np.asarray(end - (n_pixels - k - 0.5) * period, dtype=np.float64)
 
     def _abort_watch(self, grab_done: threading.Event) -> None:
         """While a section is being grabbed: on abort, repeat the scan's abort until the grab returns (an abort
@@ -799,10 +830,8 @@ class DriftCorrectedSI:
         if haadf is not None:
             img = np.asarray(haadf.data, dtype=np.float32).reshape(rows, w)
             p.haadf.add_rows(row0, img[..., None], n_pixels=n_pixels)
-        # timing: pixels evenly spread over the section, the section ending at t_end
-        period = max(p.geometry.exposure_s, (t_end - t_start) / (rows * w))
-        k = np.arange(rows * w, dtype=np.float64)
-        times = (t_end - (rows * w - k - 0.5) * period).reshape(rows, w)
+        times = self._pixel_times(channel.deliveries, rows * w, p.geometry.exposure_s, t_start, t_end).reshape(rows, w)
+        self._section_overhead_s = max(float(times.reshape(-1)[0]) - t_start, 0.0)
         p.pixel_times_s[row0:row0 + rows] = times
         p.applied_offset_nm[row0:row0 + rows] = offset
         p.offset_time_s[row0:row0 + rows] = t_offset
