@@ -46,7 +46,7 @@ F32 = NDArray[np.float32]
 
 #: minimum tile rows per band task: larger bands repeat fewer row FFTs at band edges (each band recomputes T - step
 #: image rows), smaller ones balance the cores better
-BAND_TILE_ROWS = 8
+BAND_TILE_ROWS = 4
 
 
 @dataclasses.dataclass(frozen=True)
