@@ -116,3 +116,30 @@ def test_register_panels_registers_both_and_restores_settings(swift: HeadlessSwi
     finally:
         simulator_panel.unregister_panels()
         SimulatorSettings().apply(instrument)
+
+
+def test_swifts_own_scan_and_camera_panels_are_built_for_the_simulated_devices(swift: HeadlessSwift) -> None:
+    from nion.swift import Panel
+    manager = Panel.PanelManager()
+    built = []
+    for panel_id in ("scan-control-panel-insitu_scan", "camera-control-panel-insitu_eels_camera"):
+        assert panel_id in manager.panel_ids  # nion_instrumentation_ui registered them for our hardware sources
+        name, positions, position, properties = manager.get_panel_info(panel_id)
+        panel = manager.create_panel_content(swift.document_controller, panel_id, name, positions, position,
+                                             properties)
+        assert panel is not None
+        built.append(panel)
+    scan = swift.hardware_source("insitu_scan")
+    fp = scan.get_current_frame_parameters()
+    fp.size = type(fp.size)(64, 64)
+    scan.set_current_frame_parameters(fp)
+    scan.start_playing()
+    try:
+        xdatas = scan.get_next_xdatas_to_finish()
+        assert xdatas[0].data.shape == (64, 64) and float(xdatas[0].data.max()) > 0
+        swift.pump(0.2)  # the panels' queued updates run against the live device
+    finally:
+        scan.stop_playing(sync_timeout=5.0)
+        swift.pump(0.1)
+        for panel in built:
+            panel.close()
