@@ -235,8 +235,8 @@ def energy_scenario(quick: bool) -> dict[str, typing.Any]:
     re-measured on the aligned SI, and the true ZLP position after alignment (true energy offset at each pixel's
     visit time, from the simulator, plus the shift the engine applied)."""
     size = (16, 16) if quick else (32, 32)
-    energy = EnergyDriftModel(rate_meV_per_s=40.0, random_walk_meV_per_sqrt_s=10.0, jump_rate_per_s=0.2,
-                              jump_size_meV=150.0, seed=5)
+    energy = EnergyDriftModel(rate_meV_per_s=100.0, random_walk_meV_per_sqrt_s=20.0, jump_rate_per_s=0.3,
+                              jump_size_meV=200.0, seed=5)
     drift = DriftModel(rate_nm_per_s=(0.03, 0.02), seed=5)
     controls = {"EELS_Dispersion": 0.05, "ZLPoffset": -10.0, "EELS_ZLPWidth": 0.3}
     settings = drift_si.DriftSISettings(si_size_px=size, section_lines=4, exposure_s=0.001, camera_binning=1)

@@ -40,8 +40,12 @@ class ScanTruthRecorder:
         self._frames: list[FrameTruth] = []
         self._lock = threading.Lock()
         self._original: typing.Any = None
+        self._stale: tuple[ScanGeometry, float | None] | None = None
 
     def __enter__(self) -> ScanTruthRecorder:
+        stale = self._sim.current_frame_truth()  # a frame scanned before recording started is not recorded
+        self._stale = None if stale is None else (stale.geometry, float(np.nanmin(stale.times_s))
+                                                  if np.isfinite(stale.times_s).any() else None)
         original_prepare = self._sim.prepare_frame
         original_reset = self._sim.reset_frame
         self._original = (original_prepare, original_reset)
@@ -73,6 +77,8 @@ class ScanTruthRecorder:
         if truth is None or (new_geometry is not None and truth.geometry == new_geometry):
             return
         if not np.isfinite(truth.times_s).any():  # nothing rendered yet
+            return
+        if self._stale is not None and self._stale == (truth.geometry, float(np.nanmin(truth.times_s))):
             return
         with self._lock:
             if self._frames and self._frames[-1].geometry == truth.geometry and np.array_equal(

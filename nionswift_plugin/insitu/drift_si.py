@@ -120,6 +120,11 @@ class DriftSISettings:
     rate_window: int = 4
     max_shift_fraction: float = 0.3
     max_step_nm: float | None = None
+    #: extra reference scans before the first section, ``bootstrap_interval_s`` apart, so that the first section
+    #: already follows a measured rate (on a crystal the residual between two scans must stay below half a lattice
+    #: period, which a fast drift exceeds over a whole section without a rate)
+    bootstrap_measurements: int = 2
+    bootstrap_interval_s: float = 0.3
     lowpass_sigma_px: float = 1.0
     highpass_sigma_px: float | None = None
 
@@ -622,6 +627,10 @@ class DriftCorrectedSI:
         self._progress_start_s = self.result.t0_s
         if s.correct_drift:
             self._measure_drift()
+            for _ in range(max(s.bootstrap_measurements, 0)):
+                if self._abort.wait(s.bootstrap_interval_s):
+                    break
+                self._measure_drift()
         for pass_index, (label, lam, geom) in enumerate(geometries):
             if self._abort.is_set():
                 break
@@ -713,7 +722,10 @@ class DriftCorrectedSI:
         xdata = next((x for x in xdatas if x is not None), None)
         if xdata is None:
             raise DriftSIError("the reference-region scan returned no data; enable the reference scan channel.")
-        m = self.estimator.add_image(np.asarray(xdata.data, dtype=np.float64), time_s=0.5 * (t_start + t_end),
+        # the scan starts as soon as the call starts (the rest of the call is read-out and hand-over)
+        frame_s = shape[0] * (shape[1] * s.reference_pixel_time_us + 30.0) * 1e-6
+        t_scan = min(t_start + 0.5 * frame_s, t_end)
+        m = self.estimator.add_image(np.asarray(xdata.data, dtype=np.float64), time_s=t_scan,
                                      pixel_size_nm=self.result.reference_pixel_size_nm, applied_offset_nm=offset)
         self.result.measurements = self.estimator.records
         self.drift_event.fire(m)
