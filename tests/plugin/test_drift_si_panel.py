@@ -1,0 +1,46 @@
+"""The "Drift-corrected SI" panel builds in a (test-UI) document window, remembers its settings, reads its regions
+and refuses to start while another run is active."""
+from __future__ import annotations
+
+import typing
+
+import numpy as np
+import pytest
+
+from nion.swift.model import DataItem
+from nion.swift.model import Graphics
+
+from nionswift_plugin.insitu import drift_si
+from nionswift_plugin.insitu import drift_si_panel
+
+
+def test_panel_settings_regions_and_busy(document_controller: typing.Any, tmp_path: typing.Any,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSITU_SETTINGS_DIR", str(tmp_path))
+    drift_si.DriftSISettings(si_size_px=(24, 40), section_lines=3).save()
+    panel = drift_si_panel.DriftSIPanel(document_controller, "drift-si-test", {})
+    try:
+        assert panel.settings.si_size_px == (24, 40) and panel.settings.section_lines == 3
+        # place the regions on a survey image, move the field rectangle, read it back
+        data_item = DataItem.new_data_item(np.zeros((64, 64), np.float32))
+        document_controller.document_model.append_data_item(data_item)
+        display_item = document_controller.document_model.get_display_item_for_data_item(data_item)
+        monkeypatch.setattr(type(document_controller), "selected_display_item", property(lambda self: display_item))
+        panel._place_regions()
+        labels = sorted(g.label for g in display_item.graphics if isinstance(g, Graphics.RectangleGraphic))
+        assert set(labels) == {drift_si_panel.FIELD_LABEL, drift_si_panel.REFERENCE_LABEL}
+        panel._field_graphic.bounds = ((0.1, 0.2), (0.3, 0.4))
+        panel._read_regions()
+        assert panel.settings.scan_field == pytest.approx((0.1, 0.2, 0.3, 0.4))
+        assert drift_si.DriftSISettings.load().scan_field == pytest.approx((0.1, 0.2, 0.3, 0.4))  # remembered
+        # a second acquisition is refused with a message while one runs
+        blocker = drift_si.DriftCorrectedSI(drift_si.DriftSISettings())
+        drift_si._ACTIVE.append(blocker)
+        try:
+            panel.start()
+            document_controller.periodic()
+            assert "already running" in panel._status.text
+        finally:
+            drift_si._ACTIVE.remove(blocker)
+    finally:
+        panel.close()
