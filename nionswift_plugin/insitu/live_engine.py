@@ -21,6 +21,8 @@ This module holds no numerics: frames -> ``processing`` -> results.
 """
 from __future__ import annotations
 
+import collections
+import os
 import threading
 import time
 import typing
@@ -75,11 +77,14 @@ class FrameSlot:
             self._condition.notify()
             return dropped
 
-    def take(self, timeout_s: float | None = None) -> typing.Any:
+    def take(self) -> typing.Any:
+        """The oldest waiting frame, or None (never blocks)."""
         with self._condition:
-            if not self._items and not self._closed:
-                self._condition.wait(timeout_s)
             return self._items.pop(0) if self._items else None
+
+    def __len__(self) -> int:
+        with self._condition:
+            return len(self._items)
 
     def close(self) -> None:
         with self._condition:
@@ -126,7 +131,6 @@ class Runner:
         self._error: str | None = None
         # stateful processors get a 3-frame jitter buffer (they need every frame); others only the newest frame
         self._slot = FrameSlot(STATEFUL_BUFFER_FRAMES if self.processor_class.stateful else 1)
-        self._thread: threading.Thread | None = None
         self._stream: HardwareStream | None = None
         self._closed = False
         self.set_parameters(parameters)
@@ -221,9 +225,6 @@ class Runner:
             return
         self.detach_stream()
         self._stream = stream
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name=f"insitu-{self.processor_id}", daemon=True)
-            self._thread.start()
         stream.add_runner(self)
 
     def detach_stream(self) -> None:
@@ -235,24 +236,74 @@ class Runner:
         """Called on the acquisition thread: never blocks."""
         self.stats.frames_received += 1
         self.stats.frames_dropped += self._slot.put(item)
+        WORKERS.schedule(self)
 
-    def _loop(self) -> None:
-        while not self._closed:
-            item = self._slot.take(0.5)
-            if item is not None and not self._closed:
-                self._run(*item)
+    def has_pending(self) -> bool:
+        return len(self._slot) > 0 and not self._closed
+
+    def run_pending(self) -> None:
+        """Process the oldest waiting frame, if any (called by a worker)."""
+        item = self._slot.take()
+        if item is not None and not self._closed:
+            self._run(*item)
 
     def close(self) -> None:
         self._closed = True
         self.detach_stream()
         self._slot.close()
-        thread, self._thread = self._thread, None
-        if thread and thread is not threading.current_thread():
-            thread.join(5.0)
+
+
+class Workers:
+    """One processing thread per core, shared by every runner of every stream.
+
+    A runner with a waiting frame is queued once (FIFO); a worker takes it, processes one frame and queues it again
+    if another frame is waiting. So at most one computation per core runs at a time (no oversubscription; the
+    processors' own kernels add the shared ``processing.parallel`` pool), no processor waits for a slower one, and
+    each gets a fair turn. Processors on the same frame share per-frame work through the frame memo.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._count = max(1, count)
+        self._condition = threading.Condition()
+        self._ready: collections.deque[Runner] = collections.deque()
+        self._scheduled: set[int] = set()
+        self._threads: list[threading.Thread] = []
+
+    def schedule(self, runner: Runner) -> None:
+        with self._condition:
+            if id(runner) in self._scheduled:
+                return  # queued or running: it is queued again after its current frame if one is waiting
+            self._scheduled.add(id(runner))
+            self._ready.append(runner)
+            if len(self._threads) < self._count:
+                thread = threading.Thread(target=self._work, name=f"insitu-worker-{len(self._threads)}",
+                                          daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._condition.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._condition:
+                while not self._ready:
+                    self._condition.wait()
+                runner = self._ready.popleft()
+            try:
+                runner.run_pending()
+            finally:
+                with self._condition:
+                    if runner.has_pending():
+                        self._ready.append(runner)
+                        self._condition.notify()
+                    else:
+                        self._scheduled.discard(id(runner))
+
+
+WORKERS = Workers(os.cpu_count() or 1)
 
 
 class HardwareStream:
-    """Listens to one hardware source channel and fans each complete frame out to its runners."""
+    """Listens to one hardware source channel and hands each complete frame to its runners (never blocking)."""
 
     def __init__(self, hardware_source: typing.Any, channel_index: int) -> None:
         self.hardware_source = hardware_source

@@ -129,7 +129,8 @@ def test_processors_on_one_source_run_concurrently() -> None:
         _wait_idle(r, 1)
     elapsed = time.perf_counter() - t
     assert all(r.stats.frames_processed == 1 for r in runners)
-    assert elapsed < 4 * 0.05, f"4 x 50 ms processors took {elapsed * 1000:.0f} ms: they ran one after another"
+    # one worker per core: on 2 cores, 4 x 50 ms in about 100 ms, not 200 ms
+    assert elapsed < 4 * 0.05 * 0.8, f"4 x 50 ms processors took {elapsed * 1000:.0f} ms: they ran one after another"
     engine.close()
 
 
@@ -151,14 +152,19 @@ def test_bad_frames_become_the_runner_error_and_it_recovers() -> None:
     engine.close()
 
 
-def test_runner_threads_stop_on_close() -> None:
+def test_closing_the_engine_stops_feeding_and_threads_stay_one_per_core() -> None:
+    import os
+    from nionswift_plugin.insitu import live_engine
     engine = LiveEngine()
     source = FakeHardwareSource()
-    key = _Key()
-    runner = engine.runner_for(key, "insitu.copy", {})
-    runner.attach_stream(engine.stream_for(source, 0))
-    before = threading.active_count()
+    runners = [engine.runner_for(_Key(), "insitu.copy", {}) for _ in range(6)]
+    stream = engine.stream_for(source, 0)
+    for runner in runners:
+        runner.attach_stream(stream)
+    source.emit(np.ones((4, 4), np.float32), 0)
+    for runner in runners:
+        _wait_idle(runner, 1)
+    assert len(live_engine.WORKERS._threads) <= (os.cpu_count() or 1)  # no thread per processor
     engine.close()
-    assert threading.active_count() < before
-    source.emit(np.ones((4, 4), np.float32), 0)  # no listener left: nothing is processed
-    assert runner.stats.frames_received == 0
+    source.emit(np.ones((4, 4), np.float32), 1)  # no listener left: nothing is received
+    assert all(runner.stats.frames_received == 1 for runner in runners)
