@@ -157,13 +157,15 @@ def test_closing_the_engine_stops_feeding_and_threads_stay_one_per_core() -> Non
     from nionswift_plugin.insitu import live_engine
     engine = LiveEngine()
     source = FakeHardwareSource()
-    runners = [engine.runner_for(_Key(), "insitu.copy", {}) for _ in range(6)]
+    keys = [_Key() for _ in range(6)]  # the computations: runners live as long as they do
+    runners = [engine.runner_for(key, "insitu.copy", {}) for key in keys]
     stream = engine.stream_for(source, 0)
     for runner in runners:
         runner.attach_stream(stream)
     source.emit(np.ones((4, 4), np.float32), 0)
     for runner in runners:
         _wait_idle(runner, 1)
+    assert all(runner.stats.frames_processed == 1 for runner in runners)
     assert len(live_engine.WORKERS._threads) <= (os.cpu_count() or 1)  # no thread per processor
     engine.close()
     source.emit(np.ones((4, 4), np.float32), 1)  # no listener left: nothing is received
