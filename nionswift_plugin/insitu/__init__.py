@@ -13,7 +13,9 @@ import typing
 from nion.swift import Application
 
 from nionswift_plugin.insitu import computations
+from nionswift_plugin.insitu import drift_si_panel
 from nionswift_plugin.insitu import panels
+from nionswift_plugin.insitu import simulator_panel
 from nionswift_plugin.insitu.live_engine import ENGINE
 
 _simulator_handle: typing.Any = None
@@ -40,6 +42,8 @@ class InSituExtension:
     def __init__(self, api_broker: typing.Any) -> None:
         computations.register_all()
         panels.register_panels()
+        drift_si_panel.register_panels()
+        simulator_panel.register_panels()
         self.__menu_handler = None
         if Application.app is not None:
             self.__menu_handler = Application.app.register_menu_handler(panels.install_menu)
@@ -58,6 +62,8 @@ class InSituExtension:
         if self.__driver_handler is not None and Application.app is not None:
             Application.app.unregister_menu_handler(self.__driver_handler)
         panels.unregister_panels()
+        drift_si_panel.unregister_panels()
+        simulator_panel.unregister_panels()
         ENGINE.close()
 
 
