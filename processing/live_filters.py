@@ -110,6 +110,9 @@ def warm_up() -> None:
     """Compile or load the EWMA kernel (numba, cached on disk) on a tiny frame, off the live path."""
     a = np.zeros((2, 2), np.float32)
     ewma_update(a, a.copy(), a.copy(), p_fast=0.5, p_slow=0.9)
+    readonly = a.copy()
+    readonly.flags.writeable = False  # frames from Swift can be read-only: a second signature
+    ewma_update(readonly, a.copy(), a.copy(), p_fast=0.5, p_slow=0.9)
 
 
 def measure_shift_px(reference: FloatArray, moving: FloatArray) -> tuple[float, float]:
