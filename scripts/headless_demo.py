@@ -83,8 +83,10 @@ def main() -> int:
         live = swift.live_data_item(CAMERA_ID)
         display_item = swift.document_model.get_display_item_for_data_item(live)
         outputs = {}
+        from nionswift_plugin.insitu.gui_driver import SIMULATOR_SETTINGS
         for cls in registry.all_processors():
-            outputs[cls.processor_id] = computations.attach(swift.document_model, cls.processor_id, display_item)
+            outputs[cls.processor_id] = computations.attach(swift.document_model, cls.processor_id, display_item,
+                                                            parameters=SIMULATOR_SETTINGS.get(cls.processor_id))
         # let Swift run each computation once: that attaches its runner to the camera stream
         deadline = time.monotonic() + 30
         while len([r for r in ENGINE.runners if r.is_streaming]) < len(outputs) and time.monotonic() < deadline:

@@ -79,7 +79,7 @@ def screenshot(display: str, path: pathlib.Path) -> None:
 
 
 def run(out_dir: pathlib.Path, *, seconds: float = 8.0, processors: typing.Sequence[str] = (),
-        timeout_s: float = 120.0) -> dict[str, typing.Any]:
+        panels: typing.Sequence[str] = (), timeout_s: float = 120.0) -> dict[str, typing.Any]:
     """Launch, drive, screenshot, quit. Returns {"rc", "log", "status", "screenshot", "ready_s"}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     work = pathlib.Path(tempfile.mkdtemp(prefix="insitu-gui-"))
@@ -94,6 +94,8 @@ def run(out_dir: pathlib.Path, *, seconds: float = 8.0, processors: typing.Seque
                    INSITU_SIMULATOR="1", INSITU_GUI_DRIVER=str(driver))
         if processors:
             env["INSITU_GUI_PROCESSORS"] = ",".join(processors)
+        if panels:
+            env["INSITU_GUI_PANELS"] = ",".join(panels)
         for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
             env.pop(k, None)
         with open(log_path, "w") as log:
@@ -126,13 +128,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/launch"))
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--processors", default="")
+    parser.add_argument("--processors", default="", help="processor ids to attach (default: the first three)")
+    parser.add_argument("--panels", default="", help="extra dock panel ids to show, e.g. insitu-simulator-panel")
     args = parser.parse_args()
     reason = available()
     if reason:
         print(f"Cannot run the real GUI here: {reason}.")
         return 2
-    result = run(args.out, seconds=args.seconds, processors=[p for p in args.processors.split(",") if p])
+    result = run(args.out, seconds=args.seconds, processors=[p for p in args.processors.split(",") if p],
+                 panels=[p for p in args.panels.split(",") if p])
     print(f"Nion Swift ran {args.seconds:.0f} s (ready after {result['ready_s']:.1f} s), exit code {result['rc']}.")
     for runner in result["status"].get("runners", []):
         print(f"  {runner['title']}: {runner['frames_processed']} frames processed, {runner['frames_dropped']} "

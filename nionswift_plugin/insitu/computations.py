@@ -162,7 +162,14 @@ def make_computation_class(processor_id: str) -> type:
                 runner.process_now(xdata)
             outputs, error, stats = runner.latest()
             if error:
+                runner.committed_count = -1  # the next good result is written again
                 raise pb.ProcessingError(error)
+            # Swift runs execute/commit for source changes and for our result notifications; write only results
+            # not written yet, so unchanged outputs don't cost Swift a display update.
+            if runner.committed_count == stats["frames_processed"] and runner.committed_count >= 0:
+                self.__outputs, self.__stats = (), stats
+                return
+            runner.committed_count = stats["frames_processed"]
             self.__outputs, self.__stats = outputs, stats
             self.__shape = xdata.data_shape if xdata is not None else None
 

@@ -20,6 +20,8 @@ from nionswift_plugin.insitu.live_engine import ENGINE
 
 CAMERA_ID = "insitu_camera"
 DEFAULT_PROCESSORS = ("insitu.noise_reduction", "insitu.live_difference", "insitu.copy")
+#: what a user would set in the Inspector for the simulated bright-field camera (dark particles)
+SIMULATOR_SETTINGS = {"insitu.threshold_tracking": {"polarity": "dark", "smooth_sigma_px": 2.0}}
 
 
 class GuiDriver:
@@ -64,9 +66,11 @@ class GuiDriver:
                 window.queue_request_close()
 
     def setup(self, dc: typing.Any) -> None:
-        panel = dc.find_dock_panel(panels.PANEL_ID)
-        if panel:
-            panel.show()
+        import os
+        for panel_id in [panels.PANEL_ID] + [p for p in os.environ.get("INSITU_GUI_PANELS", "").split(",") if p]:
+            panel = dc.find_dock_panel(panel_id)
+            if panel:
+                panel.show()
         camera = HardwareSource.HardwareSourceManager().get_hardware_source_for_hardware_source_id(CAMERA_ID)
         if camera is None:
             self.say("no simulated camera (simulator mode off?)")
@@ -86,7 +90,9 @@ class GuiDriver:
             self.say("no live data item appeared")
             return
         primary = dc.selected_display_panel or dc.workspace_controller.display_panels[0]
-        grid = dc.workspace_controller.apply_layouts(primary, [primary], 2, 2) or [primary]
+        columns = 2 if len(self.processors) <= 3 else 3
+        rows = 2 if len(self.processors) <= 5 else 3
+        grid = dc.workspace_controller.apply_layouts(primary, [primary], columns, rows) or [primary]
         display_panels = list(dc.workspace_controller.display_panels)
         display_panels[0].set_display_panel_display_item(display_item)
         roi = Graphics.RectangleGraphic()
@@ -102,6 +108,10 @@ class GuiDriver:
             actions[title].action.trigger()  # the Processing > In-situ menu item, as a user picks it
             self.say(f"attached {processor_id} through the menu")
             out = dc.selected_display_panel.display_item if dc.selected_display_panel else None
+            computation = dc.document_model.get_data_item_computation(out.data_item) if out is not None else None
+            for name, value in SIMULATOR_SETTINGS.get(processor_id, {}).items():
+                if computation is not None:
+                    computation.set_input_value(name, value)  # as typed into the Inspector
             if index + 1 < len(display_panels) and out is not None:
                 display_panels[index + 1].set_display_panel_display_item(out)
             display_panels[0].set_display_panel_display_item(display_item)

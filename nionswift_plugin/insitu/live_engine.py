@@ -123,6 +123,7 @@ class Runner:
         self.stats = RunnerStats()
         self.roi: Bounds | None = None
         self.source_label = ""
+        self.committed_count = -1  # frames_processed when the outputs were last written to Swift (glue bookkeeping)
         self._lock = threading.RLock()  # results and configuration
         self._process_lock = threading.Lock()  # one frame at a time through the processor
         self._parameters: dict[str, typing.Any] = {}
@@ -144,6 +145,7 @@ class Runner:
             if parameters == self._parameters and (self._processor is not None or self._error):
                 return
             self._parameters = dict(parameters)
+            self.committed_count = -1
             try:
                 self._processor = self.processor_class(**parameters)
                 self._error = None
