@@ -14,7 +14,13 @@ touch the frame. Bright-field intensity (1 = vacuum-free support mean)::
     T = 1 - thickness_contrast * h(r)
           + fringe_contrast * h(r) * cos(2 pi g.(x - c) + phi)      crystalline
           + molten_contrast * h(r) * m(x)                           molten (m: band-pass noise, std 1)
-    h(r) = sqrt(1 - (r / R)^2) inside the particle, 0 outside
+    h(r) = clip((R - r) / w + 1/2, 0, 1)                   (projected thickness, relative)
+
+A supported metal or oxide nanoparticle is faceted (a truncated polyhedron seen down a zone axis): its projected
+thickness is nearly uniform and drops to zero across the side facets, i.e. over about a pixel at these
+magnifications. The model is that flat top with a linear edge ramp of width ``w = edge_width_px`` (default 1.5 px);
+the particle radius ``R`` (truth) is the middle of the edge, where ``h = 1/2``, so the particle's projected area is
+``pi R^2`` (to within ``pi w^2 / 12``).
 
 The expected number of electrons per pixel is ``I * dose_e_per_px``; :func:`instrument_sim.noise.shot_noise` adds
 Poisson noise. Each frame is the tile translated by the content offset (cubic interpolation, periodic borders).
@@ -31,12 +37,14 @@ Conventions (ground truth, :class:`SceneTruth`)
   binning ``b`` has its pixel ``[i, j]`` centred at ``(top + b*i + (b-1)/2, left + b*j + (b-1)/2)``.
 * Content offset ``d`` (nm, ``(y, x)``): a feature at frame position ``p`` for ``d = 0`` is at
   ``p + d / pixel_size_nm``. Standalone, ``d`` is ``drift.offset_nm(t)``; the camera passes drift minus stage.
-* Orientation ``theta`` (deg, in ``[0, 180)``) is the direction of the lattice wave vector
-  ``g = (g_y, g_x) = (sin theta, cos theta) / spacing_px`` in array coordinates: ``theta = atan2(g_y, g_x)``, so
-  0 deg means fringes varying along x (vertical fringe lines) and 90 deg fringes varying along y (horizontal lines).
+* Orientation ``theta`` (deg, in ``[0, 180)``) is the direction of the lattice wave vector measured
+  counter-clockwise on screen from the +x axis with y pointing up, the convention of the analysis processors and of
+  their colour-wheel legend (:mod:`processing.fft_analysis`). In array coordinates (rows going down) the wave vector
+  is ``g = (g_row, g_col) = (-sin theta, cos theta) / spacing_px``, i.e. ``theta = atan2(-g_row, g_col)``: 0 deg
+  means fringes varying along x (vertical fringe lines), 90 deg fringes varying along y (horizontal lines), 45 deg
+  a wave vector pointing to the upper right of the screen (fringe lines from the upper left to the lower right).
   In ``numpy.fft.fftshift(numpy.fft.fft2(frame))`` of an N x N frame, the lattice peaks are at
-  ``(N/2 +- N sin(theta)/spacing_px, N/2 +- N cos(theta)/spacing_px)`` (row, column); on screen (rows going down)
-  theta is measured clockwise from the +x axis.
+  ``(N/2 -+ N sin(theta)/spacing_px, N/2 +- N cos(theta)/spacing_px)`` (row, column).
 
 Example
 -------
@@ -86,9 +94,10 @@ class ParticleTruth:
     centre_px : (y, x), px
         Centre in full-frame coordinates (may be outside the frame; see ``visible``).
     radius_px, radius_nm : float
-        Radius.
+        Radius of the particle's edge (the middle of its edge ramp): projected area ``pi radius_px**2``.
     orientation_deg : float, deg in [0, 180)
-        Direction of the lattice wave vector (module docstring). Meaningless while ``molten``.
+        Direction of the lattice wave vector, counter-clockwise on screen from +x (y up), the processors' and colour
+        wheel's convention (module docstring). Meaningless while ``molten``.
     spacing_nm, spacing_px : float
         Lattice-plane spacing of the current crystalline cycle.
     molten : bool
@@ -201,6 +210,8 @@ class InSituScene:
         Electrons per unbinned pixel per second at intensity 1 (default 1200, i.e. 60 e/px in 50 ms).
     support_contrast, thickness_contrast, fringe_contrast, molten_contrast : float
         Contrast of the model terms (module docstring).
+    edge_width_px : float, px
+        Width of the particle's edge ramp (default 1.5 px, at most 4 px); the truth radius is the middle of the edge.
     """
 
     def __init__(self, *, shape_px: tuple[int, int] = (1024, 1024), pixel_size_nm: float = 0.06,
@@ -209,7 +220,7 @@ class InSituScene:
                  melt_period_s: float | None = 20.0, molten_duration_s: float = 4.0,
                  drift: DriftModel | None = None, seed: int = 0, dose_rate_e_per_px_per_s: float = 1200.0,
                  support_contrast: float = 0.08, thickness_contrast: float = 0.3, fringe_contrast: float = 0.25,
-                 molten_contrast: float = 0.15) -> None:
+                 molten_contrast: float = 0.15, edge_width_px: float = 1.5) -> None:
         h, w = _check_shape(shape_px)
         self.shape_px = (h, w)
         self.pixel_size_nm = _positive("pixel_size_nm", pixel_size_nm)
@@ -240,6 +251,10 @@ class InSituScene:
         self.thickness_contrast = _non_negative("thickness_contrast", thickness_contrast)
         self.fringe_contrast = _non_negative("fringe_contrast", fringe_contrast)
         self.molten_contrast = _non_negative("molten_contrast", molten_contrast)
+        self.edge_width_px = _positive("edge_width_px", edge_width_px)
+        if self.edge_width_px > 4.0:
+            raise SimulatorParameterError(
+                f"edge_width_px must be in (0, 4] px (the particle patches hold R + 2 px); got {edge_width_px!r}.")
         if (self.thickness_contrast + max(self.fringe_contrast, 3 * self.molten_contrast) >= 1.0
                 or self.support_contrast >= 0.25):
             raise SimulatorParameterError(
@@ -327,8 +342,7 @@ class InSituScene:
         y0, y1, x0, x1 = p.box
         dy = (np.arange(y0, y1, dtype=np.float64) - p.centre_tile[0])[:, np.newaxis]
         dx = (np.arange(x0, x1, dtype=np.float64) - p.centre_tile[1])[np.newaxis, :]
-        rho2 = (dy * dy + dx * dx) / (p.radius_px * p.radius_px)
-        thickness = np.sqrt(np.clip(1.0 - rho2, 0.0, 1.0))
+        thickness = _edge_profile(np.sqrt(dy * dy + dx * dx), p.radius_px, self.edge_width_px)
         transmission = 1.0 - self.thickness_contrast * thickness
         if state.molten:
             rng = np.random.default_rng([self.seed, _STREAM_MOLTEN, k, state.cycle])
@@ -338,7 +352,8 @@ class InSituScene:
             orientation_deg, spacing_nm, phase = self.__cycle_lattice(k, state.cycle)
             theta = math.radians(orientation_deg)
             spacing_px = spacing_nm / self.pixel_size_nm
-            gy, gx = math.sin(theta) / spacing_px, math.cos(theta) / spacing_px
+            # counter-clockwise on screen (y up): the wave vector's row component is -sin(theta)
+            gy, gx = -math.sin(theta) / spacing_px, math.cos(theta) / spacing_px
             fringes = np.cos(2.0 * math.pi * (gy * dy + gx * dx) + phase)
             transmission = transmission + self.fringe_contrast * thickness * fringes
         return transmission.astype(np.float32)
@@ -469,6 +484,12 @@ class InSituScene:
             raise SimulatorParameterError(
                 f"area {area!r} must lie inside the {h}x{w} frame with top < bottom and left < right.")
         return top, left, bottom, right
+
+
+def _edge_profile(r_px: FloatArray, radius_px: float, edge_width_px: float) -> FloatArray:
+    """Relative projected thickness of a faceted particle at distance ``r_px`` from its centre: 1 inside, a linear
+    ramp of width ``edge_width_px`` centred on ``radius_px`` (value 1/2 there), 0 outside."""
+    return typing.cast(FloatArray, np.clip((radius_px - r_px) / edge_width_px + 0.5, 0.0, 1.0))
 
 
 def _check_shape(shape_px: typing.Any) -> tuple[int, int]:

@@ -40,7 +40,7 @@ def _lattice_peak(frame: np.ndarray, p: ParticleTruth, *, size: int = 128) -> tu
     masked = np.where(band, spectrum, 0.0)
     iy, ix = np.unravel_index(np.argmax(masked), masked.shape)
     ky, kx = fy[iy, 0], fx[0, ix]
-    orientation = math.degrees(math.atan2(ky, kx)) % 180.0
+    orientation = math.degrees(math.atan2(-ky, kx)) % 180.0  # counter-clockwise on screen (rows go down)
     return orientation, 1.0 / math.hypot(ky, kx), float(masked[iy, ix] / spectrum[band].mean())
 
 

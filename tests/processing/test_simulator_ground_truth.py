@@ -1,8 +1,8 @@
 """The analysis processors against the in-situ simulator's ground truth (instrument_sim.insitu_scene).
 
-Conventions: the simulator's orientation is ``atan2(g_y, g_x)`` with rows going down (clockwise on screen); the
-processors follow the reference colour map (BenMillerScripts: y up, counter-clockwise), so
-``theta_processor = (180 - theta_simulator) mod 180``. Particles are dark in the simulated bright field.
+The simulator's orientation truth and the processors share one convention (counter-clockwise on screen from +x,
+y up, in [0, 180)), so the angles are compared directly. Particles are dark in the simulated bright field; their
+truth radius is the middle of their (1.5 px wide) edge.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_orientation_and_spacing_of_simulated_crystalline_particles() -> None:
             i = int(round((p.centre_px[0] - 63.5) / 16))  # the tile centred nearest to the particle
             j = int(round((p.centre_px[1] - 63.5) / 16))
             if 0 <= i < n_y and 0 <= j < n_x:
-                errors.append(_angle_error_deg(float(omap.theta_deg[i, j]), (180.0 - p.orientation_deg) % 180.0))
+                errors.append(_angle_error_deg(float(omap.theta_deg[i, j]), p.orientation_deg))
                 spacing_errors.append(abs(1.0 / float(omap.spacing_cpp[i, j]) - p.spacing_px) / p.spacing_px)
     assert len(errors) >= 5
     assert np.median(errors) <= 2.0
@@ -63,25 +63,32 @@ def test_kymograph_follows_melting_and_recrystallisation(seed: int) -> None:
         else:
             assert abs(peak - int(true_bin)) <= 1
             assert contrast > 5.0
-            frequency = kymo.y_calibration.offset + kymo.y_calibration.scale * peak
-            assert frequency == pytest.approx(1.0 / particle.spacing_nm, abs=kymo.y_calibration.scale * 1.01)
+            # bin b covers [b, b+1) in Swift's calibrated axis (offset + scale * index): the true frequency lies in
+            # the peak's bin or a neighbour
+            cal = kymo.y_calibration
+            assert cal.offset + cal.scale * (peak - 1) <= 1.0 / particle.spacing_nm < cal.offset + cal.scale * (peak + 2)
 
 
-def test_tracking_a_simulated_bright_field_particle() -> None:
-    # Measured on 10 scenes (seeds 1-20 with the particle inside the frame): with 2 px pre-smoothing the centre is
-    # within 0.47 px, but the convex area is 11-14 % below pi R^2, because the particle's contrast fades towards its
-    # rim as sqrt(1 - (r/R)^2) (without smoothing: area 0.90-1.02 pi R^2, centre up to 1.3 px off).
+@pytest.mark.parametrize("molten", [False, True])
+def test_tracking_a_simulated_bright_field_particle(molten: bool) -> None:
+    # Measured on seeds 1-20 (10 scenes with the particle inside the frame), 2 px pre-smoothing: centre within
+    # 0.45 px (crystalline) / 0.28 px (molten), convex area 1.2-3.5 % above pi R^2 (the digital convex hull includes
+    # the boundary pixels). Without smoothing the centre is up to 0.84 px off (support texture and noise).
     centre_errors, area_ratios = [], []
-    for seed in range(1, 6):
+    for seed in range(1, 13):
         scene = InSituScene(shape_px=(512, 512), n_particles=1, seed=seed)
-        particle = scene.truth(0.0).particles[0]
+        t = 0.0
+        if scene.truth(t).particles[0].molten != molten:
+            t = scene.next_transition_s(t) + 0.1
+        particle = scene.truth(t).particles[0]
+        assert particle.molten == molten
         if not particle.inside_frame:
             continue
-        data = scene.render(0.0, exposure_s=0.05, rng=np.random.default_rng(seed))
+        data = scene.render(t, exposure_s=0.05, rng=np.random.default_rng(seed))
         result = track_region(data, dark=True, smooth_sigma_px=2.0)
         assert result.region is not None
         centre_errors.append(float(np.hypot(*np.subtract(result.region.centroid_px, particle.centre_px))))
         area_ratios.append(result.area_convex_px / (np.pi * particle.radius_px ** 2))
-    assert len(centre_errors) >= 2
-    assert max(centre_errors) <= 0.5
-    assert 0.8 <= min(area_ratios) and max(area_ratios) <= 1.05
+    assert len(centre_errors) >= 5
+    assert max(centre_errors) <= 0.5, centre_errors
+    assert max(abs(r - 1.0) for r in area_ratios) <= 0.05, area_ratios
