@@ -95,11 +95,13 @@ def si_geometry(session: Session, settings: drift_si.DriftSISettings) -> SIGeome
     return SIGeometry(tuple(settings.si_size_px), (h * fov, w * fov), (cy, cx))  # type: ignore[arg-type]
 
 
-def residual_from_start(session: Session, settings: drift_si.DriftSISettings, frames: typing.Any) -> np.ndarray:
+def residual_from_start(session: Session, settings: drift_si.DriftSISettings, frames: typing.Any,
+                        section_rows: typing.Sequence[int] | None = None) -> np.ndarray:
     """Per-pixel residual (px) relative to the specimen as it was when the run started (the drift-free map is the
     specimen at the start: no method can know the drift accumulated before it started)."""
     geometry = si_geometry(session, settings)
-    residual, _times = si_residual_px(frames, geometry, section_lines=settings.section_lines)
+    residual, _times = si_residual_px(frames, geometry, section_lines=settings.section_lines,
+                                      section_rows=section_rows)
     start = session.instrument.scan_content_offset_nm(START_TIME_S)
     return residual - (np.asarray(start) / np.asarray(geometry.pixel_size_nm))[None, None, :]
 
@@ -109,7 +111,8 @@ def run_engine(session: Session, settings: drift_si.DriftSISettings) -> tuple[dr
     wait_for_start(session)
     with ScanTruthRecorder(session.parts.scan_module.device.simulator) as recorder:
         result = drift_si.DriftCorrectedSI(settings).run()
-    residual = residual_from_start(session, settings, recorder.frames)
+    residual = residual_from_start(session, settings, recorder.frames,
+                                   [r.row0 for r in result.sections if r.pass_index == 0])
     main = result.main
     assert main is not None
     return result, effective_residual_px(residual, main.correction_px)
@@ -191,13 +194,8 @@ def spatial_scenario(quick: bool, *, sample: str = "perovskite",
     figures: dict[str, typing.Any] = {"si_size_px": list(size), "section_lines": 4, "drift_model": {
         "rate_nm_per_s": drift.rate_nm_per_s, "random_walk_nm_per_sqrt_s": drift.random_walk_nm_per_sqrt_s,
         "jump_rate_per_s": drift.jump_rate_per_s, "jump_size_nm": drift.jump_size_nm, "seed": drift.seed}}
-    for name in ("uncorrected", "ours", "ours_no_shear"):
-        settings = copy.deepcopy(base)
-        if name == "uncorrected":
-            settings.correct_drift = False
-            settings.correct_shear = False
-        elif name == "ours_no_shear":
-            settings.correct_shear = False
+    for name, options in variants.items():
+        settings = dataclasses.replace(copy.deepcopy(base), **options)
         with stem_session(seed=3, drift=drift, controls=controls, sample=sample,
                           sample_options=sample_options) as session:
             t0 = time.perf_counter()
@@ -208,6 +206,7 @@ def spatial_scenario(quick: bool, *, sample: str = "perovskite",
             si = result.si_xdata().data
             jumps = session.instrument.sample_drift
             entry = {"state": result.state, "rms_px": rms_px(residual),
+                     "reacquired_sections": sum(1 for r in result.sections if r.superseded),
                      "rms_px_mean_removed": rms_px(residual, remove_mean=True),
                      "max_px": float(np.nanmax(np.hypot(residual[..., 0], residual[..., 1]))),
                      "wall_s": wall, "measurements": len(result.measurements),

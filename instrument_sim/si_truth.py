@@ -116,27 +116,34 @@ class SIGeometry:
 
 
 def si_residual_px(frames: typing.Sequence[FrameTruth], geometry: SIGeometry, *, section_lines: int,
-                   ) -> tuple[FloatArray, FloatArray]:
+                   section_rows: typing.Sequence[int] | None = None) -> tuple[FloatArray, FloatArray]:
     """Per-pixel residual (H, W, 2) of an SI acquired in sections of ``section_lines`` rows, and its times (H, W).
 
-    The SI's section frames are the recorded frames whose shape is (rows, W) with the SI's pixel size, taken in
-    order (drift-reference sub-scans and other frames are skipped). Pixels never visited are NaN.
+    The SI's section frames are the recorded frames whose shape is (rows, W) with the SI's pixel size (drift-
+    reference sub-scans and other frames are skipped). ``section_rows``: first row of each section in acquisition
+    order (a section scanned again appears twice; the later scan wins); default consecutive sections.
+    Pixels never visited are NaN.
     """
     h, w = geometry.shape_px
     sy, sx = geometry.pixel_size_nm
     ny, nx = geometry.nominal_positions_nm()
     residual = np.full((h, w, 2), np.nan)
     times = np.full((h, w), np.nan)
-    row0 = 0
+    starts = list(section_rows) if section_rows is not None else list(range(0, h, section_lines))
+    k = 0
+    matched = 0
     for f in frames:
         rows, width = f.geometry.shape_px
-        if row0 >= h:
+        if k >= len(starts):
             break
+        row0 = starts[k]
         expected_rows = min(section_lines, h - row0)
         if width != w or rows != expected_rows:
             continue
         if not np.isclose(f.geometry.fov_size_nm[1] / width, sx, rtol=1e-6):
             continue
+        k += 1
+        matched += 1
         pos = f.positions_nm.reshape(rows, width, 2)
         off = f.content_offset_nm.reshape(rows, width, 2)
         sample_y = pos[..., 0] - off[..., 0]
@@ -144,8 +151,7 @@ def si_residual_px(frames: typing.Sequence[FrameTruth], geometry: SIGeometry, *,
         residual[row0:row0 + rows, :, 0] = (ny[row0:row0 + rows] - sample_y) / sy
         residual[row0:row0 + rows, :, 1] = (nx[row0:row0 + rows] - sample_x) / sx
         times[row0:row0 + rows] = f.times_s.reshape(rows, width)
-        row0 += rows
-    if row0 == 0:
+    if matched == 0:
         raise SimulatorParameterError(
             f"no recorded frame matches an SI section of ({section_lines}, {w}) px; record the run with a "
             f"ScanTruthRecorder and pass the SI geometry and section height used.")

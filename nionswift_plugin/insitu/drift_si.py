@@ -125,6 +125,10 @@ class DriftSISettings:
     #: period, which a fast drift exceeds over a whole section without a rate)
     bootstrap_measurements: int = 2
     bootstrap_interval_s: float = 0.3
+    #: re-acquire a section (once) when the drift measured after it misses the prediction by more than
+    #: ``reacquire_jump_px`` SI pixels (a sudden jump inside a section cannot be interpolated away)
+    reacquire_on_jump: bool = True
+    reacquire_jump_px: float = 0.5
     lowpass_sigma_px: float = 1.0
     highpass_sigma_px: float | None = None
 
@@ -224,6 +228,8 @@ class SectionRecord:
     zlp_median_eV: float | None = None
     zlp_range_eV: tuple[float, float] | None = None
     energy_shift_median_eV: float | None = None
+    superseded: bool = False
+    note: str = ""
 
     def to_dict(self) -> dict[str, typing.Any]:
         return typing.cast(dict[str, typing.Any], json.loads(json.dumps(dataclasses.asdict(self))))
@@ -739,12 +745,9 @@ class DriftCorrectedSI:
         cam_params = copy.deepcopy(self._cam_params)
         cam_params.exposure_ms = p.geometry.exposure_s * 1000.0
         row0 = 0
+        reacquired: set[int] = set()
         while row0 < h and not self._abort.is_set():
             rows = min(lines, h - row0)
-            if row0 > 0 and s.correct_drift:
-                self._measure_drift()
-                if self._abort.is_set():
-                    break
             rect = (top + height * row0 / h, left, height * rows / h, width)
             expected_s = rows * w * p.geometry.exposure_s
             t_offset = self._now() + self._section_overhead_s + 0.5 * expected_s
@@ -774,6 +777,25 @@ class DriftCorrectedSI:
                 raise error
             if results is None and not self._abort.is_set():
                 raise DriftSIError("the synchronized scan ended without data (camera or scan stopped).")
+            if self._abort.is_set():
+                break
+            if s.correct_drift:
+                # the measurement after each section (also the last) brackets it for the shear correction
+                m = self._measure_drift()
+                jump_nm = s.reacquire_jump_px * min(self.result.si_pixel_size_nm)
+                if (s.reacquire_on_jump and m is not None and m.accepted and m.predicted_drift_nm is not None
+                        and row0 not in reacquired and not self._abort.is_set()):
+                    miss = math.hypot(m.drift_nm[0] - m.predicted_drift_nm[0], m.drift_nm[1] - m.predicted_drift_nm[1])
+                    if miss > jump_nm:
+                        # a jump during (or just before) this section: it cannot be interpolated away; scan the
+                        # section again at the corrected offset (once), the earlier record stays in the log
+                        reacquired.add(row0)
+                        record = self.result.sections[-1] if self.result.sections else None
+                        if record is not None and record.row0 == row0 and record.pass_index == p.index:
+                            record.superseded = True
+                            record.note = f"re-acquired: drift jumped {miss:.3f} nm from the prediction"
+                        self._total_pixels += rows * w
+                        continue
             row0 += rows
 
     @staticmethod

@@ -67,7 +67,8 @@ def _run_with_truth(session: Session, s: drift_si.DriftSISettings) -> tuple[drif
     with ScanTruthRecorder(session.parts.scan_module.device.simulator) as recorder:
         result = drift_si.DriftCorrectedSI(s).run()
     geometry = _geometry(s)
-    residual, _times = si_residual_px(recorder.frames, geometry, section_lines=s.section_lines)
+    residual, _times = si_residual_px(recorder.frames, geometry, section_lines=s.section_lines,
+                                      section_rows=[r.row0 for r in result.sections])
     residual -= (session.instrument.scan_content_offset_nm(t_start) / np.asarray(geometry.pixel_size_nm))[None, None]
     assert result.main is not None
     return result, effective_residual_px(residual, result.main.correction_px)
@@ -97,7 +98,7 @@ def test_drift_corrected_si_against_ground_truth(session: Session) -> None:
     assert rms_px(r_cor) < 0.25
     # every accepted measurement agrees with the true drift since the first reference scan
     ms = corrected.measurements
-    assert len(ms) == 6 and all(m.accepted for m in ms)  # start + 2 bootstrap + 3 between the 4 sections
+    assert len(ms) == 7 and all(m.accepted for m in ms)  # start + 2 bootstrap + 1 after each of the 4 sections
     true = session.instrument.true_sample_offset_nm(np.array([m.time_s for m in ms]))
     true -= true[0]
     assert np.abs(np.array([m.drift_nm for m in ms]) - true).max() < 0.03  # nm (0.4 reference pixels)
@@ -113,9 +114,9 @@ def test_drift_corrected_si_against_ground_truth(session: Session) -> None:
     assert [c.units for c in xdata.dimensional_calibrations] == ["nm", "nm", "eV"]
     assert xdata.dimensional_calibrations[0].scale == pytest.approx(0.25)
     meta = xdata.metadata["drift_si"]
-    assert meta["complete"] and meta["n_measurements"] == 6 and len(meta["sections"]) == 4
+    assert meta["complete"] and meta["n_measurements"] == 7 and len(meta["sections"]) == 4
     json.dumps(meta)  # auditable: JSON-serialisable
-    assert corrected.drift_log_xdata().data_shape == (3, 6)
+    assert corrected.drift_log_xdata().data_shape == (3, 7)
 
 
 def test_low_quality_reference_is_rejected_and_not_applied(session: Session) -> None:
