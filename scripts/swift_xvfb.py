@@ -73,6 +73,18 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
             proc.wait()
 
 
+def maximize(env: dict[str, str], size: str = "1600x1000") -> None:
+    """Resize the Swift window to the whole virtual screen (xdotool needs no window manager for that)."""
+    if not shutil.which("xdotool"):
+        return
+    found = subprocess.run(["xdotool", "search", "--name", "Nion Swift|Workspace"], env=env, capture_output=True,
+                           text=True)
+    width, height = size.split("x")
+    for window_id in found.stdout.split():
+        subprocess.run(["xdotool", "windowsize", window_id, width, height], env=env, capture_output=True)
+        subprocess.run(["xdotool", "windowmove", window_id, "0", "0"], env=env, capture_output=True)
+
+
 def screenshot(display: str, path: pathlib.Path) -> None:
     from PIL import ImageGrab
     ImageGrab.grab(xdisplay=display).save(path)
@@ -109,6 +121,7 @@ def run(out_dir: pathlib.Path, *, seconds: float = 8.0, processors: typing.Seque
                     raise TimeoutError(f"Nion Swift did not become ready in {timeout_s} s; see {log_path}")
                 time.sleep(0.2)
             ready_s = time.monotonic() - t0
+            maximize(env)
             time.sleep(seconds)
             shot = out_dir / "swift.png"
             screenshot(display, shot)

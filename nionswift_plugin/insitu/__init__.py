@@ -14,6 +14,7 @@ from nion.swift import Application
 
 from nionswift_plugin.insitu import computations
 from nionswift_plugin.insitu import drift_si_panel
+from nionswift_plugin.insitu import inspector
 from nionswift_plugin.insitu import panels
 from nionswift_plugin.insitu import simulator_panel
 from nionswift_plugin.insitu.live_engine import ENGINE
@@ -41,6 +42,7 @@ class InSituExtension:
 
     def __init__(self, api_broker: typing.Any) -> None:
         computations.register_all()
+        inspector.register()
         panels.register_panels()
         drift_si_panel.register_panels()
         simulator_panel.register_panels()
@@ -62,6 +64,7 @@ class InSituExtension:
         if self.__driver_handler is not None and Application.app is not None:
             Application.app.unregister_menu_handler(self.__driver_handler)
         panels.unregister_panels()
+        inspector.unregister()
         drift_si_panel.unregister_panels()
         simulator_panel.unregister_panels()
         ENGINE.close()

@@ -116,4 +116,14 @@ class GuiDriver:
                 display_panels[index + 1].set_display_panel_display_item(out)
             display_panels[0].set_display_panel_display_item(display_item)
         del grid
+        select = os.environ.get("INSITU_GUI_SELECT")  # show this processor's computation in the Inspector
+        for panel in display_panels:
+            item = panel.display_item
+            computation = dc.document_model.get_data_item_computation(item.data_item) if item else None
+            if select and computation is not None and computation.processing_id == select:
+                dc.selected_display_panel = panel
+                for dock_id in ("histogram-panel", "info-panel", panels.PANEL_ID):
+                    dock = dc.find_dock_panel(dock_id)
+                    if dock:
+                        dock.hide()  # room for the Inspector
         self.say("ready")

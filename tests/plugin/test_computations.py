@@ -162,3 +162,29 @@ def test_the_panel_lists_every_processor_as_a_drop_target(document_controller: t
         assert titles == [cls.processor_id for cls in registry.all_processors()]
     finally:
         panel.close()
+
+
+def test_inspector_editors_follow_the_declared_ranges_and_choices(document_controller: typing.Any) -> None:
+    from nionswift_plugin.insitu import inspector
+    display_item = _add_image(document_controller, np.ones((16, 16), np.float32))
+    model = document_controller.document_model
+    noise = model.get_data_item_computation(computations.attach(model, "insitu.noise_reduction", display_item))
+    tracking = model.get_data_item_computation(computations.attach(model, "insitu.threshold_tracking", display_item))
+    factory = inspector.ProcessorVariableHandlerFactory()
+
+    class Model:
+        value: typing.Any = None
+
+    sigma = next(v for v in noise.variables if v.name == "sigma_px")
+    handler = factory.make_variable_handler(document_controller, noise, sigma, Model())
+    assert isinstance(handler, inspector.RangeSliderHandler)
+    assert handler.slider_converter.convert_back(inspector.SLIDER_STEPS) == 50.0  # the declared max, not 100
+    polarity = next(v for v in tracking.variables if v.name == "polarity")
+    model_value = Model()
+    model_value.value = "bright"
+    choice = factory.make_variable_handler(document_controller, tracking, polarity, model_value)
+    assert isinstance(choice, inspector.ChoiceHandler) and choice.choices == ["bright", "dark"]
+    choice.choice_index = 1
+    assert model_value.value == "dark"
+    source = next(v for v in noise.variables if v.name == "src")
+    assert factory.make_variable_handler(document_controller, noise, source, Model()) is None  # Swift's own
