@@ -71,6 +71,10 @@ class GuiDriver:
             panel = dc.find_dock_panel(panel_id)
             if panel:
                 panel.show()
+        for panel_id in [p for p in os.environ.get("INSITU_GUI_HIDE", "").split(",") if p]:
+            panel = dc.find_dock_panel(panel_id)
+            if panel:
+                panel.hide()
         camera = HardwareSource.HardwareSourceManager().get_hardware_source_for_hardware_source_id(CAMERA_ID)
         if camera is None:
             self.say("no simulated camera (simulator mode off?)")
