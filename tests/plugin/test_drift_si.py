@@ -62,14 +62,18 @@ def _geometry(s: drift_si.DriftSISettings) -> SIGeometry:
 
 
 def _run_with_truth(session: Session, s: drift_si.DriftSISettings) -> tuple[drift_si.DriftSIResult, np.ndarray]:
-    """Run and return the per-pixel residual (px) relative to the specimen at the start of the run."""
+    """Run and return the per-pixel residual (px) relative to the specimen at the run's reference time (its first
+    reference scan; the start of the run when uncorrected)."""
     t_start = session.instrument.time_s()
+    beam_shift_nm = np.array(session.instrument.beam_shift_nm)  # before the run (a test may step the beam shift)
     with ScanTruthRecorder(session.parts.scan_module.device.simulator) as recorder:
         result = drift_si.DriftCorrectedSI(s).run()
+    t_ref = result.measurements[0].time_s if result.measurements else t_start
+    ref_offset = session.instrument.true_sample_offset_nm(t_ref) - beam_shift_nm
     geometry = _geometry(s)
     residual, _times = si_residual_px(recorder.frames, geometry, section_lines=s.section_lines,
                                       section_rows=[r.row0 for r in result.sections])
-    residual -= (session.instrument.scan_content_offset_nm(t_start) / np.asarray(geometry.pixel_size_nm))[None, None]
+    residual -= (ref_offset / np.asarray(geometry.pixel_size_nm))[None, None]
     assert result.main is not None
     return result, effective_residual_px(residual, result.main.correction_px)
 
@@ -228,3 +232,31 @@ def test_eegs_point_scan_records_power_and_finds_gain(session: Session) -> None:
     lams, gain = result.eegs_gain(zlp_fwhm_eV=0.3)
     assert lams.tolist() == [460.0, 516.0, 580.0]
     assert gain[1] > 3 * max(gain[0], gain[2], 1e-9)
+
+
+def test_jump_detected_after_a_section_triggers_one_reacquisition(session: Session) -> None:
+    """A sudden 0.16 nm jump (beam-shift step, seen by the scan like a specimen jump; below half the 0.395 nm
+    lattice period of the reference, beyond which a crystal cannot tell a jump from its alias) right after the first
+    section: the measurement after it misses the prediction, the section is scanned again at the new offset, the
+    earlier record is kept in the log as superseded, and the assembled SI has no jump."""
+    scan = session.scan
+    original = scan.record_immediate
+    calls = {"n": 0}
+    start = session.instrument.GetVal2D("CSH")
+
+    def jumping_record(*args: typing.Any, **kw: typing.Any) -> typing.Any:
+        calls["n"] += 1
+        if calls["n"] == 4:  # start + 2 bootstrap scans, then the scan after section 1
+            session.instrument.SetVal2D("CSH", Geometry.FloatPoint(y=start.y - 0.16e-9, x=start.x))
+        return original(*args, **kw)
+
+    scan.record_immediate = jumping_record
+    try:
+        result, residual = _run_with_truth(session, _settings())
+    finally:
+        del scan.record_immediate
+        session.instrument.SetVal2D("CSH", start)
+    assert [(r.row0, r.superseded) for r in result.sections] == [(0, True), (0, False), (4, False), (8, False),
+                                                                  (12, False)]
+    assert "jumped" in result.sections[0].note
+    assert rms_px(residual) < 0.25
