@@ -194,14 +194,17 @@ def make_computation_class(processor_id: str) -> type:
             shape = target.xdata.data_shape if target.xdata is not None else None
             if not shape or len(shape) != 2:
                 return
-            # circle centre is in source-frame px; the target shows the ROI crop
+            # circle centre is in source-frame px (pixel [i, j] centred at (i, j)); the target shows the ROI crop,
+            # cut exactly as processing.base.make_frame cuts it
             runner = ENGINE.find_runner(self.computation._computation)
-            oy, ox = 0.0, 0.0
+            oy, ox = 0, 0
             if runner is not None and runner.roi is not None and self.__shape is not None and len(self.__shape) == 2:
-                oy = round(runner.roi[0][0] * self.__shape[0])
-                ox = round(runner.roi[0][1] * self.__shape[1])
+                ys, xs = pb.crop_fractional((int(self.__shape[0]), int(self.__shape[1])), runner.roi)
+                oy, ox = ys.start, xs.start
             h, w = shape
-            cy, cx = (circle.center_px[0] - oy) / h, (circle.center_px[1] - ox) / w
+            # Swift's normalised graphic coordinates: pixel [i, j] covers [i, i+1) x [j, j+1) / shape, so its centre
+            # is at (i + 0.5, j + 0.5) / shape
+            cy, cx = (circle.center_px[0] - oy + 0.5) / h, (circle.center_px[1] - ox + 0.5) / w
             ry, rx = 2 * circle.radius_px / h, 2 * circle.radius_px / w
             marker = self.computation.get_result(circle.name)
             if marker is None:
