@@ -9,6 +9,7 @@ from processing import reference, registry
 from processing.base import Calibration, Context, Frame, InputError, KymographOutput, Notice, RGBImageOutput
 from processing.fft_analysis import (MaxFFTProcessor, OrientationMapProcessor, RadialKymographProcessor,
                                      colour_wheel_legend, max_fft, orientation_map, radial_profile)
+from spectrum_contrast import full_frame_power, peak_to_background
 
 NM = Calibration(0.0, 0.05, "nm")
 
@@ -62,28 +63,13 @@ def test_orientation_map_agrees_with_reference() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # ground truth
 
-def _peak_to_background(power: np.ndarray, centre: tuple[float, float], peak: tuple[float, float]) -> float:
-    """Max power within 2 px of the two Friedel peaks over the median power of the annulus at the same radius."""
-    cy, cx = centre
-    yy, xx = np.mgrid[0:power.shape[0], 0:power.shape[1]]
-    near = np.zeros(power.shape, bool)
-    for sign in (1, -1):
-        near |= np.hypot(yy - (cy + sign * peak[0]), xx - (cx + sign * peak[1])) <= 2.5
-    radius = np.hypot(*peak)
-    rr = np.hypot(yy - cy, xx - cx)
-    annulus = (np.abs(rr - radius) <= 0.25 * radius) & ~(rr < 0) & ~near
-    for sign in (1, -1):
-        annulus &= np.hypot(yy - (cy + sign * peak[0]), xx - (cx + sign * peak[1])) > 6
-    return float(power[near].max() / np.median(power[annulus]))
-
-
 @pytest.mark.parametrize("n,fraction,tile", [
     (512, 0.0195, 128), (870, 0.02, 256), (1024, 0.0195, 256), (2048, 0.02, 512),  # tile >= patch diameter
     (2048, 0.005, 128),  # the default tile at 2048^2: patches up to 0.5 % (diameter 164 px)
 ])
 def test_max_fft_lifts_a_small_crystalline_patch_out_of_the_background(n: int, fraction: float, tile: int) -> None:
-    # Peak/background: max within 2.5 px of the Friedel peaks over the median of the annulus at the peak's |k|, in
-    # each spectrum as displayed (the Max-FFT's background is the max over all tiles, which inflates it by about
+    # Peak/background (spectrum_contrast.peak_to_background): max within 2.5 px of the Friedel peaks over the
+    # median of the annulus at the peak's |k|, in each spectrum as displayed (the Max-FFT's background is the max over all tiles, which inflates it by about
     # ln(number of tiles)). The gain over the full-frame FFT is largest with the tile about the patch size; for a
     # 2 % patch with tiles much smaller than it (2048^2, T=128: 0.5x; T=256: 1.7x) the full-frame FFT's coherent
     # gain, proportional to the patch area, wins. Figures: docs/processors-ground-truth.md.
@@ -94,11 +80,11 @@ def test_max_fft_lifts_a_small_crystalline_patch_out_of_the_background(n: int, f
     patch = np.hypot(yy - 0.55 * n, xx - 0.4 * n) < np.sqrt(fraction * n * n / np.pi)
     assert patch.mean() <= 0.02
     data = noisy(1.5 * wave((n, n), angle_deg=angle, spacing_px=spacing) * patch, seed=4)
-    full = np.fft.fftshift(np.abs(np.fft.fft2(data - data.mean())) ** 2)
-    ratio_full = _peak_to_background(full, (n / 2, n / 2), (-ky, kx))  # upper half: row = centre - ky
+    full = full_frame_power(data)
+    ratio_full = peak_to_background(full, (n / 2, n / 2), (-ky, kx))  # upper half: row = centre - ky
     maxfft = np.exp(max_fft(data, tile_px=tile, step_px=32).astype(np.float64))
     scale = tile / n
-    ratio_max = _peak_to_background(maxfft, (tile / 2, tile / 2), (-ky * scale, kx * scale))
+    ratio_max = peak_to_background(maxfft, (tile / 2, tile / 2), (-ky * scale, kx * scale))
     assert ratio_max >= 3.0 * ratio_full, (ratio_max, ratio_full)
 
 
