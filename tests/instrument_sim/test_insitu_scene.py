@@ -171,3 +171,27 @@ def test_bad_parameters_raise_clear_errors(scene: InSituScene) -> None:
         InSituScene(shape_px=(64, 64), melt_period_s=5.0, molten_duration_s=6.0)
     with pytest.raises(SimulatorParameterError, match="cannot place"):
         InSituScene(shape_px=(64, 64), n_particles=50)
+
+
+def test_particles_have_a_sharp_edge_at_the_truth_radius() -> None:
+    # faceted particles: flat projected thickness, a 1.5 px edge ramp whose middle is the truth radius
+    scene = InSituScene(shape_px=(512, 512), seed=4, n_particles=6, support_contrast=0.0, fringe_contrast=0.0,
+                        melt_period_s=None)
+    clean = scene.clean_image(0.0, offset_nm=(0.013, -0.021))  # sub-pixel offset: cubic interpolation
+    truth = scene.truth(0.0, offset_nm=(0.013, -0.021))
+    yy, xx = np.mgrid[0:512, 0:512]
+    checked = 0
+    for p in truth.particles:
+        if not p.inside_frame:
+            continue
+        r = np.hypot(yy - p.centre_px[0], xx - p.centre_px[1])
+        near = r < p.radius_px + 6
+        dark = clean[near] < 1.0 - scene.thickness_contrast / 2  # below half contrast
+        assert dark.sum() == pytest.approx(math.pi * p.radius_px ** 2, rel=0.01)
+        # flat inside and outside (beyond the 2 px reach of the cubic interpolation's overshoot at the ramp's ends)
+        np.testing.assert_allclose(clean[r < p.radius_px - 3.0], 1.0 - scene.thickness_contrast, atol=0.002)
+        np.testing.assert_allclose(clean[(r > p.radius_px + 3.0) & near], 1.0, atol=0.002)
+        checked += 1
+    assert checked >= 2
+    with pytest.raises(SimulatorParameterError, match="edge_width_px"):
+        InSituScene(shape_px=(64, 64), edge_width_px=5.0)
