@@ -41,7 +41,8 @@ U8 = NDArray[np.uint8]
 
 _TILE_PARAMETERS = (
     Parameter("tile_size_px", "Tile size", "integral", 128, 16, 1024, "px",
-              description="Side of the square tiles (a power of two)."),
+              description="Side of the square tiles (a power of two); about the diameter of the crystalline regions "
+                          "to find (see docs/processors-ground-truth.md)."),
     Parameter("step_px", "Tile step", "integral", 32, 1, 1024, "px",
               description="Distance between neighbouring tiles; smaller than the tile size means overlap."),
 )
