@@ -222,6 +222,9 @@ def test_eegs_point_scan_records_power_and_finds_gain(session: Session) -> None:
                       laser_off_frames=3, wavelengths_nm=(460.0, 516.0, 580.0), exposure_s=0.004,
                       correct_shear=False)
         result = drift_si.DriftCorrectedSI(s).run()
+        maps = drift_si.DriftCorrectedSI(_settings(
+            mode="EEGS", eegs_geometry="map", si_size_px=(4, 4), section_lines=2, frames_per_wavelength=1,
+            laser_off_frames=1, wavelengths_nm=(460.0, 516.0), exposure_s=0.004, correct_shear=False)).run()
     finally:
         parts.specimen.load("perovskite")
         parts.laser.apply_settings({"shutter_open": False, "power_mW": 0.0})
@@ -232,6 +235,11 @@ def test_eegs_point_scan_records_power_and_finds_gain(session: Session) -> None:
     lams, gain = result.eegs_gain(zlp_fwhm_eV=0.3)
     assert lams.tolist() == [460.0, 516.0, 580.0]
     assert gain[1] > 3 * max(gain[0], gain[2], 1e-9)
+    # map geometry: one gain map per wavelength, normalised per pixel; on resonance everywhere stronger
+    assert maps.complete and [p.label for p in maps.passes] == ["460 nm", "516 nm", "laser off"]
+    lams_map, gain_maps = maps.eegs_gain(zlp_fwhm_eV=0.3)
+    assert gain_maps.shape == (2, 4, 4)
+    assert np.all(gain_maps[1] > 2 * np.maximum(gain_maps[0], 1e-9))
 
 
 def test_jump_detected_after_a_section_triggers_one_reacquisition(session: Session) -> None:
