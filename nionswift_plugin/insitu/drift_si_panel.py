@@ -56,7 +56,7 @@ class DriftSIPanel(Panel.Panel):
 
         def row(label: str, widget: typing.Any) -> None:
             r = ui.create_row_widget(properties={"spacing": 4})
-            r.add(ui.create_label_widget(label, properties={"width": 130}))
+            r.add(ui.create_label_widget(label, properties={"width": 150}))
             r.add(widget)
             r.add_stretch()
             column.add(r)
@@ -89,7 +89,7 @@ class DriftSIPanel(Panel.Panel):
         mode.on_current_item_changed = mode_changed
         row("Mode", mode)
         row("Scan", line_edit(s.scan_hardware_source_id, setter("scan_hardware_source_id", str)))
-        row("Spectrometer camera", line_edit(s.camera_hardware_source_id, setter("camera_hardware_source_id", str)))
+        row("Spectrometer", line_edit(s.camera_hardware_source_id, setter("camera_hardware_source_id", str)))
         row("Exposure (ms)", line_edit(f"{s.exposure_s * 1000:g}",
                                        lambda v: setattr(self.settings, "exposure_s", float(v) / 1000)))
         row("SI size (H x W px)", line_edit(f"{s.si_size_px[0]}x{s.si_size_px[1]}",
@@ -112,10 +112,10 @@ class DriftSIPanel(Panel.Panel):
             column.add(box)
         column.add(ui.create_label_widget("EEGS"))
         rng = s.wavelength_range_nm or (560.0, 620.0, 5.0)
-        row("Wavelengths (start,stop,step nm)", line_edit(",".join(f"{v:g}" for v in rng),
+        row("λ start,stop,step (nm)", line_edit(",".join(f"{v:g}" for v in rng),
                                                           lambda v: setattr(self.settings, "wavelength_range_nm",
                                                                             pair(v))))
-        row("Frames per wavelength", line_edit(str(s.frames_per_wavelength), setter("frames_per_wavelength", int)))
+        row("Frames per λ", line_edit(str(s.frames_per_wavelength), setter("frames_per_wavelength", int)))
         geometry = ui.create_combo_box_widget(items=["point", "line", "map"])
         geometry.current_index = ["point", "line", "map"].index(s.eegs_geometry)
 

@@ -44,3 +44,38 @@ def test_panel_settings_regions_and_busy(document_controller: typing.Any, tmp_pa
             drift_si._ACTIVE.remove(blocker)
     finally:
         panel.close()
+
+
+def test_panel_runs_an_si_on_the_simulator_and_adds_data_items(tmp_path: typing.Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start from the panel: progress and live items update, the result items appear (SI with nm/nm/eV)."""
+    import time
+
+    from instrument_sim.configuration import SimulatorConfiguration
+    from instrument_sim.drift import DriftModel
+    from instrument_sim.stem_devices import STEM_DEVICE_FACTORIES
+    from nionswift_plugin.insitu.headless import HeadlessSwift
+
+    monkeypatch.setenv("INSITU_SETTINGS_DIR", str(tmp_path))
+    drift_si.DriftSISettings(si_size_px=(8, 8), section_lines=4, exposure_s=0.002).save()
+    config = SimulatorConfiguration(seed=1, drift=DriftModel(rate_nm_per_s=(0.05, 0.0), seed=1),
+                                    device_factories=STEM_DEVICE_FACTORIES)
+    with HeadlessSwift(config) as swift:
+        dc = swift.document_controller
+        panel = drift_si_panel.DriftSIPanel(dc, "drift-si-run", {})
+        try:
+            panel.start()
+            deadline = time.monotonic() + 60
+            while panel._run is not None and time.monotonic() < deadline:
+                dc.periodic()
+                time.sleep(0.02)
+            dc.periodic()
+            titles = [d.title for d in dc.document_model.data_items]
+            assert "Drift-corrected SI (EELS)" in titles and "Drift Log" in titles
+            assert "Drift-corrected SI (live)" in titles and "Drift-corrected SI latest spectrum" in titles
+            si = next(d for d in dc.document_model.data_items if d.title == "Drift-corrected SI (EELS)")
+            assert si.xdata.data_shape[:2] == (8, 8)
+            assert [c.units for c in si.xdata.dimensional_calibrations] == ["nm", "nm", "eV"]
+            assert panel._status.text.startswith("complete")
+        finally:
+            panel.close()
