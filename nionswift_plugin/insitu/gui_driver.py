@@ -120,6 +120,13 @@ class GuiDriver:
                 display_panels[index + 1].set_display_panel_display_item(out)
             display_panels[0].set_display_panel_display_item(display_item)
         del grid
+        if os.environ.get("INSITU_GUI_DRIFT_SI"):  # press Start in the Drift-corrected SI panel
+            from nionswift_plugin.insitu import drift_si_panel
+            panel = dc.find_dock_panel(drift_si_panel.PANEL_ID)
+            if panel is not None:
+                panel.show()
+                panel.start()
+                self.say("drift-corrected SI started from the panel")
         select = os.environ.get("INSITU_GUI_SELECT")  # show this processor's computation in the Inspector
         for panel in display_panels:
             item = panel.display_item
