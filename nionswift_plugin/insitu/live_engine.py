@@ -104,8 +104,11 @@ class RunnerStats:
         self.last_ms = 0.0
         self.total_ms = 0.0
 
+    def mean_ms(self) -> float:
+        return self.total_ms / self.frames_processed if self.frames_processed else 0.0
+
     def as_dict(self) -> dict[str, typing.Any]:
-        mean_ms = self.total_ms / self.frames_processed if self.frames_processed else 0.0
+        mean_ms = self.mean_ms()
         return {"frames_received": self.frames_received, "frames_processed": self.frames_processed,
                 "frames_dropped": self.frames_dropped, "last_frame_number": self.last_frame_number,
                 "last_ms": round(self.last_ms, 3), "mean_ms": round(mean_ms, 3)}
@@ -258,16 +261,18 @@ class Runner:
 class Workers:
     """One processing thread per core, shared by every runner of every stream.
 
-    A runner with a waiting frame is queued once (FIFO); a worker takes it, processes one frame and queues it again
-    if another frame is waiting. So at most one computation per core runs at a time (no oversubscription; the
-    processors' own kernels add the shared ``processing.parallel`` pool), no processor waits for a slower one, and
-    each gets a fair turn. Processors on the same frame share per-frame work through the frame memo.
+    A runner with a waiting frame is queued once; a free worker takes the runner whose cost so far (mean ms per
+    frame) minus its waiting time (ms) is smallest, processes one frame, and queues it again if another frame waits.
+    So at most one computation per core runs at a time (no oversubscription; the processors' own kernels add the
+    shared ``processing.parallel`` pool), cheap processors are not held up behind a slow FFT (shortest job first),
+    and a slow processor still gets its turn once it has waited about as long as it takes (ageing). Processors on
+    the same frame share per-frame work through the frame memo.
     """
 
     def __init__(self, count: int) -> None:
         self._count = max(1, count)
         self._condition = threading.Condition()
-        self._ready: collections.deque[Runner] = collections.deque()
+        self._ready: list[tuple[float, Runner]] = []  # (time queued, runner)
         self._scheduled: set[int] = set()
         self._threads: list[threading.Thread] = []
 
@@ -276,7 +281,7 @@ class Workers:
             if id(runner) in self._scheduled:
                 return  # queued or running: it is queued again after its current frame if one is waiting
             self._scheduled.add(id(runner))
-            self._ready.append(runner)
+            self._ready.append((time.perf_counter(), runner))
             if len(self._threads) < self._count:
                 thread = threading.Thread(target=self._work, name=f"insitu-worker-{len(self._threads)}",
                                           daemon=True)
@@ -284,18 +289,24 @@ class Workers:
                 thread.start()
             self._condition.notify()
 
+    def _next(self) -> Runner:
+        now = time.perf_counter()
+        index = min(range(len(self._ready)),
+                    key=lambda i: self._ready[i][1].stats.mean_ms() - (now - self._ready[i][0]) * 1000.0)
+        return self._ready.pop(index)[1]
+
     def _work(self) -> None:
         while True:
             with self._condition:
                 while not self._ready:
                     self._condition.wait()
-                runner = self._ready.popleft()
+                runner = self._next()
             try:
                 runner.run_pending()
             finally:
                 with self._condition:
                     if runner.has_pending():
-                        self._ready.append(runner)
+                        self._ready.append((time.perf_counter(), runner))
                         self._condition.notify()
                     else:
                         self._scheduled.discard(id(runner))
