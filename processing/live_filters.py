@@ -12,19 +12,18 @@ import typing
 import cv2
 import numba
 import numpy as np
-import scipy.fft
 import scipy.ndimage
 from numpy.typing import NDArray
 
-from processing.base import (Context, Frame, ImageOutput, InputError, Outputs, Parameter, ParameterError,
-                             Processor)
+from processing.base import Context, Frame, ImageOutput, Outputs, Parameter, ParameterError, Processor
+from processing.registration import phase_correlation_shift_px
 
 cv2.setNumThreads(1)  # coarse-grained parallelism: one processor per core, no nested thread pools
 
 FloatArray = NDArray[np.float32]
 
 __all__ = ["gaussian_kernel_1d", "gaussian_blur", "median_blur", "ewma_span_weight", "ewma_update",
-           "measure_shift_px", "CopyProcessor", "NoiseReductionProcessor", "LiveDifferenceProcessor"]
+           "CopyProcessor", "NoiseReductionProcessor", "LiveDifferenceProcessor"]
 
 
 # --------------------------------------------------------------------------------------------------- noise filters
@@ -113,31 +112,6 @@ def warm_up() -> None:
     readonly = a.copy()
     readonly.flags.writeable = False  # frames from Swift can be read-only: a second signature
     ewma_update(readonly, a.copy(), a.copy(), p_fast=0.5, p_slow=0.9)
-
-
-def measure_shift_px(reference: FloatArray, moving: FloatArray) -> tuple[float, float]:
-    """Translation (dy, dx) in pixels that moves ``moving`` onto ``reference``, by phase correlation.
-
-    Both (H, W) of the same shape. Sub-pixel by a parabola through the correlation peak and its neighbours.
-    """
-    if reference.shape != moving.shape:
-        raise InputError(f"images to register must have the same shape; got {reference.shape} and {moving.shape}.")
-    fa = scipy.fft.rfft2(reference - reference.mean(), workers=1)
-    fb = scipy.fft.rfft2(moving - moving.mean(), workers=1)
-    cross = fa * np.conj(fb)
-    cross /= np.maximum(np.abs(cross), 1e-12)
-    corr = scipy.fft.irfft2(cross, s=reference.shape, workers=1)
-    peak = np.unravel_index(int(np.argmax(corr)), corr.shape)
-    shift = []
-    for axis, (index, n) in enumerate(zip(peak, corr.shape)):
-        before = corr[tuple((index - 1) % n if a == axis else peak[a] for a in range(2))]
-        after = corr[tuple((index + 1) % n if a == axis else peak[a] for a in range(2))]
-        center = corr[peak]
-        denominator = before - 2.0 * center + after
-        delta = 0.5 * (before - after) / denominator if denominator != 0 else 0.0
-        value = index + float(np.clip(delta, -0.5, 0.5))
-        shift.append(value - n if value > n / 2 else value)
-    return shift[0], shift[1]
 
 
 # --------------------------------------------------------------------------------------------------- processors
@@ -242,7 +216,7 @@ class LiveDifferenceProcessor(Processor):
             out = np.zeros_like(data)
         else:
             if self.align:
-                dy, dx = measure_shift_px(self._slow, data)
+                dy, dx = phase_correlation_shift_px(self._slow, data)
                 self.last_shift_px = (dy, dx)
                 data = typing.cast(FloatArray, scipy.ndimage.shift(data, (dy, dx), order=1, mode="nearest"))
             p_fast, p_slow = self._weights(frame.timestamp_s)

@@ -294,3 +294,31 @@ def register_translation(reference: typing.Any, moving: typing.Any, *, lowpass_s
     _score, dy, dx, quality = best
     overlap = (1.0 - abs(dy) / h) * (1.0 - abs(dx) / w)
     return RegistrationResult((dy, dx), quality, overlap)
+
+
+def phase_correlation_shift_px(reference: NDArray[np.floating[typing.Any]],
+                               moving: NDArray[np.floating[typing.Any]]) -> tuple[float, float]:
+    """Translation (dy, dx) in pixels that moves ``moving`` onto ``reference``, by phase correlation.
+
+    Both (H, W) of the same shape. Sub-pixel by a parabola through the correlation peak and its neighbours.
+    Fast (a few ms at 512²) and used on the live path (drift-robust live difference); :func:`register_translation`
+    is the slower, more accurate and quality-checked registration used for drift correction.
+    """
+    if reference.shape != moving.shape:
+        raise InputError(f"images to register must have the same shape; got {reference.shape} and {moving.shape}.")
+    fa = scipy.fft.rfft2(reference - reference.mean(), workers=1)
+    fb = scipy.fft.rfft2(moving - moving.mean(), workers=1)
+    cross = fa * np.conj(fb)
+    cross /= np.maximum(np.abs(cross), 1e-12)
+    corr = scipy.fft.irfft2(cross, s=reference.shape, workers=1)
+    peak = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    shift = []
+    for axis, (index, n) in enumerate(zip(peak, corr.shape)):
+        before = corr[tuple((index - 1) % n if a == axis else peak[a] for a in range(2))]
+        after = corr[tuple((index + 1) % n if a == axis else peak[a] for a in range(2))]
+        center = corr[peak]
+        denominator = before - 2.0 * center + after
+        delta = 0.5 * (before - after) / denominator if denominator != 0 else 0.0
+        value = index + float(np.clip(delta, -0.5, 0.5))
+        shift.append(value - n if value > n / 2 else value)
+    return shift[0], shift[1]

@@ -7,7 +7,8 @@ import scipy.ndimage
 
 from processing import Context, ParameterError, make_frame
 from processing.live_filters import (CopyProcessor, LiveDifferenceProcessor, NoiseReductionProcessor,
-                                     ewma_span_weight, gaussian_blur, measure_shift_px, median_blur)
+                                     ewma_span_weight, gaussian_blur, median_blur)
+from processing.registration import phase_correlation_shift_px
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (37, 91), (3, 5)])
@@ -106,7 +107,7 @@ def test_measure_shift_recovers_a_known_subpixel_translation() -> None:
     reference = scipy.ndimage.gaussian_filter(rng.random((128, 128)), 2).astype(np.float32)
     moving = scipy.ndimage.fourier_shift(np.fft.fftn(reference), (-3.4, 5.25))
     moving = np.fft.ifftn(moving).real.astype(np.float32)
-    dy, dx = measure_shift_px(reference, moving)
+    dy, dx = phase_correlation_shift_px(reference, moving)
     assert abs(dy - 3.4) < 0.15 and abs(dx + 5.25) < 0.15, f"{dy=} {dx=}"
 
 
