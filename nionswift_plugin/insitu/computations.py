@@ -19,7 +19,9 @@ from nion.swift.model import DocumentModel
 from nion.swift.model import Graphics
 from nion.swift.model import Symbolic
 from nion.utils import Geometry
+from nion.utils import Registry
 
+from nionswift_plugin.insitu import display
 from nionswift_plugin.insitu.live_engine import ENGINE, Runner
 from processing import base as pb
 from processing import registry
@@ -73,12 +75,13 @@ def output_to_xdata(output: pb.Output, metadata: dict[str, typing.Any]) -> DataA
             metadata=md)
     if isinstance(output, pb.LinePlotOutput):
         data = np.asarray(output.data)
-        descriptor = DataAndMetadata.DataDescriptor(False, 1 if data.ndim == 2 else 0, 1)
-        calibrations = ([Calibration.Calibration()] if data.ndim == 2 else []) + [_to_calibration(output.x_calibration)]
         md["insitu"] = dict(metadata, labels=list(output.labels))
+        if data.ndim == 2:  # k lines: shown as k labelled layers (display.show_rows_as_lines)
+            return display.rows_xdata(data, x_calibration=_to_calibration(output.x_calibration), metadata=md,
+                                      intensity_calibration=Calibration.Calibration(units=output.intensity_units))
         return DataAndMetadata.new_data_and_metadata(
             data, intensity_calibration=Calibration.Calibration(units=output.intensity_units),
-            dimensional_calibrations=calibrations, data_descriptor=descriptor, metadata=md)
+            dimensional_calibrations=[_to_calibration(output.x_calibration)], metadata=md)
     if isinstance(output, pb.TimeSeriesOutput):
         values = np.atleast_2d(np.asarray(output.values, np.float64))
         times = np.asarray(output.times_s, np.float64)
@@ -86,9 +89,7 @@ def output_to_xdata(output: pb.Output, metadata: dict[str, typing.Any]) -> DataA
         scale = float((times[-1] - times[0]) / (n - 1)) if n > 1 else 1.0
         offset = float(times[0]) if n else 0.0
         md["insitu"] = dict(metadata, labels=list(output.labels), units=list(output.units), times_s=times.tolist())
-        return DataAndMetadata.new_data_and_metadata(
-            values, dimensional_calibrations=[Calibration.Calibration(), Calibration.Calibration(offset, scale, "s")],
-            data_descriptor=DataAndMetadata.DataDescriptor(False, 1, 1), metadata=md)
+        return display.rows_xdata(values, x_calibration=Calibration.Calibration(offset, scale, "s"), metadata=md)
     return None
 
 
@@ -107,8 +108,24 @@ def _is_live_source(xdata: DataAndMetadata.DataAndMetadata | None) -> tuple[str,
     return hardware_source_id, int(hardware.get("channel_index", 0) or 0)
 
 
+_document_models: "weakref.WeakKeyDictionary[Symbolic.Computation, DocumentModel.DocumentModel]" = \
+    weakref.WeakKeyDictionary()
+
+
+def document_model_of(computation: Symbolic.Computation) -> DocumentModel.DocumentModel | None:
+    """The document model that holds ``computation`` (its ``container`` is the project, not the document)."""
+    document_model = _document_models.get(computation)
+    if document_model is None:
+        for candidate in Registry.get_components_by_type("document_model"):
+            if computation in candidate.computations:
+                document_model = candidate
+                _document_models[computation] = candidate
+                break
+    return document_model
+
+
 def _commit_requester(computation: Symbolic.Computation,
-                      document_model: DocumentModel.DocumentModel) -> typing.Callable[[Runner], None]:
+                      document_model: DocumentModel.DocumentModel | None) -> typing.Callable[[Runner], None]:
     """A callback (any thread) that asks Swift to run execute/commit again so a fresh result reaches the display.
 
     Holds the computation and document weakly: the runner must not keep a deleted computation alive.
@@ -144,7 +161,7 @@ def make_computation_class(processor_id: str) -> type:
         def execute(self, src: typing.Any, **kwargs: typing.Any) -> None:  # worker thread
             roi = kwargs.pop(ROI_INPUT, None)
             symbolic = self.computation._computation
-            document_model = symbolic.container
+            document_model = document_model_of(symbolic)
             runner = ENGINE.runner_for(symbolic, processor_id, kwargs, title=cls.title,
                                        on_result=_commit_requester(symbolic, document_model))
             xdata = src.xdata if src is not None else None
@@ -181,11 +198,23 @@ def make_computation_class(processor_id: str) -> type:
             for output in self.__outputs:
                 xdata = output_to_xdata(output, metadata)
                 if xdata is not None:
-                    self.computation.set_referenced_xdata("target" if output.name == main_name else output.name,
-                                                          xdata)
+                    name = "target" if output.name == main_name else output.name
+                    self.computation.set_referenced_xdata(name, xdata)
+                    if isinstance(output, (pb.TimeSeriesOutput, pb.LinePlotOutput)) and xdata.data_shape[0] > 1 \
+                            and len(xdata.data_shape) == 2:
+                        self.__show_lines(name, output)
             for output in self.__outputs:
                 if isinstance(output, pb.CircleAnnotation):
                     self.__commit_circle(output)
+
+        def __show_lines(self, name: str, output: pb.TimeSeriesOutput | pb.LinePlotOutput) -> None:
+            result = self.computation.get_result(name)
+            data_item = getattr(result, "_data_item", None)
+            document_model = document_model_of(self.computation._computation)
+            if data_item is not None and document_model is not None:
+                labels = [f"{label} ({unit})" if unit else label for label, unit in
+                          zip(output.labels, getattr(output, "units", ()) or [""] * len(output.labels))]
+                display.show_rows_as_lines(document_model.get_display_item_for_data_item(data_item), labels)
 
         def __commit_circle(self, circle: pb.CircleAnnotation) -> None:
             target = self.computation.get_result("target")

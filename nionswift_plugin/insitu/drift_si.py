@@ -353,15 +353,22 @@ class DriftSIResult:
                 "quality": np.array([m.quality for m in ms]), "accepted": np.array([float(m.accepted) for m in ms])}
 
     def drift_log_xdata(self) -> DataAndMetadata.DataAndMetadata:
-        """(3, N) line plot: drift y (nm), drift x (nm), quality; x axis = measurement index (times in metadata)."""
+        """(3, N) rows drift y (nm), drift x (nm), quality versus time (s since the run started).
+
+        The time axis is the first measurement time plus the mean interval (measurements come once per section, so
+        nearly evenly); the exact times and the accepted flags are in the metadata. Shown as three labelled lines
+        (``display.show_rows_as_lines``).
+        """
         log = self.drift_log()
-        data = np.stack([log["y_nm"], log["x_nm"], log["quality"]]) if len(log["time_s"]) else np.zeros((3, 1))
+        times = np.asarray(log["time_s"], np.float64)
+        data = np.stack([log["y_nm"], log["x_nm"], log["quality"]]) if len(times) else np.zeros((3, 1))
+        scale = float((times[-1] - times[0]) / (len(times) - 1)) if len(times) > 1 else 1.0
+        offset = float(times[0]) if len(times) else 0.0
         return DataAndMetadata.new_data_and_metadata(
             data, intensity_calibration=Calibration.Calibration(units="nm"),
-            dimensional_calibrations=[Calibration.Calibration(), Calibration.Calibration(units="measurement")],
-            metadata={"drift_si": {"time_s": log["time_s"].tolist(), "accepted": log["accepted"].tolist(),
-                                   "labels": ["y (nm)", "x (nm)", "quality"]}},
-            data_descriptor=DataAndMetadata.DataDescriptor(False, 1, 1))
+            dimensional_calibrations=[Calibration.Calibration(), Calibration.Calibration(offset, scale, "s")],
+            metadata={"drift_si": {"time_s": times.tolist(), "accepted": log["accepted"].tolist(),
+                                   "labels": list(DRIFT_LOG_LABELS)}})
 
     # -- EEGS --------------------------------------------------------------------------------------------------
     def eegs_passes(self) -> tuple[list[PassResult], PassResult | None]:
@@ -975,6 +982,9 @@ def _call_first(obj: typing.Any, names: typing.Sequence[str], *args: typing.Any)
     raise DriftSIError(f"the laser {obj!r} has none of {list(names)}; it cannot be driven for EEGS.")
 
 
+DRIFT_LOG_LABELS = ("y (nm)", "x (nm)", "quality")
+
+
 def create_data_items(document_model: typing.Any, result: DriftSIResult) -> list[typing.Any]:
     """Add the run's results to a Swift document: the SI (one per pass), its HAADF, and the Drift Log.
 
@@ -1000,6 +1010,8 @@ def create_data_items(document_model: typing.Any, result: DriftSIResult) -> list
             add(result.haadf_xdata(i), f"Drift-corrected SI HAADF ({p.label})")
     if result.measurements:
         add(result.drift_log_xdata(), "Drift Log")
+        from nionswift_plugin.insitu import display
+        display.show_rows_as_lines(document_model.get_display_item_for_data_item(items[-1]), DRIFT_LOG_LABELS)
     return items
 
 

@@ -26,6 +26,7 @@ from nion.swift import Workspace
 from nion.swift.model import DataItem
 from nion.swift.model import Graphics
 
+from nionswift_plugin.insitu import display
 from nionswift_plugin.insitu import drift_si
 
 PANEL_ID = "insitu-drift-si-panel"
@@ -226,9 +227,25 @@ class DriftSIPanel(Panel.Panel):
                 item.title = title
                 self.document_controller.document_model.append_data_item(item)
                 self._live_items[key] = item
+                if key == "drift_log":
+                    display.show_rows_as_lines(
+                        self.document_controller.document_model.get_display_item_for_data_item(item),
+                        drift_si.DRIFT_LOG_LABELS)
+                self._show(item)
             else:
                 item.set_xdata(xdata)
         self.document_controller.queue_task(update)
+
+    def _show(self, item: DataItem.DataItem) -> None:
+        """Show a new live item in an empty display panel, so the user sees the SI fill (else: the data panel)."""
+        workspace = self.document_controller.workspace_controller
+        display_item = self.document_controller.document_model.get_display_item_for_data_item(item)
+        if workspace is None or display_item is None:
+            return
+        for display_panel in workspace.display_panels:
+            if display_panel.display_item is None:
+                display_panel.set_display_panel_display_item(display_item)
+                return
 
     def _on_progress(self, fraction: float, remaining_s: float, text: str) -> None:
         def update() -> None:

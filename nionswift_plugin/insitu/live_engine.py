@@ -184,7 +184,7 @@ class Runner:
             return self._outputs, self._error, self.stats.as_dict()
 
     def _run(self, xdata: DataAndMetadata.DataAndMetadata, frame_number: int, timestamp_s: float,
-             memo: pb.FrameMemo | None) -> None:
+             memo: pb.FrameMemo | None, *, notify: bool = True) -> None:
         with self._process_lock:
             with self._lock:
                 processor = self._processor
@@ -210,7 +210,7 @@ class Runner:
             self.stats.last_frame_number = frame_number
             self.stats.last_ms = elapsed_ms
             self.stats.total_ms += elapsed_ms
-        if self.on_result:
+        if notify and self.on_result:
             self.on_result(self)
 
     def process_now(self, xdata: DataAndMetadata.DataAndMetadata | None) -> None:
@@ -222,7 +222,7 @@ class Runner:
             return
         self.stats.frames_received += 1
         timestamp = xdata.timestamp.timestamp() if xdata.timestamp else time.time()
-        self._run(xdata, self.stats.frames_received, timestamp, None)
+        self._run(xdata, self.stats.frames_received, timestamp, None, notify=False)  # the caller commits
 
     # ----------------------------------------------------------------------------------------------- streaming
     def attach_stream(self, stream: HardwareStream) -> None:
