@@ -84,6 +84,17 @@ class HeadlessSwift:
             time.sleep(0.02)
         raise TimeoutError(f"no live data item for '{hardware_source_id}' after {timeout_s} s")
 
+    def play(self, hardware_source_id: str, *, exposure_ms: float | None = None) -> tuple[typing.Any, typing.Any]:
+        """Start a camera playing (optionally with an exposure) and return (live data item, its display item)."""
+        source = self.hardware_source(hardware_source_id)
+        if exposure_ms is not None:
+            parameters = source.get_current_frame_parameters()
+            parameters.exposure_ms = exposure_ms
+            source.set_current_frame_parameters(parameters)
+        source.start_playing()
+        live = self.live_data_item(hardware_source_id)
+        return live, self.document_model.get_display_item_for_data_item(live)
+
     def pump(self, seconds: float = 0.0) -> None:
         """Run Swift's main-thread work (data item updates, computation commits) for ``seconds``."""
         end = time.monotonic() + seconds

@@ -39,12 +39,7 @@ def _streaming_runner(swift: HeadlessSwift, data_item: typing.Any, timeout_s: fl
 
 def test_three_processors_on_the_playing_camera_see_every_frame_and_update(swift: HeadlessSwift) -> None:
     camera = swift.hardware_source(CAMERA_ID)
-    parameters = camera.get_current_frame_parameters()
-    parameters.exposure_ms = 20
-    camera.set_current_frame_parameters(parameters)
-    camera.start_playing()
-    live = swift.live_data_item(CAMERA_ID)
-    display_item = swift.document_model.get_display_item_for_data_item(live)
+    live, display_item = swift.play(CAMERA_ID, exposure_ms=20)
     roi = Graphics.RectangleGraphic()
     roi.bounds = Geometry.FloatRect.from_tlhw(0.25, 0.25, 0.5, 0.5)
     display_item.add_graphic(roi)
@@ -77,9 +72,7 @@ def test_three_processors_on_the_playing_camera_see_every_frame_and_update(swift
 
 def test_moving_the_roi_takes_effect_on_the_next_frames(swift: HeadlessSwift) -> None:
     camera = swift.hardware_source(CAMERA_ID)
-    camera.start_playing()
-    live = swift.live_data_item(CAMERA_ID)
-    display_item = swift.document_model.get_display_item_for_data_item(live)
+    live, display_item = swift.play(CAMERA_ID)
     roi = Graphics.RectangleGraphic()
     roi.bounds = Geometry.FloatRect.from_tlhw(0.0, 0.0, 0.5, 0.5)
     display_item.add_graphic(roi)
@@ -101,9 +94,7 @@ def test_moving_the_roi_takes_effect_on_the_next_frames(swift: HeadlessSwift) ->
 
 def test_a_stopped_camera_leaves_the_last_result_and_no_error(swift: HeadlessSwift) -> None:
     camera = swift.hardware_source(CAMERA_ID)
-    camera.start_playing()
-    live = swift.live_data_item(CAMERA_ID)
-    display_item = swift.document_model.get_display_item_for_data_item(live)
+    live, display_item = swift.play(CAMERA_ID)
     out = computations.attach(swift.document_model, "insitu.noise_reduction", display_item)
     runner = _streaming_runner(swift, out)
     swift.pump(0.5)
@@ -117,9 +108,7 @@ def test_a_stopped_camera_leaves_the_last_result_and_no_error(swift: HeadlessSwi
 
 def test_deleting_the_source_or_the_output_stops_the_processor_cleanly(swift: HeadlessSwift) -> None:
     camera = swift.hardware_source(CAMERA_ID)
-    camera.start_playing()
-    live = swift.live_data_item(CAMERA_ID)
-    display_item = swift.document_model.get_display_item_for_data_item(live)
+    live, display_item = swift.play(CAMERA_ID)
     out = computations.attach(swift.document_model, "insitu.live_difference", display_item)
     runner = _streaming_runner(swift, out)
     swift.pump(0.3)

@@ -73,12 +73,7 @@ def test_tracking_marker_sits_on_the_simulated_particle_after_each_frame(swift: 
     ys, xs = crop_fractional(SHAPE, bounds)
 
     camera = swift.hardware_source(CAMERA_ID)
-    parameters = camera.get_current_frame_parameters()
-    parameters.exposure_ms = 20
-    camera.set_current_frame_parameters(parameters)
-    camera.start_playing()
-    live = swift.live_data_item(CAMERA_ID)
-    display_item = swift.document_model.get_display_item_for_data_item(live)
+    live, display_item = swift.play(CAMERA_ID, exposure_ms=20)
     roi = Graphics.RectangleGraphic()
     roi.bounds = Geometry.FloatRect.from_tlhw(bounds[0][0], bounds[0][1], bounds[1][0], bounds[1][1])
     display_item.add_graphic(roi)
