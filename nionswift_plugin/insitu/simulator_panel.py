@@ -110,17 +110,30 @@ class _FieldRow:
         self.edit.text = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-class SimulatorPanel(Panel.Panel):
+class _SettingsPanel(Panel.Panel):
+    """Common frame of the simulator panels: a column of setting rows, a status line, the simulated instrument."""
+
+    def __init__(self, document_controller: typing.Any, panel_id: str, title: str) -> None:
+        super().__init__(document_controller, panel_id, title)
+        self.column = document_controller.ui.create_column_widget(properties={"spacing": 2, "margin": 6})
+        self.instrument = find_simulator()
+        self.status = document_controller.ui.create_label_widget(properties={"min-height": 20})
+        self.status.word_wrap = True
+        self.rows: dict[str, _FieldRow] = {}
+
+    def _finish(self) -> None:
+        self.column.add(self.status)
+        self.column.add_stretch()
+        self.widget = self.column
+
+
+class SimulatorPanel(_SettingsPanel):
     """Drift terms, sample, beam current, ZLP width and laser coupling of the simulated instrument."""
 
     def __init__(self, document_controller: typing.Any, panel_id: str, properties: typing.Any) -> None:
         super().__init__(document_controller, panel_id, "Simulator")
         ui = document_controller.ui
-        column = ui.create_column_widget(properties={"spacing": 2, "margin": 6})
-        self.instrument = find_simulator()
-        self.status = ui.create_label_widget(properties={"min-height": 20})
-        self.status.word_wrap = True
-        self.rows: dict[str, _FieldRow] = {}
+        column = self.column
         self.sample_combo: typing.Any = None
         if self.instrument is None:
             column.add(ui.create_label_widget("No simulated instrument. Start Swift with INSITU_SIMULATOR=1."))
@@ -150,9 +163,7 @@ class SimulatorPanel(Panel.Panel):
                 lambda: SimulatorSettings.from_instrument(instrument).laser["beta_squared_per_mW"],
                 lambda text: self.set_laser_coupling(_parse(text)), self.status)
             column.add(self.rows["beta_squared_per_mW"].row)
-        column.add(self.status)
-        column.add_stretch()
-        self.widget = column
+        self._finish()
 
     def __getter(self, name: str) -> typing.Callable[[], typing.Any]:
         def get() -> typing.Any:
@@ -180,17 +191,13 @@ class SimulatorPanel(Panel.Panel):
         _store(self.instrument)
 
 
-class LaserPanel(Panel.Panel):
+class LaserPanel(_SettingsPanel):
     """The simulated EEGS laser: wavelength, power, shutter, pulse frequency/width/delay, blanker duty."""
 
     def __init__(self, document_controller: typing.Any, panel_id: str, properties: typing.Any) -> None:
         super().__init__(document_controller, panel_id, "Simulated Laser")
         ui = document_controller.ui
-        column = ui.create_column_widget(properties={"spacing": 2, "margin": 6})
-        self.instrument = find_simulator()
-        self.status = ui.create_label_widget(properties={"min-height": 20})
-        self.status.word_wrap = True
-        self.rows: dict[str, _FieldRow] = {}
+        column = self.column
         self.shutter: typing.Any = None
         parts = existing_stem_parts(self.instrument) if self.instrument is not None else None
         if parts is None:
@@ -213,9 +220,7 @@ class LaserPanel(Panel.Panel):
             self.photon_label = ui.create_label_widget()
             column.add(self.photon_label)
             self.__update_photon_energy()
-        column.add(self.status)
-        column.add_stretch()
-        self.widget = column
+        self._finish()
 
     def __update_photon_energy(self) -> None:
         self.photon_label.text = f"Photon energy {self.laser.photon_energy_eV:.4f} eV"
