@@ -7,6 +7,7 @@ inspector shows them) and a computation type whose ``execute`` asks the live eng
 from __future__ import annotations
 
 import threading
+import time
 import typing
 import weakref
 
@@ -25,6 +26,9 @@ from nionswift_plugin.insitu import display
 from nionswift_plugin.insitu.live_engine import ENGINE, Runner
 from processing import base as pb
 from processing import registry
+
+#: shortest interval between two display updates of one live output (s); processing itself sees every frame
+DISPLAY_INTERVAL_S = 0.2
 
 ROI_INPUT = "roi"
 SOURCE_INPUT = "src"
@@ -146,6 +150,22 @@ def _commit_requester(computation: Symbolic.Computation,
     return on_result
 
 
+def _request_later(computation: Symbolic.Computation, document_model: DocumentModel.DocumentModel | None,
+                   delay_s: float) -> None:
+    """Ask Swift to run execute/commit again after ``delay_s`` (from any thread): the trailing display refresh."""
+    event_loop = getattr(document_model, "event_loop", None)
+    computation_ref = weakref.ref(computation)
+
+    def request() -> None:
+        target = computation_ref()
+        if target is not None and not target._closed:
+            target.needs_update = True
+            target.computation_mutated_event.fire()
+
+    if event_loop is not None and not event_loop.is_closed():
+        event_loop.call_soon_threadsafe(lambda: event_loop.call_later(delay_s, request))
+
+
 def make_computation_class(processor_id: str) -> type:
     """The Swift computation handler for one processor (a new instance is created by Swift for each run)."""
     cls = registry.get(processor_id)
@@ -186,6 +206,14 @@ def make_computation_class(processor_id: str) -> type:
             if runner.committed_count == stats["frames_processed"] and runner.committed_count >= 0:
                 self.__outputs, self.__stats = (), stats
                 return
+            # Display refresh is capped (processing is not): each output update costs Swift a display recompute.
+            now_s = time.monotonic()
+            wait_s = runner.last_commit_s + DISPLAY_INTERVAL_S - now_s
+            if runner.is_streaming and runner.committed_count >= 0 and wait_s > 0:
+                self.__outputs, self.__stats = (), stats
+                _request_later(symbolic, document_model, wait_s)
+                return
+            runner.last_commit_s = now_s
             runner.committed_count = stats["frames_processed"]
             self.__outputs, self.__stats = outputs, stats
             self.__shape = xdata.data_shape if xdata is not None else None

@@ -127,6 +127,7 @@ class Runner:
         self.roi: Bounds | None = None
         self.source_label = ""
         self.committed_count = -1  # frames_processed when the outputs were last written to Swift (glue bookkeeping)
+        self.last_commit_s = 0.0  # monotonic time of that write
         self._lock = threading.RLock()  # results and configuration
         self._process_lock = threading.Lock()  # one frame at a time through the processor
         self._parameters: dict[str, typing.Any] = {}

@@ -48,7 +48,7 @@ def _frames_processed(swift: HeadlessSwift, runner: typing.Any, count: int, time
     while runner.stats.frames_processed < start + count:
         assert time.monotonic() < deadline, f"only {runner.stats.frames_processed - start} frames in {timeout_s} s"
         swift.pump(0.05)
-    swift.pump(0.2)
+    swift.pump(computations.DISPLAY_INTERVAL_S + 0.3)  # the display refresh of live outputs is capped
 
 
 def _marker(swift: HeadlessSwift, data_item: typing.Any) -> Graphics.EllipseGraphic:
