@@ -129,41 +129,23 @@ def document_model_of(computation: Symbolic.Computation) -> DocumentModel.Docume
 
 
 def _commit_requester(computation: Symbolic.Computation,
-                      document_model: DocumentModel.DocumentModel | None) -> typing.Callable[[Runner], None]:
-    """A callback (any thread) that asks Swift to run execute/commit again so a fresh result reaches the display.
-
-    Holds the computation and document weakly: the runner must not keep a deleted computation alive.
-    """
+                      document_model: DocumentModel.DocumentModel | None) -> typing.Callable[[float], None]:
+    """``request(delay_s)`` asks Swift, from any thread, to run execute/commit again (after ``delay_s``), so a fresh
+    result reaches the display. Holds the computation weakly: a runner must not keep a deleted computation alive."""
     computation_ref = weakref.ref(computation)
     event_loop = getattr(document_model, "event_loop", None)
 
-    def request() -> None:
+    def mark() -> None:
         target = computation_ref()
         if target is not None and not target._closed:
             target.needs_update = True
             target.computation_mutated_event.fire()
 
-    def on_result(runner: Runner) -> None:
+    def request(delay_s: float = 0.0) -> None:
         if event_loop is not None and not event_loop.is_closed():
-            event_loop.call_soon_threadsafe(request)
+            event_loop.call_soon_threadsafe(mark if delay_s <= 0 else lambda: event_loop.call_later(delay_s, mark))
 
-    return on_result
-
-
-def _request_later(computation: Symbolic.Computation, document_model: DocumentModel.DocumentModel | None,
-                   delay_s: float) -> None:
-    """Ask Swift to run execute/commit again after ``delay_s`` (from any thread): the trailing display refresh."""
-    event_loop = getattr(document_model, "event_loop", None)
-    computation_ref = weakref.ref(computation)
-
-    def request() -> None:
-        target = computation_ref()
-        if target is not None and not target._closed:
-            target.needs_update = True
-            target.computation_mutated_event.fire()
-
-    if event_loop is not None and not event_loop.is_closed():
-        event_loop.call_soon_threadsafe(lambda: event_loop.call_later(delay_s, request))
+    return request
 
 
 def make_computation_class(processor_id: str) -> type:
@@ -182,11 +164,11 @@ def make_computation_class(processor_id: str) -> type:
             roi = kwargs.pop(ROI_INPUT, None)
             symbolic = self.computation._computation
             document_model = document_model_of(symbolic)
+            request_commit = _commit_requester(symbolic, document_model)
             runner = ENGINE.runner_for(symbolic, processor_id, kwargs, title=cls.title,
-                                       on_result=_commit_requester(symbolic, document_model))
+                                       on_result=lambda _runner: request_commit(0.0))
             xdata = src.xdata if src is not None else None
             runner.roi = _bounds_of(roi)
-            runner.source_label = str(getattr(symbolic, "label", "") or cls.title)
             live = _is_live_source(xdata)
             hardware_source = (HardwareSource.HardwareSourceManager().get_hardware_source_for_hardware_source_id(live[0])
                                if live else None)
@@ -211,7 +193,7 @@ def make_computation_class(processor_id: str) -> type:
             wait_s = runner.last_commit_s + DISPLAY_INTERVAL_S - now_s
             if runner.is_streaming and runner.committed_count >= 0 and wait_s > 0:
                 self.__outputs, self.__stats = (), stats
-                _request_later(symbolic, document_model, wait_s)
+                request_commit(wait_s)  # the trailing refresh shows the newest result
                 return
             runner.last_commit_s = now_s
             runner.committed_count = stats["frames_processed"]

@@ -125,7 +125,6 @@ class Runner:
         self.on_result = on_result
         self.stats = RunnerStats()
         self.roi: Bounds | None = None
-        self.source_label = ""
         self.committed_count = -1  # frames_processed when the outputs were last written to Swift (glue bookkeeping)
         self.last_commit_s = 0.0  # monotonic time of that write
         self._lock = threading.RLock()  # results and configuration
