@@ -24,35 +24,24 @@ from nion.utils import Registry
 
 from instrument_sim.errors import SimulatorParameterError
 from instrument_sim.samples import LaserState
+from instrument_sim.settings_schema import SettingField
 
-__all__ = ["LASER_COMPONENT_TYPE", "LaserSetting", "LASER_SETTINGS", "SimLaser", "register_laser",
+__all__ = ["LASER_COMPONENT_TYPE", "LASER_SETTINGS", "SimLaser", "register_laser",
            "unregister_laser", "find_laser"]
 
 LASER_COMPONENT_TYPE = "insitu_laser"
 
 
-@dataclasses.dataclass(frozen=True)
-class LaserSetting:
-    """One laser setting: name (a :class:`~instrument_sim.samples.LaserState` field), label, units, range."""
-
-    name: str
-    label: str
-    units: str
-    minimum: float
-    maximum: float
-    default: float | bool
-    kind: typing.Literal["real", "boolean"] = "real"
-
-
-LASER_SETTINGS: tuple[LaserSetting, ...] = (
-    LaserSetting("wavelength_nm", "Wavelength", "nm", 200.0, 2000.0, 532.0),
-    LaserSetting("power_mW", "Power (average)", "mW", 0.0, 1000.0, 0.0),
-    LaserSetting("shutter_open", "Shutter open", "", 0.0, 1.0, False, "boolean"),
-    LaserSetting("pulse_frequency_Hz", "Pulse frequency (0 = CW)", "Hz", 0.0, 1e9, 0.0),
-    LaserSetting("pulse_width_s", "Pulse width", "s", 0.0, 1.0, 0.0),
-    LaserSetting("pulse_delay_s", "Pulse delay", "s", -1.0, 1.0, 0.0),
-    LaserSetting("blanker_duty", "Beam blanker duty", "", 1e-6, 1.0, 1.0),
-    LaserSetting("beta_squared_per_mW", "Coupling |beta|^2 per mW", "1/mW", 0.0, 100.0, 0.5),
+#: the laser's settings (names are :class:`~instrument_sim.samples.LaserState` fields)
+LASER_SETTINGS: tuple[SettingField, ...] = (
+    SettingField("wavelength_nm", "Wavelength", "nm", 200.0, 2000.0, "Laser", 532.0),
+    SettingField("power_mW", "Power (average)", "mW", 0.0, 1000.0, "Laser", 0.0),
+    SettingField("shutter_open", "Shutter open", "", 0.0, 1.0, "Laser", False, "boolean"),
+    SettingField("pulse_frequency_Hz", "Pulse frequency (0 = CW)", "Hz", 0.0, 1e9, "Laser", 0.0),
+    SettingField("pulse_width_s", "Pulse width", "s", 0.0, 1.0, "Laser", 0.0),
+    SettingField("pulse_delay_s", "Pulse delay", "s", -1.0, 1.0, "Laser", 0.0),
+    SettingField("blanker_duty", "Beam blanker duty", "", 1e-6, 1.0, "Laser", 1.0),
+    SettingField("beta_squared_per_mW", "Coupling |beta|^2 per mW", "1/mW", 0.0, 100.0, "Laser", 0.5),
 )
 _BY_NAME = {s.name: s for s in LASER_SETTINGS}
 
@@ -84,7 +73,7 @@ class SimLaser:
                 number = float(value)
             except (TypeError, ValueError):
                 raise SimulatorParameterError(f"laser setting {name!r} must be a number; got {value!r}.") from None
-            if not (math.isfinite(number) and setting.minimum <= number <= setting.maximum):
+            if not (math.isfinite(number) and setting.in_range(number)):
                 raise SimulatorParameterError(
                     f"laser setting {name!r} = {value!r} {setting.units} is outside [{setting.minimum}, "
                     f"{setting.maximum}] {setting.units}; choose a value in the range.")
@@ -95,7 +84,7 @@ class SimLaser:
         if changed:
             self.property_changed_event.fire(name)
 
-    def __setting(self, name: str) -> LaserSetting:
+    def __setting(self, name: str) -> SettingField:
         if name not in _BY_NAME:
             raise SimulatorParameterError(f"unknown laser setting {name!r}; settings: {sorted(_BY_NAME)}.")
         return _BY_NAME[name]

@@ -22,6 +22,7 @@ import typing
 from instrument_sim.drift import DriftModel, EnergyDriftModel
 from instrument_sim.errors import SimulatorParameterError
 from instrument_sim.samples import SAMPLE_NAMES
+from instrument_sim.settings_schema import SettingField
 
 if typing.TYPE_CHECKING:
     from instrument_sim.instrument import SimInstrument
@@ -29,18 +30,6 @@ if typing.TYPE_CHECKING:
 __all__ = ["SimulatorSettings", "FIELDS", "SettingField", "save_settings", "load_settings", "SETTINGS_FILE_NAME"]
 
 SETTINGS_FILE_NAME = "insitu_simulator_settings.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class SettingField:
-    """How a field is shown: label, units, range (None: unbounded), group."""
-
-    name: str
-    label: str
-    units: str
-    minimum: float | None
-    maximum: float | None
-    group: str
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
