@@ -22,6 +22,7 @@ This module holds no numerics: frames -> ``processing`` -> results.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import threading
 import time
@@ -51,6 +52,15 @@ def frame_from_xdata(xdata: DataAndMetadata.DataAndMetadata, *, roi: Bounds | No
             f"live processors need a 2-D image. Pick one frame (Processing > Pick) or attach to the live view.")
     return pb.make_frame(xdata.data, calibrations=calibrations, frame_number=frame_number, timestamp_s=timestamp_s,
                          roi=roi, intensity_units=xdata.intensity_calibration.units or "")
+
+
+def _shared_frame(xdata: DataAndMetadata.DataAndMetadata, roi: Bounds | None, frame_number: int,
+                  timestamp_s: float) -> pb.Frame:
+    frame = frame_from_xdata(xdata, roi=roi, frame_number=frame_number, timestamp_s=timestamp_s)
+    if frame.data.base is not None or frame.data is xdata.data:
+        frame = dataclasses.replace(frame, data=frame.data.copy())  # never a view of the camera's buffer
+    frame.data.flags.writeable = False
+    return frame
 
 
 class FrameSlot:
@@ -194,7 +204,11 @@ class Runner:
             outputs: pb.Outputs = ()
             error: str | None = None
             try:
-                frame = frame_from_xdata(xdata, roi=self.roi, frame_number=frame_number, timestamp_s=timestamp_s)
+                roi = self.roi
+                if memo is None:
+                    frame = frame_from_xdata(xdata, roi=roi, frame_number=frame_number, timestamp_s=timestamp_s)
+                else:  # validated and cropped once per frame and ROI, shared read-only by the processors
+                    frame = memo.get(("frame", roi), lambda: _shared_frame(xdata, roi, frame_number, timestamp_s))
                 context = pb.Context(dropped_frames=self.stats.frames_dropped, memo=memo)
                 outputs = processor.process(frame, context)
             except pb.ProcessingError as e:
