@@ -42,9 +42,9 @@ from instrument_sim.si_truth import (ScanTruthRecorder, SIGeometry, effective_re
 from instrument_sim.stem_devices import STEM_DEVICE_FACTORIES, stem_parts  # noqa: E402
 from nionswift_plugin.insitu import drift_si  # noqa: E402
 from nionswift_plugin.insitu.headless import HeadlessSwift  # noqa: E402
-from processing.eegs import HC_EV_NM, find_resonance  # noqa: E402
-from processing.eels_maps import edge_map  # noqa: E402
-from processing.spectrum_alignment import EnergyAxis, zlp_position_eV  # noqa: E402
+from processing.spectroscopy.eegs import HC_EV_NM, find_resonance  # noqa: E402
+from processing.spectroscopy.eels_maps import edge_map  # noqa: E402
+from processing.spectroscopy.spectrum_alignment import EnergyAxis, zlp_position_eV  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "drift_si.json"
 START_TIME_S = 4.0  # every run starts at this instrument time, so all see the same drift trajectory

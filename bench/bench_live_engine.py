@@ -18,7 +18,8 @@ from nion.utils import Event
 
 from instrument_sim.insitu_scene import InSituScene
 from nionswift_plugin.insitu.live_engine import LiveEngine
-from processing import live_filters, registry, warmup
+from processing import registry, warmup
+from processing.live import filters as live_filters
 
 
 class _Source:

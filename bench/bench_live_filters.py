@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark the first three live processors (copy, noise reduction, live difference) against the plain
-numpy/scipy reference implementations (processing/reference.py), in the same run, at 1024² and 2048².
+numpy/scipy reference implementations (processing/live/reference.py), in the same run, at 1024² and 2048².
 
 usage: .venv/bin/python bench/bench_live_filters.py [--repeats 15]
 Prints ms per frame (min / median) for reference and suite, the speed-up ratio and the agreement.
@@ -15,8 +15,8 @@ import typing
 import numpy as np
 
 from processing import Context, make_frame
-from processing import reference as ref
-from processing.live_filters import CopyProcessor, LiveDifferenceProcessor, NoiseReductionProcessor
+from processing.live import reference as ref
+from processing.live.filters import CopyProcessor, LiveDifferenceProcessor, NoiseReductionProcessor
 
 
 def timed(fn: typing.Callable[[], typing.Any], repeats: int) -> tuple[float, float, typing.Any]:

@@ -6,7 +6,7 @@ Prints (and writes to ``bench/results_live_processors.md``):
 
 * time per frame (ms, min / median) of every processor alone and of all seven together, reference vs fast, with
   the ratio (reference median / fast median). "Fast, all seven" runs the seven processors as tasks of
-  :func:`processing.parallel.map_chunks` on one frame with one shared ``Context`` (so Max-FFT and the orientation
+  :func:`processing.execution.parallel.map_chunks` on one frame with one shared ``Context`` (so Max-FFT and the orientation
   map share one tile pass, and both cores take part); the reference runs them one after another like the DM
   scripts did.
 * peak extra memory of one frame, measured two ways: **RSS** sampled every ~0.2 ms by a thread reading
@@ -33,11 +33,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from processing import parallel, reference  # noqa: E402
+from processing.live import reference  # noqa: E402
+from processing.execution import parallel
 from processing.base import Calibration, Context, Frame, ImageOutput, Processor  # noqa: E402
-from processing.fft_analysis import (MaxFFTProcessor, OrientationMapProcessor, RadialKymographProcessor,  # noqa: E402
+from processing.live.fft_analysis import (MaxFFTProcessor, OrientationMapProcessor, RadialKymographProcessor,  # noqa: E402
                                      max_fft, orientation_map, radial_profile)
-from processing.tracking import ThresholdTrackingProcessor, track_region  # noqa: E402
+from processing.live.tracking import ThresholdTrackingProcessor, track_region  # noqa: E402
 from processing.warmup import warm_up  # noqa: E402
 
 NAMES = ("copy", "noise reduction", "live difference", "threshold + tracking", "max FFT", "radial kymograph",
@@ -72,7 +73,7 @@ def synthetic_frame(size: int, index: int, *, seed: int = 0) -> np.ndarray:
 
 def fast_processors() -> list[Processor]:
     """The seven fast processors in scheduling order (largest first; Max-FFT next to the map it shares a pass with)."""
-    from processing.live_filters import CopyProcessor, LiveDifferenceProcessor, NoiseReductionProcessor
+    from processing.live.filters import CopyProcessor, LiveDifferenceProcessor, NoiseReductionProcessor
 
     return [OrientationMapProcessor(), MaxFFTProcessor(), RadialKymographProcessor(), ThresholdTrackingProcessor(),
             NoiseReductionProcessor(), LiveDifferenceProcessor(), CopyProcessor()]
@@ -177,7 +178,7 @@ def agreement(data: np.ndarray) -> dict[str, str]:
         out["tracking: threshold ref / fast"] = f"{ref_t.threshold:.6g} / {fast_t.threshold:.6g}"
         out["tracking: mask identical"] = str(bool(np.array_equal(ref_t.mask, fast_t.mask > 0)))
     try:
-        from processing.live_filters import LiveDifferenceProcessor, NoiseReductionProcessor
+        from processing.live.filters import LiveDifferenceProcessor, NoiseReductionProcessor
         frame = make_frame(data, 0)
         ref_n = reference.ref_noise_reduction(data)
         fast_n = typing.cast(ImageOutput, NoiseReductionProcessor().process(frame, Context())[0]).data

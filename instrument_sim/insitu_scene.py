@@ -39,7 +39,7 @@ Conventions (ground truth, :class:`SceneTruth`)
   ``p + d / pixel_size_nm``. Standalone, ``d`` is ``drift.offset_nm(t)``; the camera passes drift minus stage.
 * Orientation ``theta`` (deg, in ``[0, 180)``) is the direction of the lattice wave vector measured
   counter-clockwise on screen from the +x axis with y pointing up, the convention of the analysis processors and of
-  their colour-wheel legend (:mod:`processing.fft_analysis`). In array coordinates (rows going down) the wave vector
+  their colour-wheel legend (:mod:`processing.live.fft_analysis`). In array coordinates (rows going down) the wave vector
   is ``g = (g_row, g_col) = (-sin theta, cos theta) / spacing_px``, i.e. ``theta = atan2(-g_row, g_col)``: 0 deg
   means fringes varying along x (vertical fringe lines), 90 deg fringes varying along y (horizontal lines), 45 deg
   a wave vector pointing to the upper right of the screen (fringe lines from the upper left to the lower right).

@@ -14,13 +14,13 @@ import typing
 from processing.base import ParameterError, Processor
 
 BUILTIN: tuple[str, ...] = (
-    "processing.live_filters:CopyProcessor",
-    "processing.live_filters:NoiseReductionProcessor",
-    "processing.live_filters:LiveDifferenceProcessor",
-    "processing.tracking:ThresholdTrackingProcessor",
-    "processing.fft_analysis:MaxFFTProcessor",
-    "processing.fft_analysis:RadialKymographProcessor",
-    "processing.fft_analysis:OrientationMapProcessor",
+    "processing.live.filters:CopyProcessor",
+    "processing.live.filters:NoiseReductionProcessor",
+    "processing.live.filters:LiveDifferenceProcessor",
+    "processing.live.tracking:ThresholdTrackingProcessor",
+    "processing.live.fft_analysis:MaxFFTProcessor",
+    "processing.live.fft_analysis:RadialKymographProcessor",
+    "processing.live.fft_analysis:OrientationMapProcessor",
 )
 
 _lock = threading.Lock()

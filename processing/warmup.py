@@ -2,7 +2,7 @@
 
 The plug-in calls :func:`warm_up` in a background thread when it loads; the first frames then never pay for JIT
 compilation. Kernels are compiled with ``cache=True``: the first run on a machine takes ~10-20 s and writes the
-cache next to :mod:`processing._kernels`; later runs load it in well under a second. Idempotent and thread safe.
+cache next to :mod:`processing.live._kernels`; later runs load it in well under a second. Idempotent and thread safe.
 
 >>> seconds = warm_up()
 >>> seconds >= 0.0
@@ -60,7 +60,9 @@ def warm_up() -> float:
         if _done.is_set():
             return 0.0
         start = time.perf_counter()
-        from processing import fft_analysis, tiles, tracking
+        from processing.live import fft_analysis
+        from processing.live import tiles
+        from processing.live import tracking
 
         rng = np.random.default_rng(0)
         frame = rng.normal(size=(48, 40)).astype(np.float32)

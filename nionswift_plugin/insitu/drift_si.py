@@ -7,7 +7,7 @@ analysis, SI assembly). Built on Swift's own acquisition machinery:
   sub-scan covering those rows of the SI field, with the scan ``center_nm`` moved by the drift predicted for the
   middle of the section (scan + camera synchronized streams, sum-projected spectra);
 * **between sections** a short sub-scan of the reference region is recorded with ``record_immediate`` (at the
-  predicted offset) and registered by :class:`processing.drift.DriftEstimator` (pre-filtered NCC, updated template,
+  predicted offset) and registered by :class:`processing.spectroscopy.drift.DriftEstimator` (pre-filtered NCC, updated template,
   quality threshold; rejected measurements are logged and never applied);
 * after each section the ZLP of every spectrum is measured and the spectra are aligned (gain side kept), and the
   optional intra-section **shear correction** resamples each section with the drift trajectory interpolated between
@@ -49,10 +49,10 @@ from nion.instrumentation import scan_base
 from nion.utils import Event
 from nion.utils import Geometry
 
-from processing import eegs as eegs_analysis
-from processing.drift import DriftEstimator, DriftMeasurement, drift_trajectory_nm
-from processing.si_assembly import SIAssembler, resample_displacement
-from processing.spectrum_alignment import EnergyAxis, align_zlp, zlp_position_eV
+from processing.spectroscopy import eegs as eegs_analysis
+from processing.spectroscopy.drift import DriftEstimator, DriftMeasurement, drift_trajectory_nm
+from processing.spectroscopy.si_assembly import SIAssembler, resample_displacement
+from processing.spectroscopy.spectrum_alignment import EnergyAxis, align_zlp, zlp_position_eV
 
 __all__ = ["DriftSISettings", "DriftCorrectedSI", "DriftSIResult", "PassResult", "SectionRecord",
            "DriftSIError", "AcquisitionBusyError", "default_settings_path", "run_drift_corrected_si",

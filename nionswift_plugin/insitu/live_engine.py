@@ -278,7 +278,7 @@ class Workers:
     A runner with a waiting frame is queued once; a free worker takes the runner whose cost so far (mean ms per
     frame) minus its waiting time (ms) is smallest, processes one frame, and queues it again if another frame waits.
     So at most one computation per core runs at a time (no oversubscription; the processors' own kernels add the
-    shared ``processing.parallel`` pool), cheap processors are not held up behind a slow FFT (shortest job first),
+    shared ``processing.execution.parallel`` pool), cheap processors are not held up behind a slow FFT (shortest job first),
     and a slow processor still gets its turn once it has waited about as long as it takes (ageing). Processors on
     the same frame share per-frame work through the frame memo.
     """

@@ -18,7 +18,7 @@ from instrument_sim.si_truth import ScanTruthRecorder, SIGeometry, effective_res
 from instrument_sim.stem_devices import STEM_DEVICE_FACTORIES, stem_parts
 from nionswift_plugin.insitu import drift_si
 from nionswift_plugin.insitu.headless import HeadlessSwift
-from processing.spectrum_alignment import zlp_position_eV
+from processing.spectroscopy.spectrum_alignment import zlp_position_eV
 
 FOV_NM = 16.0
 

@@ -19,7 +19,8 @@ CAMERA_ID = "insitu_camera"
 @pytest.fixture
 def swift() -> typing.Iterator[HeadlessSwift]:
     from instrument_sim import configuration
-    from processing import live_filters, warmup
+    from processing import warmup
+    from processing.live import filters as live_filters
     live_filters.warm_up()
     warmup.warm_up()
     with HeadlessSwift(configuration.SimulatorConfiguration(frame_shape=(256, 256))) as session:

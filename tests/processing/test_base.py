@@ -86,7 +86,7 @@ def test_a_function_becomes_a_registered_processor() -> None:
 
 
 def test_unknown_parameter_names_are_refused() -> None:
-    from processing.live_filters import NoiseReductionProcessor
+    from processing.live.filters import NoiseReductionProcessor
     with pytest.raises(ParameterError, match="no parameter"):
         NoiseReductionProcessor(sigma=3)
 

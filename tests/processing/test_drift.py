@@ -1,4 +1,4 @@
-"""Known-answer tests of processing.drift.DriftEstimator on a synthetic specimen that drifts by a known amount."""
+"""Known-answer tests of processing.spectroscopy.drift.DriftEstimator on a synthetic specimen that drifts by a known amount."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 import scipy.ndimage
 
 from processing.base import InputError, ParameterError
-from processing.drift import DriftEstimator, records_from_json, robust_rate
+from processing.spectroscopy.drift import DriftEstimator, records_from_json, robust_rate
 
 PIXEL_NM = 0.5
 N = 48
@@ -153,7 +153,7 @@ def test_bad_input() -> None:
 
 
 def test_drift_trajectory_interpolates_accepted_only() -> None:
-    from processing.drift import DriftMeasurement, drift_trajectory_nm
+    from processing.spectroscopy.drift import DriftMeasurement, drift_trajectory_nm
     recs = [DriftMeasurement(0, 0.0, (0, 0), (0, 0), (1, 1), (0.0, 0.0), 1.0, True),
             DriftMeasurement(1, 10.0, (0, 0), (0, 0), (1, 1), (1.0, -2.0), 0.9, True),
             DriftMeasurement(2, 15.0, (0, 0), (0, 0), (1, 1), (50.0, 50.0), 0.1, False, "quality"),

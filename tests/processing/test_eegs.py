@@ -1,4 +1,4 @@
-"""Known-answer tests of processing.eegs on synthetic PINEM/EEGS spectra (sidebands at -n*hw, P_n = J_n(2|beta|)^2)."""
+"""Known-answer tests of processing.spectroscopy.eegs on synthetic PINEM/EEGS spectra (sidebands at -n*hw, P_n = J_n(2|beta|)^2)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import scipy.special
 
 from processing.base import InputError, ParameterError
-from processing.eegs import (HC_EV_NM, eegs_curve, find_resonance, gain_intensity, gain_window_eV, photon_energy_eV,
+from processing.spectroscopy.eegs import (HC_EV_NM, eegs_curve, find_resonance, gain_intensity, gain_window_eV, photon_energy_eV,
                              window_sum)
-from processing.spectrum_alignment import EnergyAxis
+from processing.spectroscopy.spectrum_alignment import EnergyAxis
 
 AXIS = EnergyAxis(offset_eV=-6.0, scale_eV=0.02)
 ENERGY = AXIS.energy(np.arange(900))

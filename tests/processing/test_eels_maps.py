@@ -1,12 +1,12 @@
-"""Known-answer test of processing.eels_maps.edge_map: power-law background + an edge of known size."""
+"""Known-answer test of processing.spectroscopy.eels_maps.edge_map: power-law background + an edge of known size."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from processing.base import ParameterError
-from processing.eels_maps import edge_map
-from processing.spectrum_alignment import EnergyAxis
+from processing.spectroscopy.eels_maps import edge_map
+from processing.spectroscopy.spectrum_alignment import EnergyAxis
 
 AXIS = EnergyAxis(offset_eV=100.0, scale_eV=1.0)
 E = AXIS.energy(np.arange(600))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processing import reference, registry
+from processing import registry
+from processing.live import reference
 from processing.base import Calibration, Context, Frame, InputError, KymographOutput, Notice, RGBImageOutput
-from processing.fft_analysis import (MaxFFTProcessor, OrientationMapProcessor, RadialKymographProcessor,
+from processing.live.fft_analysis import (MaxFFTProcessor, OrientationMapProcessor, RadialKymographProcessor,
                                      colour_wheel_legend, max_fft, orientation_map, radial_profile)
 from spectrum_contrast import full_frame_power, peak_to_background
 

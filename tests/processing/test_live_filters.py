@@ -6,9 +6,9 @@ import pytest
 import scipy.ndimage
 
 from processing import Context, ParameterError, make_frame
-from processing.live_filters import (CopyProcessor, LiveDifferenceProcessor, NoiseReductionProcessor,
+from processing.live.filters import (CopyProcessor, LiveDifferenceProcessor, NoiseReductionProcessor,
                                      ewma_span_weight, gaussian_blur, median_blur)
-from processing.registration import phase_correlation_shift_px
+from processing.alignment.registration import phase_correlation_shift_px
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (37, 91), (3, 5)])

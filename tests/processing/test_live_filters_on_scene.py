@@ -5,7 +5,7 @@ import numpy as np
 
 from instrument_sim.insitu_scene import InSituScene
 from processing import Context, make_frame
-from processing.live_filters import LiveDifferenceProcessor, NoiseReductionProcessor
+from processing.live.filters import LiveDifferenceProcessor, NoiseReductionProcessor
 
 
 def _disk(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:

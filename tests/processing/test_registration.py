@@ -1,4 +1,4 @@
-"""Known-answer tests of processing.registration on synthetic images shifted by a known amount."""
+"""Known-answer tests of processing.alignment.registration on synthetic images shifted by a known amount."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import scipy.ndimage
 
 from processing.base import InputError, ParameterError
-from processing.registration import ncc_surface, prefilter, register_translation
+from processing.alignment.registration import ncc_surface, prefilter, register_translation
 
 
 def _specimen(rng: np.random.Generator, n: int = 96, blobs: int = 60) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests of processing.si_assembly: section assembly with a row mask, shear from a rate, shear removal."""
+"""Tests of processing.spectroscopy.si_assembly: section assembly with a row mask, shear from a rate, shear removal."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import scipy.ndimage
 
 from processing.base import InputError
-from processing.si_assembly import SIAssembler, pixel_times_s, resample_displacement, shear_displacement_px
+from processing.spectroscopy.si_assembly import SIAssembler, pixel_times_s, resample_displacement, shear_displacement_px
 
 
 def test_assembler_keeps_exactly_the_acquired_rows() -> None:

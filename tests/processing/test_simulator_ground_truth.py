@@ -13,8 +13,8 @@ import pytest
 
 from instrument_sim.insitu_scene import InSituScene
 from processing.base import Calibration, Context, Frame, KymographOutput
-from processing.fft_analysis import RadialKymographProcessor, max_fft, orientation_map
-from processing.tracking import track_region
+from processing.live.fft_analysis import RadialKymographProcessor, max_fft, orientation_map
+from processing.live.tracking import track_region
 from spectrum_contrast import full_frame_power, peak_to_background
 
 

@@ -1,11 +1,11 @@
-"""Known-answer tests of processing.spectrum_alignment on Gaussian ZLPs at known energies."""
+"""Known-answer tests of processing.spectroscopy.spectrum_alignment on Gaussian ZLPs at known energies."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from processing.base import InputError, ParameterError
-from processing.spectrum_alignment import EnergyAxis, align_zlp, shift_spectra, zlp_position_eV
+from processing.spectroscopy.spectrum_alignment import EnergyAxis, align_zlp, shift_spectra, zlp_position_eV
 
 AXIS = EnergyAxis(offset_eV=-10.0, scale_eV=0.1)
 ENERGY = AXIS.energy(np.arange(400))

@@ -6,7 +6,9 @@ import threading
 import numpy as np
 import pytest
 
-from processing import parallel, reference, tiles
+from processing.execution import parallel
+from processing.live import reference
+from processing.live import tiles
 from processing.base import Context, Frame, FrameMemo, InputError, ParameterError
 
 
@@ -132,7 +134,7 @@ def test_task_group_shared_by_two_threads_runs_each_task_once() -> None:
 
 
 def test_max_fft_and_orientation_share_one_tile_pass() -> None:
-    from processing.fft_analysis import MaxFFTProcessor, OrientationMapProcessor
+    from processing.live.fft_analysis import MaxFFTProcessor, OrientationMapProcessor
 
     class CountingMemo(FrameMemo):
         keys: list[object] = []

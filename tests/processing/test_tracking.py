@@ -10,10 +10,10 @@ from skimage.filters import threshold_otsu
 from skimage.measure import label, regionprops
 from skimage.morphology import convex_hull_image, disk
 
-from processing import reference
+from processing.live import reference
 from processing.base import (Calibration, CircleAnnotation, Context, Frame, InputError, Notice, TimeSeriesOutput,
                              make_frame)
-from processing.tracking import (ThresholdTrackingProcessor, convex_area_px, find_regions, open_close,
+from processing.live.tracking import (ThresholdTrackingProcessor, convex_area_px, find_regions, open_close,
                                  otsu_threshold, track_region)
 
 NM = Calibration(0.0, 0.1, "nm")

@@ -18,7 +18,7 @@ How (same numbers as the plain per-tile FFT up to float32 rounding):
 * **in cache**: one numba kernel per row of tiles does, tile by tile, the gather with ``w_y``, a radix-2/4 column
   FFT vectorised across the ``T/2+1`` columns (T must be a power of two), the power, the running maximum and the
   peak search (fast float32 log, float32 5-tap smoothing), all in ~200 KiB of per-tile scratch (L2).
-* **two cores**: bands of tile rows are tasks of a :class:`processing.parallel.TaskGroup`; every kernel releases
+* **two cores**: bands of tile rows are tasks of a :class:`processing.execution.parallel.TaskGroup`; every kernel releases
   the GIL (numba ``nogil``, ``scipy.fft`` with ``workers=1``). :class:`TilePassJob` lets several processors
   (Max-FFT and the orientation map, via ``Context.memo``) work on the same pass instead of waiting for it.
 
@@ -36,7 +36,8 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
-from processing import _kernels, parallel
+from processing.live import _kernels
+from processing.execution import parallel
 from processing.base import InputError, ParameterError
 
 __all__ = ["PeakSpec", "TilePass", "tile_grid", "sqrt_hann", "centre_mask", "gaussian_taps", "tile_pass",

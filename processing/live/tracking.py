@@ -2,12 +2,12 @@
 contiguous bright region, its centroid, area and convex area.
 
 Pure functions and :class:`ThresholdTrackingProcessor` (``insitu.threshold_tracking``). The results equal the
-plain scikit-image recipe (:func:`processing.reference.ref_threshold_tracking`): the histogram, Otsu threshold,
+plain scikit-image recipe (:func:`processing.live.reference.ref_threshold_tracking`): the histogram, Otsu threshold,
 morphology with ``disk(r)`` and border mode 'ignore', 8-connected labels and ``area_convex`` (pixel centres on or
 inside the hull of the pixel-edge midpoints, in exact integer arithmetic) are reproduced exactly; only the speed
 differs (numba + OpenCV, GIL-free, about 20x faster).
 
-OpenCV is set to one thread on import (:mod:`processing.parallel` provides the parallelism).
+OpenCV is set to one thread on import (:mod:`processing.execution.parallel` provides the parallelism).
 """
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from processing import _kernels, parallel, warmup
+from processing import warmup
+from processing.live import _kernels
+from processing.execution import parallel
 from processing.base import (CircleAnnotation, Context, Frame, ImageOutput, InputError, Notice, Outputs, Parameter,
                              Processor, TimeSeriesOutput)
 

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from processing.base import InputError, ParameterError
-from processing.registration import prefilter, register_translation, shift_image
+from processing.alignment.registration import prefilter, register_translation, shift_image
 
 __all__ = ["DriftMeasurement", "DriftEstimator", "robust_rate", "records_from_json", "drift_trajectory_nm"]
 
@@ -148,7 +148,7 @@ class DriftEstimator:
         1 = always the last image).
     rate_window : number of most recent accepted measurements used for the rate fit (>= 2).
     max_step_nm : reject a measurement whose drift differs from the prediction by more than this (None = off).
-    lowpass_sigma_px, highpass_sigma_px : registration pre-filter (see :func:`processing.registration.prefilter`).
+    lowpass_sigma_px, highpass_sigma_px : registration pre-filter (see :func:`processing.alignment.registration.prefilter`).
     max_shift_fraction : largest residual shift searched, as a fraction of the sub-scan size.
     template_min_quality : an accepted measurement updates the template only if its quality reaches this value
         (a sub-scan sheared by a jump during the scan is used for the correction but does not blur the template).

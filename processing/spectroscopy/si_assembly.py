@@ -8,7 +8,7 @@
 * :func:`resample_displacement`: move every pixel back by its displacement (bilinear, vectorised over energy), so
   the intra-section shear is removed.
 
-Sign convention (same as :mod:`processing.drift`): the drift moves features by ``+d`` in scan coordinates; a pixel
+Sign convention (same as :mod:`processing.spectroscopy.drift`): the drift moves features by ``+d`` in scan coordinates; a pixel
 recorded with the scan offset ``c`` shows the specimen point that was at ``position - (d - c)`` in the reference
 frame. With ``r = (d - c) / pixel_size`` (pixels, (dy, dx)), the corrected SI is ``out[q] = si[q + r(q)]``.
 """

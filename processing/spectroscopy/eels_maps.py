@@ -2,7 +2,7 @@
 
 For each spectrum the background ``A * E**-r`` is fitted (least squares in log-log) on a pre-edge window and
 extrapolated under the signal window; the map is the integrated counts minus the integrated background. Spectra
-are (..., E) arrays on a linear axis (:class:`processing.spectrum_alignment.EnergyAxis`).
+are (..., E) arrays on a linear axis (:class:`processing.spectroscopy.spectrum_alignment.EnergyAxis`).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from processing.base import InputError, ParameterError
-from processing.eegs import window_weights
-from processing.spectrum_alignment import EnergyAxis
+from processing.spectroscopy.eegs import window_weights
+from processing.spectroscopy.spectrum_alignment import EnergyAxis
 
 __all__ = ["edge_map"]
 

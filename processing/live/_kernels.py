@@ -1,12 +1,12 @@
 """numba kernels of the fast live processors (single-threaded, GIL-free, cached on disk).
 
-Every kernel is ``@njit(cache=True, nogil=True)`` so two Python threads (see :mod:`processing.parallel`) run two of
+Every kernel is ``@njit(cache=True, nogil=True)`` so two Python threads (see :mod:`processing.execution.parallel`) run two of
 them on two cores at once; none uses numba's own threading layer (OpenMP pools spinning against each other on two
 cores were measured 10x slower). Compilation happens once per machine (disk cache next to this file); call
 :func:`processing.warmup.warm_up` early to load them off the live path.
 
-Nothing here validates its input: the callers in :mod:`processing.tiles`, :mod:`processing.fft_analysis` and
-:mod:`processing.tracking` do.
+Nothing here validates its input: the callers in :mod:`processing.live.tiles`, :mod:`processing.live.fft_analysis` and
+:mod:`processing.live.tracking` do.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ of :mod:`bench.bench_live_processors` and of the agreement tests. Never call the
 
 Where the reference material is silent, the choices are those of the fast processors (documented there):
 radial profile of the *power* |F|^2 over integer radius bins 0..N/2 of the smaller axis; the colour map's centre
-mask is :func:`processing.tiles.centre_mask`.
+mask is :func:`processing.live.tiles.centre_mask`.
 """
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def ref_orientation_map(data: F32, *, tile_px: int = 128, step_px: int = 32, mas
                         bar_width_px: int = 2, pre_filter: bool = True) -> RefOrientation:
     """7. FFT colour map (BenMillerScripts ``FFTArrayAnalysis``): log power cube, 5x5 Gaussian (sigma 1, truncate
     2), centre mask set to ``median(min over tiles)``, peak in the upper half (rows 0..T/2-1), first maximum."""
-    from processing.tiles import centre_mask
+    from processing.live.tiles import centre_mask
 
     cube = np.log(ref_tile_stack_power(data, tile_px=tile_px, step_px=step_px))
     if pre_filter:

@@ -13,7 +13,7 @@ Pure functions (numpy in, numpy out) and the live processors built on them:
   spacing), strength as brightness, a colour-wheel legend, optionally blended over the image.
 
 Max-FFT and the orientation map share one tile pass per frame through ``Context.memo`` (see
-:func:`shared_tile_pass`). Speed and agreement with :mod:`processing.reference`: see ``bench/``.
+:func:`shared_tile_pass`). Speed and agreement with :mod:`processing.live.reference`: see ``bench/``.
 """
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
-from processing import _kernels, parallel, tiles, warmup
+from processing import warmup
+from processing.live import _kernels
+from processing.execution import parallel
+from processing.live import tiles
 from processing.base import (Calibration, Context, Frame, ImageOutput, InputError, KymographOutput, Notice,
                              Outputs, Parameter, Processor, RGBImageOutput)
 
@@ -89,7 +92,7 @@ def _peak_spec_in_demand(tile_px: int, step_px: int) -> tiles.PeakSpec | None:
 def shared_tile_pass(frame: Frame, context: Context, *, tile_px: int, step_px: int,
                      peaks: tiles.PeakSpec | None) -> tiles.TilePass:
     """The frame's tile pass, computed once per frame and region and shared through ``context.memo``."""
-    key = ("processing.tiles.tile_pass", frame.origin_px, frame.shape, tile_px, step_px, peaks)
+    key = ("processing.live.tiles.tile_pass", frame.origin_px, frame.shape, tile_px, step_px, peaks)
     job = typing.cast(tiles.TilePassJob, context.memo(
         key, lambda: tiles.TilePassJob(frame.data, tile_px=tile_px, step_px=step_px, peaks=peaks)))
     return job.result()  # every processor sharing the pass works on it: nobody idles waiting
@@ -351,7 +354,7 @@ class OrientationMap:
 
 def orientation_map(data: F32, *, tile_px: int = 128, step_px: int = 32, mask_percent: float = 10.0,
                     bar_width_px: int = 2, smooth: bool = True) -> OrientationMap:
-    """Each tile's strongest FFT peak (the reference colour map's search; see :class:`processing.tiles.PeakSpec`).
+    """Each tile's strongest FFT peak (the reference colour map's search; see :class:`processing.live.tiles.PeakSpec`).
 
     Raises :class:`InputError` for frames smaller than one tile or with NaN pixels.
     """

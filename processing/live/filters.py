@@ -16,7 +16,7 @@ import scipy.ndimage
 from numpy.typing import NDArray
 
 from processing.base import Context, Frame, ImageOutput, Outputs, Parameter, ParameterError, Processor
-from processing.registration import phase_correlation_shift_px
+from processing.alignment.registration import phase_correlation_shift_px
 
 cv2.setNumThreads(1)  # coarse-grained parallelism: one processor per core, no nested thread pools
 

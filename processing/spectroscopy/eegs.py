@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from processing.base import InputError, ParameterError
-from processing.spectrum_alignment import EnergyAxis
+from processing.spectroscopy.spectrum_alignment import EnergyAxis
 
 __all__ = ["HC_EV_NM", "photon_energy_eV", "gain_window_eV", "window_sum", "gain_intensity", "eegs_curve",
            "ResonanceResult", "find_resonance"]

@@ -1,0 +1,1 @@
+"""Alignment: image registration (phase correlation, overlap-normalised cross-correlation), SDSD."""

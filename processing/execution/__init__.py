@@ -1,0 +1,1 @@
+"""Execution: frame scheduling, thread pools, offline and Dask runs (no Swift)."""
