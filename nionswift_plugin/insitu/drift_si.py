@@ -49,7 +49,9 @@ from nion.instrumentation import scan_base
 from nion.utils import Event
 from nion.utils import Geometry
 
+from processing import base as processing_base
 from processing.spectroscopy import eegs as eegs_analysis
+from processing.spectroscopy import live_analysis
 from processing.spectroscopy.drift import DriftEstimator, DriftMeasurement, drift_trajectory_nm
 from processing.spectroscopy.si_assembly import SIAssembler, resample_displacement
 from processing.spectroscopy.spectrum_alignment import EnergyAxis, align_zlp, zlp_position_eV
@@ -131,6 +133,10 @@ class DriftSISettings:
     reacquire_jump_px: float = 0.5
     lowpass_sigma_px: float = 1.0
     highpass_sigma_px: float | None = None
+    #: name of a live analysis (``processing.spectroscopy.live_analysis.LIVE_ANALYSES``; "" none), run on the SI
+    #: after each section off the acquisition thread, and its parameter values (name -> value)
+    live_analysis: str = ""
+    live_analysis_parameters: dict[str, typing.Any] = dataclasses.field(default_factory=dict)
 
     # -- validation / persistence ----------------------------------------------------------------------------
     def validate(self) -> None:
@@ -164,6 +170,9 @@ class DriftSISettings:
                 raise DriftSIError("frames_per_wavelength must be >= 1.")
         if self.section_interval_s is not None and not self.section_interval_s > 0:
             raise DriftSIError(f"section_interval_s must be > 0 or None; got {self.section_interval_s}.")
+        if self.live_analysis and self.live_analysis not in live_analysis.LIVE_ANALYSES:
+            raise DriftSIError(f"live analysis {self.live_analysis!r} is not available; choose one of "
+                               f"{sorted(live_analysis.LIVE_ANALYSES)} or none.")
 
     def wavelength_list(self) -> list[float]:
         """The EEGS wavelengths (nm): ``wavelengths_nm`` if given, else the inclusive range (start, stop, step)."""
@@ -281,6 +290,9 @@ class DriftSIResult:
         self.context_center_nm: tuple[float, float] = (0.0, 0.0)
         self.t0_s = 0.0
         self.shear_corrected = False
+        #: outputs of the live analysis after its final update (processing.base Outputs) and its runner's record
+        self.live_outputs: processing_base.Outputs = ()
+        self.live_analysis_stats: dict[str, typing.Any] | None = None
 
     @property
     def complete(self) -> bool:
@@ -301,6 +313,7 @@ class DriftSIResult:
             "context_center_nm": list(self.context_center_nm),
             "t0_s": self.t0_s,
             "shear_corrected": self.shear_corrected,
+            "live_analysis": self.live_analysis_stats,
             "drift_measurements": [m.to_dict() for m in self.measurements],
             "n_measurements": len(self.measurements),
             "n_rejected": sum(1 for m in self.measurements if not m.accepted),
@@ -474,6 +487,11 @@ class DriftCorrectedSI:
         self.section_event = Event.Event()
         self.drift_event = Event.Event()
         self.finished_event = Event.Event()
+        #: ``analysis_event(outputs, section_update)``: new live-analysis outputs (fired on the analysis worker)
+        self.analysis_event = Event.Event()
+        self._analysis: live_analysis.LiveAnalysis | None = None
+        self._analysis_runner: live_analysis.LiveAnalysisRunner | None = None
+        self._analysis_section = 0
         self._data_channel: _TrackingDataChannel | None = None
         self._section_overhead_s = 0.0
         self._progress_start_s = 0.0
@@ -518,6 +536,12 @@ class DriftCorrectedSI:
     # -- internals ---------------------------------------------------------------------------------------------
     def _claim(self) -> None:
         self.settings.validate()
+        if self.settings.live_analysis and self._analysis is None:
+            try:  # refused before the run starts: unknown name, bad parameter values, a factory that fails
+                self._analysis = live_analysis.create_live_analysis(self.settings.live_analysis,
+                                                                    self.settings.live_analysis_parameters)
+            except Exception as e:
+                raise DriftSIError(f"live analysis {self.settings.live_analysis!r} cannot be set up: {e}") from e
         with _RUN_LOCK:
             if _ACTIVE:
                 raise AcquisitionBusyError(
@@ -550,6 +574,7 @@ class DriftCorrectedSI:
         finally:
             try:
                 self._finalise()
+                self._finish_analysis()
             finally:
                 with _RUN_LOCK:
                     if self in _ACTIVE:
@@ -778,6 +803,8 @@ class DriftCorrectedSI:
                 watcher.join()
             t_end = self._now()
             n_acquired = self._store_section(p, row0, rows, results, channel, t_start, t_end, offset, t_offset)
+            if p.index == 0 and n_acquired:
+                self._submit_analysis(p, slice(row0, row0 + rows), final=False)
             self._done_pixels += n_acquired
             self._report_progress(p)
             if error is not None:
@@ -912,6 +939,45 @@ class DriftCorrectedSI:
         self.section_event.fire(self.result, p, record)
         return int(n_pixels)
 
+    # -- live analysis ----------------------------------------------------------------------------------------
+    def _submit_analysis(self, p: PassResult, rows: slice, *, final: bool) -> None:
+        """Hand the SI of the first pass (NaN where not acquired) to the live analysis; never blocks."""
+        if self._analysis is None:
+            return
+        if self._analysis_runner is None:
+            self._analysis_runner = live_analysis.LiveAnalysisRunner(
+                self._analysis, on_outputs=lambda outputs, update: self.analysis_event.fire(outputs, update))
+        valid = p.aligned.valid_pixels.copy()
+        si = np.where(valid[..., None], p.aligned.data, np.nan).astype(np.float32)
+        haadf = np.where(valid, p.haadf.data[..., 0], np.nan).astype(np.float32)
+        axis = self.result.energy_axis or EnergyAxis(0.0, 1.0)
+        update = live_analysis.SectionUpdate(
+            si=si, haadf=haadf, acquired=valid, rows=rows, energy_offset_eV=float(axis.offset_eV),
+            energy_scale_eV=float(axis.scale_eV), pixel_size_nm=float(np.mean(self.result.si_pixel_size_nm)),
+            section_index=self._analysis_section, final=final)
+        self._analysis_section += 1
+        self._analysis_runner.submit(update)
+
+    def _finish_analysis(self, timeout_s: float = 120.0) -> None:
+        """After the run (complete, aborted or failed): the final update on the finished SI, then the record."""
+        if self._analysis is None:
+            return
+        main = self.result.main
+        if main is not None and main.aligned.acquired_pixels:
+            self._submit_analysis(main, slice(0, main.geometry.shape[0]), final=True)
+        runner = self._analysis_runner
+        if runner is None:
+            try:
+                self._analysis.close()
+            except Exception as e:
+                logging.warning("live analysis close: %s", e)
+            self.result.live_analysis_stats = {"title": getattr(self._analysis, "title", ""), "updates_done": 0,
+                                               "error": "no pixel was acquired; nothing to analyse."}
+            return
+        runner.finish(timeout_s)
+        self.result.live_outputs = runner.outputs
+        self.result.live_analysis_stats = runner.stats()
+
     def _report_progress(self, p: PassResult) -> None:
         fraction = self._done_pixels / max(self._total_pixels, 1)
         elapsed = self._now() - self._progress_start_s
@@ -1008,11 +1074,31 @@ def create_data_items(document_model: typing.Any, result: DriftSIResult) -> list
         add(result.si_xdata(i), f"Drift-corrected SI ({p.label})")
         if i == 0:
             add(result.haadf_xdata(i), f"Drift-corrected SI HAADF ({p.label})")
+    for title, xdata in live_analysis_xdatas(result.live_outputs, result.live_analysis_stats):
+        add(xdata, title)
+        if xdata.metadata.get("insitu", {}).get("labels") and xdata.is_data_2d and xdata.datum_dimension_count == 1:
+            from nionswift_plugin.insitu import display
+            display.show_rows_as_lines(document_model.get_display_item_for_data_item(items[-1]),
+                                       xdata.metadata["insitu"]["labels"])
     if result.measurements:
         add(result.drift_log_xdata(), "Drift Log")
         from nionswift_plugin.insitu import display
         display.show_rows_as_lines(document_model.get_display_item_for_data_item(items[-1]), DRIFT_LOG_LABELS)
     return items
+
+
+def live_analysis_xdatas(outputs: processing_base.Outputs, stats: typing.Mapping[str, typing.Any] | None
+                         ) -> list[tuple[str, DataAndMetadata.DataAndMetadata]]:
+    """(title, xdata) of every displayable live-analysis output; metadata ``insitu`` carries the runner's record
+    (ms per update, updates skipped) under ``live_analysis``."""
+    from nionswift_plugin.insitu.computations import output_to_xdata
+    title = str((stats or {}).get("title", "Live analysis"))
+    found: list[tuple[str, DataAndMetadata.DataAndMetadata]] = []
+    for output in outputs:
+        xdata = output_to_xdata(output, {"live_analysis": dict(stats or {}), "output": output.name})
+        if xdata is not None:
+            found.append((f"{title}: {getattr(output, 'title', '') or output.name}", xdata))
+    return found
 
 
 def run_drift_corrected_si(settings: DriftSISettings | None = None, **devices: typing.Any) -> DriftSIResult:

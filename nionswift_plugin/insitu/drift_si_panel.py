@@ -28,6 +28,7 @@ from nion.swift.model import Graphics
 
 from nionswift_plugin.insitu import display
 from nionswift_plugin.insitu import drift_si
+from processing.spectroscopy import live_analysis
 
 PANEL_ID = "insitu-drift-si-panel"
 FIELD_LABEL = "SI field"
@@ -111,6 +112,22 @@ class DriftSIPanel(Panel.Panel):
                 self._save()
             box.on_checked_changed = toggled
             column.add(box)
+        # live analysis: a choice of the registered analyses and the chosen one's declared parameters
+        names = ["None"] + sorted(live_analysis.LIVE_ANALYSES)
+        analysis = ui.create_combo_box_widget(items=names)
+        analysis.current_index = names.index(s.live_analysis) if s.live_analysis in names else 0
+        self._analysis_combo = analysis
+        self._analysis_params = ui.create_column_widget(properties={"spacing": 2})
+
+        def analysis_changed(item: str) -> None:
+            self.settings.live_analysis = "" if item == "None" else item
+            self.settings.live_analysis_parameters = {}
+            self._build_analysis_parameters()
+            self._save()
+        analysis.on_current_item_changed = analysis_changed
+        row("Live analysis", analysis)
+        column.add(self._analysis_params)
+        self._build_analysis_parameters()
         column.add(ui.create_label_widget("EEGS"))
         rng = s.wavelength_range_nm or (560.0, 620.0, 5.0)
         row("λ start,stop,step (nm)", line_edit(",".join(f"{v:g}" for v in rng),
@@ -155,6 +172,45 @@ class DriftSIPanel(Panel.Panel):
         column.add(self._status)
         column.add_stretch()
         self.widget = column
+
+    def _build_analysis_parameters(self) -> None:
+        """One field per declared parameter of the chosen live analysis (values kept in the settings)."""
+        ui = self._ui
+        box = self._analysis_params
+        box.remove_all()
+        name = self.settings.live_analysis
+        if not name or name not in live_analysis.LIVE_ANALYSES:
+            return
+        values = self.settings.live_analysis_parameters
+        for param in live_analysis.live_analysis_parameters(name):
+            r = ui.create_row_widget(properties={"spacing": 4})
+            units = f" ({param.units})" if param.units else ""
+            r.add(ui.create_label_widget(f"  {param.label}{units}", properties={"width": 150}))
+            value = values.get(param.name, param.default)
+            if param.type == "boolean":
+                widget = ui.create_check_box_widget("")
+                widget.checked = bool(value)
+                widget.on_checked_changed = lambda v, p=param: self._set_analysis_parameter(p, v)
+            elif param.type == "choice":
+                widget = ui.create_combo_box_widget(items=list(param.choices))
+                widget.current_index = list(param.choices).index(value) if value in param.choices else 0
+                widget.on_current_item_changed = lambda v, p=param: self._set_analysis_parameter(p, v)
+            else:
+                widget = ui.create_line_edit_widget(properties={"width": 120})
+                widget.text = str(value)
+                widget.on_editing_finished = lambda v, p=param: self._set_analysis_parameter(p, v)
+            r.add(widget)
+            r.add_stretch()
+            box.add(r)
+
+    def _set_analysis_parameter(self, param: typing.Any, value: typing.Any) -> None:
+        try:
+            converted = param.validate(value if param.type in ("boolean", "choice", "string") else float(value))
+        except (ValueError, TypeError) as e:  # ParameterError is a ValueError
+            self._message(f"{param.label}: {e}")
+            return
+        self.settings.live_analysis_parameters = dict(self.settings.live_analysis_parameters, **{param.name: converted})
+        self._save()
 
     # -- settings / regions ----------------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -204,7 +260,8 @@ class DriftSIPanel(Panel.Panel):
         self._read_regions()
         run = drift_si.DriftCorrectedSI(self.settings)
         self._listeners = [run.progress_event.listen(self._on_progress), run.section_event.listen(self._on_section),
-                           run.drift_event.listen(self._on_drift), run.finished_event.listen(self._on_finished)]
+                           run.drift_event.listen(self._on_drift), run.finished_event.listen(self._on_finished),
+                           run.analysis_event.listen(self._on_analysis)]
         try:
             run.start()
         except drift_si.DriftSIError as e:
@@ -219,7 +276,8 @@ class DriftSIPanel(Panel.Panel):
             self._run.abort()
             self._message("Aborting; the acquired pixels are kept.")
 
-    def _live(self, key: str, title: str, xdata: DataAndMetadata.DataAndMetadata) -> None:
+    def _live(self, key: str, title: str, xdata: DataAndMetadata.DataAndMetadata,
+              labels: typing.Sequence[str] | None = None) -> None:
         def update() -> None:
             item = self._live_items.get(key)
             if item is None or item.container is None:
@@ -227,10 +285,10 @@ class DriftSIPanel(Panel.Panel):
                 item.title = title
                 self.document_controller.document_model.append_data_item(item)
                 self._live_items[key] = item
-                if key == "drift_log":
+                line_labels = drift_si.DRIFT_LOG_LABELS if key == "drift_log" else labels
+                if line_labels:
                     display.show_rows_as_lines(
-                        self.document_controller.document_model.get_display_item_for_data_item(item),
-                        drift_si.DRIFT_LOG_LABELS)
+                        self.document_controller.document_model.get_display_item_for_data_item(item), line_labels)
                 self._show(item)
             else:
                 item.set_xdata(xdata)
@@ -274,6 +332,18 @@ class DriftSIPanel(Panel.Panel):
         if run is not None:
             run.result.measurements = run.estimator.records
             self._live("drift_log", "Drift Log", run.result.drift_log_xdata())
+
+    def _on_analysis(self, outputs: typing.Any, update: typing.Any) -> None:
+        """New live-analysis outputs (worker thread): each displayable one updates its own live data item."""
+        run = self._run
+        stats = run._analysis_runner.stats() if run is not None and run._analysis_runner is not None else None
+        for title, xdata in drift_si.live_analysis_xdatas(outputs, stats):
+            labels = xdata.metadata.get("insitu", {}).get("labels")
+            two_d_lines = xdata.is_data_2d and xdata.datum_dimension_count == 1
+            self._live(f"analysis:{title}", f"{title} (live)", xdata, labels if two_d_lines else None)
+        notices = [o.text for o in outputs if type(o).__name__ == "Notice"]
+        if notices:
+            self._message("Live analysis: " + "; ".join(notices))
 
     def _on_finished(self, result: drift_si.DriftSIResult) -> None:
         def finish() -> None:
