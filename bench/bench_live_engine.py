@@ -19,7 +19,6 @@ from nion.utils import Event
 from instrument_sim.insitu_scene import InSituScene
 from nionswift_plugin.insitu.live_engine import LiveEngine
 from processing import registry, warmup
-from processing.live import filters as live_filters
 
 
 class _Source:
@@ -76,7 +75,6 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=100)
     args = parser.parse_args()
-    live_filters.warm_up()
     warmup.warm_up()
     for size, fps in ((870, 20), (870, 40), (1024, 20), (2048, 5), (2048, 8)):
         run(size, fps, args.frames)

@@ -7,6 +7,9 @@ A *processor* is one small class (or one function wrapped by :func:`processor_fr
 * ``process(frame, context) -> Outputs``: called once per frame, on a worker thread. State across frames lives
   in the instance.
 * ``reset()``: forget all state (the next frame is treated as the first).
+* ``split``: how a run over many frames may be cut into chunks (``"frame"``: each frame independent;
+  ``"merge"``: chunk states merge exactly, see :meth:`Processor.merge_states`; ``"sequential"``: in order only),
+  with ``get_state``/``set_state`` carrying the state between frames (see :mod:`processing.execution.chunks`).
 
 No Swift import here: the same processor runs in a notebook, a script, Dask, or Nion Swift.
 
@@ -24,6 +27,7 @@ Example
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import threading
@@ -36,11 +40,14 @@ __all__ = [
     "ProcessingError", "InputError", "ParameterError",
     "Parameter", "Calibration", "Frame", "Context",
     "ImageOutput", "RGBImageOutput", "LinePlotOutput", "KymographOutput", "TimeSeriesOutput",
-    "CircleAnnotation", "Notice", "Output", "Outputs",
+    "CircleAnnotation", "Notice", "Output", "Outputs", "SplitKind",
     "Processor", "processor_from_function", "validate_image", "crop_fractional",
 ]
 
 FloatArray = NDArray[np.float32]
+
+#: how a processor's work over many frames may be split (see :attr:`Processor.split`)
+SplitKind = typing.Literal["frame", "merge", "sequential"]
 
 
 class ProcessingError(ValueError):
@@ -141,10 +148,14 @@ class Context:
     frame (e.g. one tile-FFT pass feeding Max-FFT and the orientation map). Thread safe: a second caller with
     the same key waits for the first.
     ``dropped_frames``: how many frames of this stream this processor has not seen (it was busy).
+    ``peers``: the other processors fed the same frames (so one can compute a shared pass its peers also need);
+    empty when the processor runs alone.
     """
 
-    def __init__(self, *, dropped_frames: int = 0, memo: "FrameMemo | None" = None) -> None:
+    def __init__(self, *, dropped_frames: int = 0, memo: "FrameMemo | None" = None,
+                 peers: typing.Sequence["Processor"] = ()) -> None:
         self.dropped_frames = dropped_frames
+        self.peers = tuple(peers)
         self._memo = memo if memo is not None else FrameMemo()
 
     def memo(self, key: typing.Hashable, fn: typing.Callable[[], typing.Any]) -> typing.Any:
@@ -284,6 +295,11 @@ class Processor:
     OUTPUTS: typing.ClassVar[tuple[tuple[str, str], ...]] = (("image", "image"),)
     #: True when the result depends on earlier frames (EWMA, kymograph...): the engine feeds every frame.
     stateful: typing.ClassVar[bool] = False
+    #: how a run over many frames may be split (offline, Dask): "frame" = stateless, each frame independent;
+    #: "merge" = chunks build partial states that :meth:`merge_states` folds exactly (linear recursions such as
+    #: EWMAs, append-only histories); "sequential" = in order only, state carried by get_state/set_state.
+    #: A kind that depends on the parameters is returned by :meth:`split_kind`.
+    split: typing.ClassVar[SplitKind] = "frame"
 
     def __init__(self, **params: typing.Any) -> None:
         known = {p.name: p for p in self.PARAMETERS}
@@ -304,6 +320,44 @@ class Processor:
 
     def reset(self) -> None:
         """Forget the state accumulated from earlier frames."""
+
+    # ------------------------------------------------------------------------------------------- split contract
+    def split_kind(self) -> SplitKind:
+        """The split kind for this instance's parameters (default: the class's :attr:`split`)."""
+        return self.split
+
+    def get_state(self) -> dict[str, typing.Any]:
+        """A picklable snapshot of the state carried between frames (``{}`` when there is none).
+
+        Default: a deep copy of every instance attribute that is not a parameter, which covers processors keeping
+        their state in plain attributes (numpy arrays, numbers, lists); override for anything else.
+        """
+        names = {p.name for p in self.PARAMETERS}
+        return {k: copy.deepcopy(v) for k, v in vars(self).items() if k not in names}
+
+    def set_state(self, state: typing.Mapping[str, typing.Any]) -> None:
+        """Restore a snapshot made by :meth:`get_state` (of an instance with the same parameters)."""
+        names = {p.name for p in self.PARAMETERS}
+        bad = sorted(set(state) & names)
+        if bad:
+            raise ParameterError(f"{type(self).__name__}.set_state: the state holds parameter(s) {bad}; "
+                                 f"build the processor with its parameters and pass only get_state()'s snapshot.")
+        for k, v in state.items():
+            setattr(self, k, copy.deepcopy(v))
+
+    def start_partial(self) -> None:
+        """("merge" only) Reset to the identity state: the frames processed from now on build a *partial* state
+        that :meth:`merge_states` can carry forward exactly from any earlier state."""
+        raise NotImplementedError(f"{type(self).__name__} declares split={self.split_kind()!r}; only 'merge' "
+                                  f"processors implement start_partial.")
+
+    def merge_states(self, earlier: dict[str, typing.Any], partial: dict[str, typing.Any],
+                     partial_frames: int) -> dict[str, typing.Any]:
+        """("merge" only) The state after ``earlier`` (a :meth:`get_state` snapshot) followed by the chunk of
+        ``partial_frames`` frames summarised by ``partial`` (made after :meth:`start_partial`). Pure: changes no
+        attribute of ``self``."""
+        raise NotImplementedError(f"{type(self).__name__} declares split={self.split_kind()!r}; only 'merge' "
+                                  f"processors implement merge_states.")
 
 
 def processor_from_function(fn: typing.Callable[..., NDArray[typing.Any]], *, processor_id: str, title: str,

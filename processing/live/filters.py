@@ -15,10 +15,9 @@ import numpy as np
 import scipy.ndimage
 from numpy.typing import NDArray
 
+from processing import warmup
 from processing.base import Context, Frame, ImageOutput, Outputs, Parameter, ParameterError, Processor
 from processing.alignment.registration import phase_correlation_shift_px
-
-cv2.setNumThreads(1)  # coarse-grained parallelism: one processor per core, no nested thread pools
 
 FloatArray = NDArray[np.float32]
 
@@ -76,48 +75,43 @@ def ewma_span_weight(span_frames: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
-def _ewma_difference_kernel(frame: FloatArray, fast: FloatArray, slow: FloatArray, out: FloatArray,
-                            p_fast: np.float32, p_slow: np.float32) -> None:  # pragma: no cover - compiled
-    q_fast = np.float32(1.0) - p_fast
-    q_slow = np.float32(1.0) - p_slow
+def _ewma_difference_kernel(frame: FloatArray, fast: NDArray[np.float64], slow: NDArray[np.float64], out: FloatArray,
+                            p_fast: float, p_slow: float) -> None:  # pragma: no cover - compiled
+    q_fast = 1.0 - p_fast
+    q_slow = 1.0 - p_slow
     f = frame.ravel()
     a = fast.ravel()
     b = slow.ravel()
     o = out.ravel()
     for i in range(f.size):
-        x = f[i]
+        x = np.float64(f[i])
         af = p_fast * a[i] + q_fast * x
         bs = p_slow * b[i] + q_slow * x
         a[i] = af
         b[i] = bs
-        o[i] = abs(af - bs)
+        o[i] = np.float32(abs(af - bs))
 
 
-def ewma_update(frame: FloatArray, fast: FloatArray, slow: FloatArray, *, p_fast: float, p_slow: float,
-                out: FloatArray | None = None) -> FloatArray:
-    """Update two EWMAs in place with ``frame`` and return ``|fast - slow|`` (all (H, W) float32).
+def ewma_update(frame: FloatArray, fast: NDArray[np.float64], slow: NDArray[np.float64], *, p_fast: float,
+                p_slow: float, out: FloatArray | None = None) -> FloatArray:
+    """Update two EWMAs (H, W) float64 in place with ``frame`` (H, W) float32 and return ``|fast - slow|`` as float32.
 
-    avg <- p * avg + (1 - p) * frame, in float32, in that order (bit-identical to the numpy expression).
+    avg <- p * avg + (1 - p) * frame, in float64, in that order (bit-identical to the numpy expression). The averages
+    are float64 so a run split into chunks merges to the same state (the recursion is linear, see
+    :meth:`LiveDifferenceProcessor.merge_states`) to far better than the float32 output's precision.
     """
     if out is None:
-        out = np.empty_like(frame)
-    _ewma_difference_kernel(frame, fast, slow, out, np.float32(p_fast), np.float32(p_slow))
+        out = np.empty(frame.shape, np.float32)
+    _ewma_difference_kernel(frame, fast, slow, out, float(p_fast), float(p_slow))
     return out
-
-
-def warm_up() -> None:
-    """Compile or load the EWMA kernel (numba, cached on disk) on a tiny frame, off the live path."""
-    a = np.zeros((2, 2), np.float32)
-    ewma_update(a, a.copy(), a.copy(), p_fast=0.5, p_slow=0.9)
-    readonly = a.copy()
-    readonly.flags.writeable = False  # frames from Swift can be read-only: a second signature
-    ewma_update(readonly, a.copy(), a.copy(), p_fast=0.5, p_slow=0.9)
 
 
 # --------------------------------------------------------------------------------------------------- processors
 
 class CopyProcessor(Processor):
     """Copy the region of interest into a new live image: the template for custom processors."""
+
+    split = "frame"
 
     processor_id = "insitu.copy"
     title = "Copy (ROI)"
@@ -131,6 +125,7 @@ class NoiseReductionProcessor(Processor):
     """Median filter and/or Gaussian blur, in that order."""
 
     processor_id = "insitu.noise_reduction"
+    split = "frame"
     title = "Noise Reduction"
     description = "Median filter (size in px) then Gaussian blur (sigma in px); set either to 0 to skip it."
     PARAMETERS = (
@@ -192,13 +187,70 @@ class LiveDifferenceProcessor(Processor):
                                  f"({self.slow}); swap them.")
         self.reset()
 
+    split = "merge"  # the two EWMAs are linear recursions (with ``align``: sequential, see split_kind)
+
     def reset(self) -> None:
-        self._fast: FloatArray | None = None
-        self._slow: FloatArray | None = None
+        self._fast: NDArray[np.float64] | None = None  # float64: chunks merge exactly (see ewma_update)
+        self._slow: NDArray[np.float64] | None = None
         self._last_time_s: float | None = None
         self._shape: tuple[int, int] | None = None
         self.frames_integrated = 0
         self.last_shift_px = (0.0, 0.0)
+        # partial mode (split contract): avg_end = A * avg_after_first + B over the chunk, the first frame kept
+        self._partial: dict[str, typing.Any] | None = None
+
+    def split_kind(self) -> typing.Literal["frame", "merge", "sequential"]:
+        return "sequential" if self.align else "merge"  # the alignment shift depends on the slow average
+
+    def start_partial(self) -> None:
+        self.reset()
+        self._partial = {"first": None, "first_time_s": 0.0, "restarted": False,
+                         "a_fast": 1.0, "a_slow": 1.0, "b_fast": None, "b_slow": None}
+
+    def _process_partial(self, frame: Frame) -> None:
+        part = self._partial
+        assert part is not None
+        data = frame.data
+        if part["first"] is not None and self._shape != frame.shape:  # as reset() on a new geometry
+            part.update(first=None, restarted=True, a_fast=1.0, a_slow=1.0)
+        if part["first"] is None:
+            part.update(first=np.array(data, np.float32), first_time_s=frame.timestamp_s,
+                        b_fast=np.zeros(data.shape, np.float64), b_slow=np.zeros(data.shape, np.float64))
+            self._shape = frame.shape
+        else:
+            p_fast, p_slow = self._weights(frame.timestamp_s)
+            x = data.astype(np.float64)
+            part["a_fast"] *= p_fast
+            part["a_slow"] *= p_slow
+            part["b_fast"] = p_fast * part["b_fast"] + (1.0 - p_fast) * x
+            part["b_slow"] = p_slow * part["b_slow"] + (1.0 - p_slow) * x
+        self._last_time_s = frame.timestamp_s
+        self.frames_integrated += 1
+
+    def merge_states(self, earlier: dict[str, typing.Any], partial: dict[str, typing.Any],
+                     partial_frames: int) -> dict[str, typing.Any]:
+        part = partial.get("_partial")
+        if not part or part["first"] is None:
+            return dict(earlier)
+        first = part["first"].astype(np.float64)
+        previous_fast, previous_slow = earlier.get("_fast"), earlier.get("_slow")
+        if part["restarted"] or previous_fast is None or previous_slow is None or earlier.get("_shape") != first.shape:
+            fast1, slow1 = first, first
+        else:
+            if self.time_in_seconds:
+                last = earlier.get("_last_time_s")
+                dt_s = 0.0 if last is None else max(part["first_time_s"] - last, 0.0)
+                p_fast, p_slow = math.exp(-dt_s / self.fast), math.exp(-dt_s / self.slow)
+            else:
+                p_fast, p_slow = ewma_span_weight(self.fast), ewma_span_weight(self.slow)
+            fast1 = p_fast * previous_fast.astype(np.float64) + (1.0 - p_fast) * first
+            slow1 = p_slow * previous_slow.astype(np.float64) + (1.0 - p_slow) * first
+        state = dict(earlier)
+        state.update(_fast=part["a_fast"] * fast1 + part["b_fast"], _slow=part["a_slow"] * slow1 + part["b_slow"],
+                     _last_time_s=partial["_last_time_s"], _shape=tuple(first.shape), _partial=None,
+                     frames_integrated=int(earlier.get("frames_integrated", 0)) + int(partial_frames),
+                     last_shift_px=partial.get("last_shift_px", (0.0, 0.0)))
+        return state
 
     def _weights(self, timestamp_s: float) -> tuple[float, float]:
         if not self.time_in_seconds:
@@ -208,10 +260,13 @@ class LiveDifferenceProcessor(Processor):
 
     def process(self, frame: Frame, context: Context) -> Outputs:
         data = frame.data
+        if self._partial is not None:
+            self._process_partial(frame)  # pass 1 of a chunked run: its outputs are not used
+            return (ImageOutput("image", np.zeros_like(data), frame.calibrations, frame.intensity_units),)
         if self._shape != frame.shape:
             self.reset()  # ROI or binning changed: start over rather than mixing geometries
         if self._fast is None or self._slow is None:
-            self._fast, self._slow = data.copy(), data.copy()
+            self._fast, self._slow = data.astype(np.float64), data.astype(np.float64)
             self._shape = frame.shape
             out = np.zeros_like(data)
         else:
@@ -225,3 +280,15 @@ class LiveDifferenceProcessor(Processor):
         self._last_time_s = frame.timestamp_s
         self.frames_integrated += 1
         return (ImageOutput("image", out, frame.calibrations, frame.intensity_units),)
+
+
+def _warm_up_kernels() -> None:
+    """The EWMA kernel with the live path's argument types (writable and read-only frames)."""
+    frame = np.zeros((2, 2), np.float32)
+    readonly = frame.copy()
+    readonly.flags.writeable = False  # frames from Swift can be read-only: a second signature
+    for data in (frame, readonly):
+        ewma_update(data, np.zeros((2, 2)), np.zeros((2, 2)), p_fast=0.5, p_slow=0.9)
+
+
+warmup.register("processing.live.filters.ewma", _warm_up_kernels)

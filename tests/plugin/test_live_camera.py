@@ -20,8 +20,6 @@ CAMERA_ID = "insitu_camera"
 def swift() -> typing.Iterator[HeadlessSwift]:
     from instrument_sim import configuration
     from processing import warmup
-    from processing.live import filters as live_filters
-    live_filters.warm_up()
     warmup.warm_up()
     with HeadlessSwift(configuration.SimulatorConfiguration(frame_shape=(256, 256))) as session:
         yield session

@@ -49,12 +49,13 @@ def test_copy_processor_returns_the_roi_with_shifted_calibration() -> None:
 
 
 def _reference_ewma_difference(frames: list[np.ndarray], n_fast: float, n_slow: float) -> np.ndarray:
-    p_fast, p_slow = np.float32(ewma_span_weight(n_fast)), np.float32(ewma_span_weight(n_slow))
-    fast = slow = frames[0].copy()
+    # the averages are float64 (so chunked runs merge exactly), the output float32
+    p_fast, p_slow = ewma_span_weight(n_fast), ewma_span_weight(n_slow)
+    fast = slow = frames[0].astype(np.float64)
     for f in frames[1:]:
-        fast = p_fast * fast + (np.float32(1) - p_fast) * f
-        slow = p_slow * slow + (np.float32(1) - p_slow) * f
-    return np.abs(fast - slow)
+        fast = p_fast * fast + (1.0 - p_fast) * f.astype(np.float64)
+        slow = p_slow * slow + (1.0 - p_slow) * f.astype(np.float64)
+    return np.abs(fast - slow).astype(np.float32)
 
 
 def test_live_difference_is_bit_identical_to_the_numpy_reference() -> None:
