@@ -31,8 +31,6 @@ def _warm_up() -> None:
     """Compile/load the numba kernels off the live path, so the first frames don't stall."""
     try:
         from processing import warmup
-        from processing.live import filters as live_filters
-        live_filters.warm_up()
         warmup.warm_up()
     except Exception as e:  # never fail plug-in loading because of a cache problem
         logging.warning("In-situ: warm-up failed (%s); kernels will compile on first use.", e)
