@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import threading
 import typing
 import weakref
@@ -35,7 +36,7 @@ from processing.base import (Calibration, Context, Frame, ImageOutput, InputErro
                              Outputs, Parameter, Processor, RGBImageOutput)
 
 __all__ = ["max_fft", "radial_profile", "RadialProfile", "orientation_map", "OrientationMap", "orientation_rgb",
-           "colour_wheel_legend", "spacing_legend", "blend_over_image", "shared_tile_pass", "frequency_units",
+           "colour_wheel_legend", "spacing_legend", "brightness", "blend_over_image", "shared_tile_pass", "frequency_units",
            "MaxFFTProcessor", "RadialKymographProcessor", "OrientationMapProcessor"]
 
 F32 = NDArray[np.float32]
@@ -105,7 +106,10 @@ def max_fft_from_pass(tile_pass: tiles.TilePass) -> F32:
     """(T, T) float32 natural log of the per-pixel maximum tile power, fftshifted (zero frequency at T/2)."""
     plane = tiles.full_shifted_plane(tile_pass.max_power_half)
     np.maximum(plane, _kernels.FLT_MIN, out=plane)
-    return typing.cast(F32, np.log(plane))
+    log_plane = np.log(plane)
+    if tile_pass.log_gain:  # the frame was scaled down (values near float32's limit): exact correction
+        log_plane += np.float32(tile_pass.log_gain)
+    return typing.cast(F32, log_plane)
 
 
 def max_fft(data: F32, *, tile_px: int = 128, step_px: int = 32) -> F32:
@@ -247,10 +251,11 @@ def radial_profile(data: F32, *, statistic: str = "mean") -> F64:
     if statistic not in ("mean", "max"):
         from processing.base import ParameterError
         raise ParameterError(f"radial statistic must be 'mean' or 'max'; got {statistic!r}.")
-    data = np.ascontiguousarray(data, dtype=np.float32)
+    data, log_gain = tiles.overflow_safe(np.ascontiguousarray(data, dtype=np.float32))
     h, w = data.shape
     if min(h, w) < 2:
-        raise InputError(f"the frame ({h}x{w} px) is too small for a radial profile; it needs at least 2x2 px.")
+        raise InputError(f"the frame ({h}x{w} px) is too small for a radial profile; it needs at least 2x2 px "
+                         f"(enlarge the region of interest).")
     plan = _radial_plan(h, w)
     kx = w // 2 + 1
     half = _half_planes.take((h, kx))
@@ -264,9 +269,10 @@ def radial_profile(data: F32, *, statistic: str = "mean") -> F64:
                                     [(c, min(kx, c + width)) for c in range(0, kx, width)])
     finally:
         _half_planes.give(half)
+    gain = math.exp(log_gain)  # exact power of two (1.0 for ordinary data); float64 holds up to 1e308
     if statistic == "max":
-        return typing.cast(F64, np.max([p[1] for p in parts], axis=0))
-    return typing.cast(F64, np.sum([p[0] for p in parts], axis=0) / plan.counts)
+        return typing.cast(F64, np.max([p[1] for p in parts], axis=0) * gain)
+    return typing.cast(F64, np.sum([p[0] for p in parts], axis=0) / plan.counts * gain)
 
 
 class RadialKymographProcessor(Processor):
@@ -306,6 +312,9 @@ class RadialKymographProcessor(Processor):
         _check_finite(profile, self.title)
         if self.log_scale:
             profile = np.log(np.maximum(profile, np.finfo(np.float32).tiny))
+        elif float(profile.max()) > float(np.finfo(np.float32).max):
+            raise InputError(f"{self.title}: the FFT power reaches {float(profile.max()):.3g}, beyond the float32 "
+                             f"range of the kymograph (3.4e38); turn on 'Log scale' or scale the data down.")
         h, w = frame.shape
         cal = frame.calibrations[1] if w <= h else frame.calibrations[0]
         key = (profile.size, frame.shape, cal)
@@ -350,6 +359,7 @@ class OrientationMap:
     strength: F32
     tile_px: int
     step_px: int
+    flat: NDArray[np.bool_] | None = None  # tiles with no power outside the centre mask (see TilePass.flat)
 
 
 def orientation_map(data: F32, *, tile_px: int = 128, step_px: int = 32, mask_percent: float = 10.0,
@@ -367,7 +377,24 @@ def orientation_map(data: F32, *, tile_px: int = 128, step_px: int = 32, mask_pe
 def _map_from_pass(tp: tiles.TilePass, what: str) -> OrientationMap:
     assert tp.theta_deg is not None and tp.spacing_cpp is not None and tp.strength is not None
     _check_finite(tp.strength, what)
-    return OrientationMap(tp.theta_deg, tp.spacing_cpp, tp.strength, tp.tile_px, tp.step_px)
+    return OrientationMap(tp.theta_deg, tp.spacing_cpp, tp.strength, tp.tile_px, tp.step_px, tp.flat)
+
+
+def brightness(omap: OrientationMap) -> F64:
+    """(n_y, n_x) float64 in [0, 1]: the strength scaled from its per-frame minimum to its maximum over the tiles
+    that hold a measurement. Flat tiles (no power outside the centre mask, :attr:`OrientationMap.flat`) and NaN
+    tiles are black (0) and excluded from the range, so an exactly flat region (behind a beam stop) does not
+    collapse the contrast of the rest. All tiles equal: 1 (0 if all are flat)."""
+    s = omap.strength.astype(np.float64)
+    valid = np.isfinite(s)
+    if omap.flat is not None:
+        valid &= ~omap.flat
+    if not valid.any():
+        return np.zeros_like(s)
+    lo, hi = float(s[valid].min()), float(s[valid].max())
+    out = np.clip((s - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.ones_like(s)
+    out[~valid] = 0.0
+    return out
 
 
 def _lut(segments: typing.Sequence[tuple[float, tuple[float, float, float]]], n: int = 256) -> F64:
@@ -411,9 +438,9 @@ def _spacing_range(spacing: F32) -> tuple[float, float]:
 
 def orientation_rgb(omap: OrientationMap, *, colour_by: str = "orientation", pad_border: bool = True) -> U8:
     """(n_y', n_x', 3) uint8 RGB of the map: hue = orientation through 'gist_rainbow' over 0-180 deg (or spacing
-    through 'jet' over its 5-95 percentiles), brightness = strength scaled from its per-frame minimum to maximum.
+    through 'jet' over its 5-95 percentiles), brightness = strength scaled from its per-frame minimum to maximum (:func:`brightness`: flat tiles black).
     ``pad_border`` adds ``T//step//2`` black tiles on each side (the reference), so map x step ~ frame size."""
-    theta, spacing, strength = omap.theta_deg, omap.spacing_cpp, omap.strength
+    theta, spacing = omap.theta_deg, omap.spacing_cpp
     if colour_by == "orientation":
         colour = GIST_RAINBOW[_lut_index(theta / 180.0)]
     elif colour_by == "spacing":
@@ -423,10 +450,7 @@ def orientation_rgb(omap: OrientationMap, *, colour_by: str = "orientation", pad
         from processing.base import ParameterError
         raise ParameterError(f"colour_by must be 'orientation' or 'spacing'; got {colour_by!r}.")
     pad = omap.tile_px // omap.step_px // 2 if pad_border else 0
-    s = np.nan_to_num(strength.astype(np.float64), nan=-np.inf)
-    lo = float(np.min(s[np.isfinite(s)])) if np.isfinite(s).any() else 0.0
-    hi = float(np.max(s)) if np.isfinite(s).any() else 1.0
-    bright = np.clip((s - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.ones_like(s)
+    bright = brightness(omap)
     if pad:  # the padded border takes the map minimum: black
         bright = np.pad(bright, pad, constant_values=0.0)
         colour = np.pad(colour, ((pad, pad), (pad, pad), (0, 0)))
@@ -544,10 +568,8 @@ class OrientationMapProcessor(Processor):
             legend = RGBImageOutput("legend", spacing_legend(), (Calibration(), cal),
                                     title="Spacing legend (spatial frequency)")
         if self.blend_over_image:
-            s = omap.strength.astype(np.float64)
-            lo_s, hi_s = float(s.min()), float(s.max())
             pad = omap.tile_px // omap.step_px // 2
-            strength = np.pad((s - lo_s) / (hi_s - lo_s) if hi_s > lo_s else np.ones_like(s), pad)
+            strength = np.pad(brightness(omap), pad)
             image = blend_over_image(rgb, strength, frame.data, tile_px=omap.tile_px, step_px=omap.step_px)
             main = RGBImageOutput("image", image, frame.calibrations, title="FFT orientation (blended)")
         else:

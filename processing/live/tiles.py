@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import threading
 import typing
 
@@ -40,7 +41,7 @@ from processing.live import _kernels
 from processing.execution import parallel
 from processing.base import InputError, ParameterError
 
-__all__ = ["PeakSpec", "TilePass", "tile_grid", "sqrt_hann", "centre_mask", "gaussian_taps", "tile_pass",
+__all__ = ["PeakSpec", "TilePass", "tile_grid", "MIN_TILE_PX", "SAFE_MAGNITUDE", "overflow_safe", "tile_size_advice", "sqrt_hann", "centre_mask", "gaussian_taps", "tile_pass",
            "full_shifted_plane", "frequency_calibration_scale", "TilePassJob"]
 
 F32 = NDArray[np.float32]
@@ -48,6 +49,39 @@ F32 = NDArray[np.float32]
 #: minimum tile rows per band task: larger bands repeat fewer row FFTs at band edges (each band recomputes T - step
 #: image rows), smaller ones balance the cores better
 BAND_TILE_ROWS = 4
+
+#: smallest tile the processors accept (their ``tile_size_px`` parameter minimum)
+MIN_TILE_PX = 16
+
+#: frames whose largest |value| exceeds this are scaled by an exact power of two before any FFT: a T x T tile's
+#: power is at most (T**2 max|x|)**2, which overflows float32 (3.4e38) from max|x| ~ 1e13 at T = 1024; the log
+#: outputs are corrected by the exact factor (:func:`overflow_safe`)
+SAFE_MAGNITUDE = 2.0 ** 30
+
+
+def overflow_safe(data: F32) -> tuple[F32, float]:
+    """``(data * 2**-k, 2 k ln 2)``: the frame scaled so max|x| <= SAFE_MAGNITUDE (k = 0, the same array, for
+    ordinary data) and what to add to a natural-log power computed from the scaled frame. Exact (power of two),
+    so finite data up to float32's maximum gives finite, correct log powers. NaN/inf data is returned unchanged
+    (the callers report it)."""
+    hi = max(float(np.max(data)), -float(np.min(data))) if data.size else 0.0
+    if not math.isfinite(hi) or hi <= SAFE_MAGNITUDE:
+        return data, 0.0
+    k = math.frexp(hi)[1] - 30
+    return typing.cast(F32, data * np.float32(2.0 ** -k)), 2.0 * k * math.log(2.0)
+
+
+def tile_size_advice(shape: tuple[int, int], tile_px: int) -> str:
+    """The sentence telling the user what to do when a (H, W) frame is smaller than one ``tile_px`` tile."""
+    h, w = shape
+    side = min(h, w)
+    if side >= MIN_TILE_PX:
+        best = 1 << (side.bit_length() - 1)  # largest power of two that fits
+        return (f"the frame ({h}x{w} px) is smaller than one {tile_px} px tile; choose a tile size of at most "
+                f"{best} px (a power of two) or enlarge the region of interest.")
+    return (f"the frame ({h}x{w} px) is too small for the tile FFT: the smallest tile is {MIN_TILE_PX} px, so the "
+            f"region of interest must be at least {MIN_TILE_PX}x{MIN_TILE_PX} px; enlarge it (or remove it to use "
+            f"the whole frame).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +105,10 @@ class TilePass:
     max_power_half: (T, T//2+1) float32, per-pixel maximum of |F|^2 over all tiles, unshifted half plane.
     theta_deg, spacing_cpp, strength: (n_y, n_x) float32 per tile (None without a :class:`PeakSpec`): the peak's
     orientation in degrees [0, 180) (counter-clockwise from +x with y up), its spatial frequency in cycles/px, and
-    the smoothed natural-log power at the peak.
+    the smoothed natural-log power at the peak (of the frame as given: corrected by ``log_gain``).
+    log_gain: add it to ``log(max_power_half)`` to get the frame's log power (non-zero only for frames scaled by
+    :func:`overflow_safe`). flat: (n_y, n_x) bool, True for tiles with no power outside the masked centre (an
+    exactly flat region, e.g. behind a beam stop: their strength is the FLT_MIN floor, not a measurement).
     """
 
     tile_px: int
@@ -81,6 +118,12 @@ class TilePass:
     theta_deg: F32 | None = None
     spacing_cpp: F32 | None = None
     strength: F32 | None = None
+    log_gain: float = 0.0
+    flat: NDArray[np.bool_] | None = None
+
+
+#: natural log of the power floor (FLT_MIN, -87.34): a smoothed log power within 1 of it is a flat tile
+LOG_POWER_FLOOR = float(np.log(np.float32(1.17549435e-38)))
 
 
 def tile_grid(shape: tuple[int, int], tile_px: int, step_px: int) -> tuple[int, int]:
@@ -91,8 +134,7 @@ def tile_grid(shape: tuple[int, int], tile_px: int, step_px: int) -> tuple[int, 
         raise ParameterError(f"tile step {step_px} px must be at least 1 px; use e.g. 32.")
     h, w = shape
     if h < tile_px or w < tile_px:
-        raise InputError(f"the frame ({h}x{w} px) is smaller than one {tile_px} px tile; choose a tile size of at "
-                         f"most {min(h, w)} px or enlarge the region of interest.")
+        raise InputError(tile_size_advice(shape, tile_px))
     return (h - tile_px) // step_px + 1, (w - tile_px) // step_px + 1
 
 
@@ -229,7 +271,7 @@ class TilePassJob:
                  band_tile_rows: int | None = None) -> None:
         grid = tile_grid(typing.cast(tuple[int, int], data.shape), tile_px, step_px)
         n_y, n_x = grid
-        data = np.ascontiguousarray(data, dtype=np.float32)
+        data, self._log_gain = overflow_safe(np.ascontiguousarray(data, dtype=np.float32))
         if peaks is not None:
             if not 0.0 <= peaks.mask_percent <= 90.0:
                 raise ParameterError(f"centre mask {peaks.mask_percent} % must be within [0, 90] %.")
@@ -267,13 +309,17 @@ class TilePassJob:
         for p in partial[1:]:
             np.maximum(max_power, p, out=max_power)
         if job.peaks is None:
-            return TilePass(job.tile_px, job.step_px, job.grid, max_power)
+            return TilePass(job.tile_px, job.step_px, job.grid, max_power, log_gain=self._log_gain)
         bad = job.theta < 0
         if bad.any():
             job.theta[bad] = np.nan
             job.spacing[bad] = np.nan
             job.strength[bad] = np.nan
-        return TilePass(job.tile_px, job.step_px, job.grid, max_power, job.theta, job.spacing, job.strength)
+        flat = job.strength <= np.float32(LOG_POWER_FLOOR + 1.0)
+        if self._log_gain:
+            job.strength += np.float32(self._log_gain)
+        return TilePass(job.tile_px, job.step_px, job.grid, max_power, job.theta, job.spacing, job.strength,
+                        self._log_gain, flat)
 
 
 def tile_pass(data: F32, *, tile_px: int = 128, step_px: int = 32, peaks: PeakSpec | None = None,

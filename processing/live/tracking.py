@@ -34,6 +34,10 @@ F32 = NDArray[np.float32]
 U8 = NDArray[np.uint8]
 
 
+#: beyond this |value| Otsu's histogram arithmetic would overflow float32; such frames are scaled (exactly) first
+_SAFE_MAGNITUDE = 2.0 ** 40
+
+
 def _finite_range(data: F32) -> tuple[float, float]:
     lo, hi = float(data.min()), float(data.max())
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -53,6 +57,12 @@ def otsu_threshold(data: F32, *, nbins: int = 256) -> float:
     lo, hi = _finite_range(data)
     if lo == hi:
         return lo
+    magnitude = max(hi, -lo)
+    if magnitude > _SAFE_MAGNITUDE:
+        # bin centres and Otsu's class means overflow float32 near its limit (every pixel came out 'bright'):
+        # threshold the frame scaled by an exact power of two and scale the level back (same bins, same result)
+        k = math.frexp(magnitude)[1] - 40
+        return float(np.float32(otsu_threshold(data * np.float32(2.0 ** -k), nbins=nbins)) * np.float32(2.0 ** k))
     # numpy.histogram's bin edges for this min/max (same dtype rules), computed on a 2-element array
     edges = np.histogram(np.array([data.min(), data.max()], np.float32), bins=nbins)[1].astype(np.float32)
     n_tasks = 2 * parallel.workers()
@@ -198,7 +208,10 @@ def track_region(data: F32, *, threshold: float | None = None, radius_px: int = 
     else:
         _finite_range(data)
         level = float(threshold)
-    mask = typing.cast(U8, cv2.compare(data, np.float64(np.float32(level)), cv2.CMP_GT))  # type: ignore[call-overload]
+    if data.size < 16:  # OpenCV takes a 1x1 (or 4-element) array for a scalar: compare with numpy
+        mask = typing.cast(U8, np.where(data > np.float32(level), np.uint8(255), np.uint8(0)))
+    else:
+        mask = typing.cast(U8, cv2.compare(data, np.float64(np.float32(level)), cv2.CMP_GT))  # type: ignore[call-overload]
     mask = open_close(mask, radius_px)
     regions = find_regions(mask)
     if len(regions) == 0:
@@ -302,5 +315,6 @@ class ThresholdTrackingProcessor(Processor):
         history = self._history[:, :self._count]
         series = TimeSeriesOutput("track", history[0].copy(), history[1:].copy(),
                                   ("centre x", "centre y", "convex area"), units, "Tracked region")
-        main = ImageOutput("image", image, frame.calibrations, "", "Threshold regions (2 = tracked)")
+        # float32 labels, not uint8: Swift reads a uint8 (H, 3 or 4) image as RGB(A) (frames or ROIs 3-4 px wide)
+        main = ImageOutput("image", image.astype(np.float32), frame.calibrations, "", "Threshold regions (2 = tracked)")
         return (main, marker, series, *notices)
