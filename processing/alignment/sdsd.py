@@ -1,0 +1,308 @@
+"""SDSD stack alignment: Statistically Determined Spatial Drift (Schaffer, Grogger, Kothleitner, Ultramicroscopy
+102 (2004) 27-36), as described in seed 001.
+
+1. Pre-filter every frame once (:func:`processing.alignment.stack_filters.prefilter_spectra`): optional region,
+   optional median and Sobel edge filters, a window (Hann/Tukey), and a Gaussian band-pass applied in Fourier space.
+2. Cross-correlate the chosen pairs (all N(N-1)/2, or each frame against its K neighbours, or against the first /
+   previous frame) on the band-limited spectra; integer peak on a coarse grid, then sub-pixel refinement by a local
+   upsampled DFT (Guizar-Sicairos) down to the user's precision, then a parabola.
+3. Weight each pair's shift by its correlation maximum (normalised, in [0, 1]) and solve for one shift per frame by
+   weighted least squares over all pairs (frame 0 fixed at 0); reject pairs whose residual exceeds
+   ``reject_sigma`` robust standard deviations and solve again until no pair changes (keeping the graph connected).
+
+Conventions: arrays are (N, H, W) or (H, W), axes (y, x). ``shifts_px[k] = (dy, dx)`` is the displacement of the
+content of frame ``k`` relative to frame 0 (``frame_k[y, x] ~= frame_0[y - dy, x - dx]``, the convention of
+:mod:`processing.alignment.registration`); aligning frame ``k`` means shifting it by ``-shifts_px[k]``.
+
+>>> import numpy as np, scipy.ndimage
+>>> base = scipy.ndimage.gaussian_filter(np.random.default_rng(0).normal(size=(96, 96)), 3, mode="wrap")
+>>> stack = np.stack([scipy.ndimage.shift(base, (0.7 * k, -0.4 * k), mode="grid-wrap") for k in range(5)])
+>>> result = align_stack(stack, lowpass_sigma_px=1.0, window="none")  # circular shifts: no window needed
+>>> np.round(result.shifts_px[4], 1).tolist()
+[2.8, -1.6]
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.csgraph
+from numpy.typing import NDArray
+
+from processing.alignment.stack_filters import (SDSD_PARAMETERS, PairSpectra, prefilter_spectra, sdsd_options,
+                                                 validate_stack)
+from processing.base import InputError, ParameterError
+
+__all__ = ["SDSD_PARAMETERS", "SDSDResult", "PairMeasurement", "pair_list", "measure_pairs", "solve_shifts",
+           "align_stack", "sdsd_options"]
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclasses.dataclass(frozen=True)
+class PairMeasurement:
+    """One measured pair: ``shift_px`` = position of frame j minus position of frame i (dy, dx) px;
+    ``correlation`` = normalised correlation maximum in [-1, 1] (the pair's weight, clipped at 0)."""
+
+    i: int
+    j: int
+    shift_px: tuple[float, float]
+    correlation: float
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SDSDResult:
+    """Result of :func:`align_stack`.
+
+    shifts_px : (N, 2) float64, (dy, dx) px of each frame relative to frame 0.
+    shifts_nm : (N, 2) float64, the same in calibrated units (``pixel_size_nm`` per px; equals px if 1).
+    uncertainty_px : (N, 2) float64, one-sigma uncertainty of each shift from the least-squares residuals (NaN when
+        the chosen pairs have no redundancy: modes "first" and "previous").
+    pairs : every measured pair; ``rejected`` : the (i, j) pairs excluded by the robust re-weighting.
+    residual_rms_px : weighted RMS residual of the kept pairs.
+    notes : messages for the user (rejections, weak correlations, missing uncertainty).
+    """
+
+    shifts_px: FloatArray
+    shifts_nm: FloatArray
+    uncertainty_px: FloatArray
+    pairs: tuple[PairMeasurement, ...]
+    rejected: tuple[tuple[int, int], ...]
+    residual_rms_px: float
+    reference: str
+    pixel_size_nm: tuple[float, float]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.shifts_px.shape[0])
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        """JSON-serialisable summary (for metadata and the CLI)."""
+        return {"shifts_px": self.shifts_px.tolist(), "shifts_nm": self.shifts_nm.tolist(),
+                "uncertainty_px": [[None if not np.isfinite(v) else float(v) for v in row]
+                                   for row in self.uncertainty_px],
+                "rejected_pairs": [list(p) for p in self.rejected], "n_pairs": len(self.pairs),
+                "residual_rms_px": self.residual_rms_px, "reference": self.reference,
+                "pixel_size_nm": list(self.pixel_size_nm), "notes": list(self.notes)}
+
+
+def pair_list(n_frames: int, reference: str, band_k: int = 10) -> list[tuple[int, int]]:
+    """The (i, j) pairs (i < j) compared in mode ``reference``: "all", "banded" (|i - j| <= band_k), "first" (0, j),
+    "previous" (j - 1, j)."""
+    if n_frames < 2:
+        raise InputError(f"alignment needs at least 2 frames; got {n_frames}. Acquire or load a longer series.")
+    if reference == "all":
+        return [(i, j) for i in range(n_frames) for j in range(i + 1, n_frames)]
+    if reference == "banded":
+        if band_k < 1:
+            raise ParameterError(f"band_k must be >= 1; got {band_k}. Use e.g. 10.")
+        return [(i, j) for i in range(n_frames) for j in range(i + 1, min(n_frames, i + band_k + 1))]
+    if reference == "first":
+        return [(0, j) for j in range(1, n_frames)]
+    if reference == "previous":
+        return [(j - 1, j) for j in range(1, n_frames)]
+    raise ParameterError(f"reference must be one of all, banded, first, previous; got {reference!r}.")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# pair correlation on band-limited spectra
+
+def _dft_surface(cross: NDArray[np.complex64], spectra: PairSpectra, centres: FloatArray, step_px: float,
+                 half_points: int) -> FloatArray:
+    """Correlation values on a (2h+1)^2 grid of shifts around ``centres`` (n, 2) for a batch of cross spectra
+    (n, My, Mxh). Returns (n, 2h+1, 2h+1) float64: c[n, a, b] at shift centre + ((a - h), (b - h)) * step."""
+    offsets = (np.arange(-half_points, half_points + 1) * step_px)
+    sy = centres[:, 0:1] + offsets[None, :]                         # (n, p)
+    sx = centres[:, 1:2] + offsets[None, :]
+    ey = np.exp(2j * np.pi * sy[:, :, None] * spectra.fy[None, None, :]).astype(np.complex64)   # (n, p, My)
+    ex = np.exp(2j * np.pi * spectra.fx[None, :, None] * sx[:, None, :]).astype(np.complex64)   # (n, Mxh, p)
+    weighted = cross * spectra.column_weights[None, None, :]
+    values = np.matmul(np.matmul(ey, weighted), ex)
+    return np.asarray(values.real, dtype=np.float64) * spectra.inverse_scale
+
+
+def _parabola(m: FloatArray, c: FloatArray, p: FloatArray) -> FloatArray:
+    denom = m - 2.0 * c + p
+    safe = np.where(denom < 0, denom, -1.0)
+    return np.where(denom < 0, np.clip(0.5 * (m - p) / safe, -0.5, 0.5), 0.0)
+
+
+def _correlate_batch(spectra: PairSpectra, i_index: NDArray[np.intp], j_index: NDArray[np.intp],
+                     subpixel_px: float, max_shift_px: float, inverted_contrast: bool = False,
+                     ) -> tuple[FloatArray, FloatArray]:
+    """Shifts (n, 2) px and normalised correlation maxima (n,) for pairs (i, j): position of j minus i.
+    With ``inverted_contrast`` the peak of |correlation| is used (a pair whose contrast is reversed, as between
+    EFTEM slices or across a focal series, correlates negatively)."""
+    cross = spectra.spectra[j_index] * np.conj(spectra.spectra[i_index])          # (n, My, Mxh)
+    coarse = np.fft.irfft2(cross, s=spectra.grid_shape, axes=(-2, -1))
+    my, mx = spectra.grid_shape
+    gy, gx = spectra.grid_step_px
+    # shift of grid index (a, b): a * gy (wrapped to +-H/2)
+    ay = np.fft.fftfreq(my, 1.0 / my) * gy
+    ax = np.fft.fftfreq(mx, 1.0 / mx) * gx
+    allowed = (np.abs(ay)[:, None] <= max_shift_px) & (np.abs(ax)[None, :] <= max_shift_px)
+    masked = np.where(allowed[None], np.abs(coarse) if inverted_contrast else coarse, -np.inf)
+    flat = np.argmax(masked.reshape(len(i_index), -1), axis=1)
+    if inverted_contrast:
+        sign = np.sign(coarse.reshape(len(i_index), -1)[np.arange(len(i_index)), flat])
+        cross = cross * sign.astype(np.complex64)[:, None, None]
+    centres = np.stack([ay[flat // mx], ax[flat % mx]], axis=1).astype(np.float64)
+    step = max(gy, gx)
+    # refine: grids of 9 x 9 points, each step a quarter of the previous, down to the requested precision
+    while True:
+        step = max(step / 4.0, subpixel_px)
+        surface = _dft_surface(cross, spectra, centres, step, 4)
+        n = surface.shape[0]
+        best = surface.reshape(n, -1).argmax(axis=1)
+        by, bx = best // 9, best % 9
+        centres = centres + np.stack([(by - 4) * step, (bx - 4) * step], axis=1)
+        if step <= subpixel_px:
+            break
+    surface = _dft_surface(cross, spectra, centres, subpixel_px, 1)
+    rows = np.arange(surface.shape[0])
+    oy = _parabola(surface[rows, 0, 1], surface[rows, 1, 1], surface[rows, 2, 1])
+    ox = _parabola(surface[rows, 1, 0], surface[rows, 1, 1], surface[rows, 1, 2])
+    centres = centres + np.stack([oy, ox], axis=1) * subpixel_px
+    peak = surface[rows, 1, 1] / np.maximum(spectra.norms[i_index] * spectra.norms[j_index], 1e-30)
+    return centres, np.clip(peak, -1.0, 1.0)
+
+
+def measure_pairs(spectra: PairSpectra, pairs: typing.Sequence[tuple[int, int]], *, subpixel_px: float = 0.05,
+                  max_shift_px: float | None = None, inverted_contrast: bool = False, batch_pairs: int = 64,
+                  ) -> list[PairMeasurement]:
+    """Correlate ``pairs`` of pre-filtered frames (see :func:`prefilter_spectra`); batched for speed."""
+    if not 0.001 <= subpixel_px <= 0.5:
+        raise ParameterError(f"subpixel_px must be in [0.001, 0.5] px; got {subpixel_px}. Use e.g. 0.05.")
+    h, w = spectra.frame_shape
+    limit = 0.45 * min(h, w) if not max_shift_px else float(max_shift_px)
+    out: list[PairMeasurement] = []
+    index = np.asarray(pairs, dtype=np.intp).reshape(-1, 2)
+    for start in range(0, len(index), batch_pairs):
+        chunk = index[start:start + batch_pairs]
+        shifts, corr = _correlate_batch(spectra, chunk[:, 0], chunk[:, 1], subpixel_px, limit, inverted_contrast)
+        out.extend(PairMeasurement(int(i), int(j), (float(s[0]), float(s[1])), float(c))
+                   for (i, j), s, c in zip(chunk, shifts, corr))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# weighted least squares with robust rejection
+
+def _connected(n: int, pairs: NDArray[np.intp], keep: NDArray[np.bool_]) -> bool:
+    kept = pairs[keep]
+    graph = scipy.sparse.coo_matrix((np.ones(len(kept)), (kept[:, 0], kept[:, 1])), shape=(n, n))
+    count, _labels = scipy.sparse.csgraph.connected_components(graph, directed=False)
+    return int(count) == 1
+
+
+def _wls(n: int, pairs: NDArray[np.intp], d: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Positions (n, 2) with p_0 = 0 minimising sum w |p_j - p_i - d|^2, and the diagonal of the inverse normal
+    matrix (n,) (0 for frame 0)."""
+    lap = np.zeros((n, n))
+    rhs = np.zeros((n, 2))
+    np.add.at(lap, (pairs[:, 0], pairs[:, 0]), w)
+    np.add.at(lap, (pairs[:, 1], pairs[:, 1]), w)
+    np.add.at(lap, (pairs[:, 0], pairs[:, 1]), -w)
+    np.add.at(lap, (pairs[:, 1], pairs[:, 0]), -w)
+    np.add.at(rhs, pairs[:, 1], w[:, None] * d)
+    np.add.at(rhs, pairs[:, 0], -w[:, None] * d)
+    reduced = lap[1:, 1:] + 1e-12 * np.eye(n - 1)
+    inverse = np.linalg.inv(reduced)
+    positions = np.zeros((n, 2))
+    positions[1:] = inverse @ rhs[1:]
+    return positions, np.concatenate([[0.0], np.diag(inverse)])
+
+
+def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], *, reject_sigma: float = 3.0,
+                 min_residual_px: float = 0.1, max_iterations: int = 10,
+                 ) -> tuple[FloatArray, FloatArray, tuple[tuple[int, int], ...], float, list[str]]:
+    """Weighted least squares over pairs (weights = correlation maxima) with robust rejection.
+
+    Returns (shifts_px (N, 2), uncertainty_px (N, 2), rejected pairs, weighted RMS residual px, notes).
+    A pair is rejected when its residual exceeds ``reject_sigma`` x the robust (MAD) residual scale, and at least
+    ``min_residual_px``; rejection never disconnects a frame from the others (reject_sigma = 0 disables it).
+    """
+    if not measurements:
+        raise InputError("no pair was measured; alignment needs at least 2 frames.")
+    pairs = np.asarray([(m.i, m.j) for m in measurements], dtype=np.intp)
+    d = np.asarray([m.shift_px for m in measurements], dtype=np.float64)
+    w = np.clip(np.asarray([m.correlation for m in measurements], dtype=np.float64), 1e-6, None)
+    notes: list[str] = []
+    if not _connected(n_frames, pairs, np.ones(len(pairs), bool)):
+        raise InputError(f"the pairs do not connect all {n_frames} frames; use reference 'all' or a larger band_k.")
+    keep = np.ones(len(pairs), dtype=bool)
+    for _ in range(max_iterations):
+        positions, diag = _wls(n_frames, pairs[keep], d[keep], w[keep])
+        residual = np.linalg.norm(positions[pairs[:, 1]] - positions[pairs[:, 0]] - d, axis=1)
+        if reject_sigma <= 0 or keep.sum() <= n_frames - 1:
+            break
+        scale = 1.4826 * float(np.median(residual[keep]))
+        threshold = max(reject_sigma * scale, min_residual_px)
+        new_keep = residual <= threshold
+        # never disconnect: restore the best rejected pairs until connected
+        if not _connected(n_frames, pairs, new_keep):
+            for index in np.argsort(residual):
+                if not new_keep[index]:
+                    new_keep[index] = True
+                    if _connected(n_frames, pairs, new_keep):
+                        break
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    positions, diag = _wls(n_frames, pairs[keep], d[keep], w[keep])
+    residual_vec = positions[pairs[:, 1]] - positions[pairs[:, 0]] - d
+    kw, kr = w[keep], residual_vec[keep]
+    rms = float(np.sqrt(np.sum(kw[:, None] * kr * kr) / max(2.0 * kw.sum(), 1e-30)))
+    dof = int(keep.sum()) - (n_frames - 1)
+    if dof > 0:
+        sigma2 = np.sum(kw[:, None] * kr * kr, axis=0) / dof          # per axis
+        uncertainty = np.sqrt(np.outer(diag, sigma2))
+    else:
+        uncertainty = np.full((n_frames, 2), np.nan)
+        uncertainty[0] = 0.0
+        notes.append("no redundant pairs (reference 'first' or 'previous'): the shift uncertainty cannot be "
+                     "estimated; use reference 'all' or 'banded'.")
+    rejected = tuple((int(a), int(b)) for a, b in pairs[~keep])
+    if rejected:
+        notes.append(f"{len(rejected)} of {len(pairs)} pairs rejected as inconsistent with the solution.")
+    weak = int(np.sum(np.asarray([m.correlation for m in measurements]) < 0.05))
+    if weak:
+        notes.append(f"{weak} pairs have a correlation maximum below 0.05: the frames share little structure; "
+                     f"the shifts of those frames are uncertain.")
+    return positions, uncertainty, rejected, rms, notes
+
+
+# --------------------------------------------------------------------------------------------------------------
+
+def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float] = 1.0,
+                **options: typing.Any) -> SDSDResult:
+    """Measure the drift of a stack by SDSD.
+
+    Parameters
+    ----------
+    frames : (N, H, W) array-like (numpy, dask, memmap), N >= 2, real, finite.
+    pixel_size_nm : nm per px (scalar or (y, x)), for ``shifts_nm``.
+    **options : the SDSD parameters (:data:`SDSD_PARAMETERS`: reference, band_k, region, window, median_px,
+        edge_filter, lowpass_sigma_px, highpass_sigma_px, subpixel_px, max_shift_px, reject_sigma).
+
+    Returns
+    -------
+    SDSDResult (shifts relative to frame 0, per-frame uncertainty, rejected pairs).
+    """
+    opts = sdsd_options(**options)
+    stack = validate_stack(frames)
+    n = stack.shape[0]
+    spectra = prefilter_spectra(stack, opts)
+    pairs = pair_list(n, str(opts["reference"]), int(opts["band_k"]))
+    measurements = measure_pairs(spectra, pairs, subpixel_px=float(opts["subpixel_px"]),
+                                 max_shift_px=float(opts["max_shift_px"]) or None,
+                                 inverted_contrast=bool(opts["inverted_contrast"]))
+    shifts, uncertainty, rejected, rms, notes = solve_shifts(n, measurements, reject_sigma=float(opts["reject_sigma"]))
+    sizes = np.broadcast_to(np.asarray(pixel_size_nm, dtype=np.float64), (2,))
+    py, px = float(sizes[0]), float(sizes[1])
+    return SDSDResult(shifts_px=shifts, shifts_nm=shifts * np.asarray([py, px]), uncertainty_px=uncertainty,
+                      pairs=tuple(measurements), rejected=rejected, residual_rms_px=rms,
+                      reference=str(opts["reference"]), pixel_size_nm=(py, px), notes=tuple(notes + spectra.notes))
