@@ -24,6 +24,8 @@ import os
 import threading
 import typing
 
+import numpy as np
+
 from processing.base import Frame, ProcessingError
 from processing.execution import chunks
 from processing.execution.collect import Collector, FrameRecord, failed_record, reduce_outputs
@@ -54,7 +56,7 @@ def connect(client_or_address: typing.Any) -> tuple[typing.Any, bool]:
         raise DaskError(f"client must be a dask.distributed Client or a scheduler address such as "
                         f"'tcp://127.0.0.1:8786'; got {client_or_address!r}.")
     try:
-        return Client(client_or_address, timeout=CONNECT_TIMEOUT_S, set_as_default=False), True
+        return Client(client_or_address, timeout=CONNECT_TIMEOUT_S, set_as_default=False), True  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError, ValueError) as error:
         raise DaskError(f"cannot reach the Dask scheduler at '{client_or_address}' ({type(error).__name__}: "
                         f"{error}); start one ('dask scheduler' and 'dask worker ADDRESS'), check the address, "
@@ -74,12 +76,10 @@ def _frames(info: "Stack", source: BlockSource, block: range) -> list[Frame | Fr
     if isinstance(source, tuple) and len(source) == 3 and source[0] == "file":
         stack = open_stack(source[1], dataset=source[2], lazy=True)
         try:
-            data = read_block(stack, block)
+            return make_frames(info, block, read_block(stack, block))
         finally:
             stack.close()
-    else:
-        data = source
-    return make_frames(info, block, data)
+    return make_frames(info, block, typing.cast("np.ndarray[typing.Any, typing.Any]", source))
 
 
 def _records(processor: typing.Any, items: list[Frame | FrameRecord],
