@@ -1,0 +1,158 @@
+"""The fusion cost, its gradient and the TV proximal step (pure numpy, float32, maps stacked as (n, H, W)).
+
+Cost (the published one, Schwartz et al. 2022, with the weights written out)::
+
+    F(u) = lambda_HAADF * 1/2 ||b - sum_i w_i u_i**gamma||^2          (HAADF consistency)
+         + lambda_chem  * sum_i s_i * D(u_i; m_i)                     (Poisson likelihood of the maps)
+         + lambda_TV    * sum_i TV(u_i),        u >= 0                (isotropic total variation)
+
+``u`` are the maps in normalised units (max of each measured map = 1); ``b`` is the HAADF normalised to [0, 1];
+``m`` the measured maps, in normalised units (``s_i = 1``) or in counts (``s_i`` = counts per normalised unit, the
+Poisson term on counts ``x_i = s_i u_i``). ``D`` is the Poisson negative log-likelihood in deviance form,
+``x + bkg - m - m log((x + bkg) / m)`` (0 when the model ``x + bkg`` equals the measurement; the constant the
+published code omits does not change the minimiser). TV is isotropic with forward differences and a zero
+difference across the last row/column.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["FusionProblem", "CostTerms", "tv_isotropic", "tv_prox", "gradient_xy", "divergence"]
+
+F32 = NDArray[np.float32]
+
+
+@dataclasses.dataclass(frozen=True)
+class CostTerms:
+    """The three unweighted terms and the weighted total F."""
+
+    haadf: float
+    poisson: float
+    tv: float
+    total: float
+
+
+def gradient_xy(x: F32) -> tuple[F32, F32]:
+    """Forward differences (n, H, W) -> (dy, dx), zero across the last row / column."""
+    dy = np.zeros_like(x)
+    dx = np.zeros_like(x)
+    np.subtract(x[:, 1:, :], x[:, :-1, :], out=dy[:, :-1, :])
+    np.subtract(x[:, :, 1:], x[:, :, :-1], out=dx[:, :, :-1])
+    return dy, dx
+
+
+def divergence(py: F32, px: F32) -> F32:
+    """Minus the adjoint of :func:`gradient_xy`: div(p) with <grad x, p> = -<x, div p>."""
+    out = np.zeros_like(py)
+    out[:, :-1, :] += py[:, :-1, :]
+    out[:, 1:, :] -= py[:, :-1, :]
+    out[:, :, :-1] += px[:, :, :-1]
+    out[:, :, 1:] -= px[:, :, :-1]
+    return out
+
+
+def tv_isotropic(x: F32) -> float:
+    """sum over maps and pixels of sqrt(dy^2 + dx^2)."""
+    dy, dx = gradient_xy(x)
+    return float(np.sqrt(dy * dy + dx * dx, dtype=np.float32).sum(dtype=np.float64))
+
+
+def tv_prox(v: F32, weight: float, dual: tuple[F32, F32] | None, iterations: int) -> tuple[F32, tuple[F32, F32]]:
+    """argmin_{x >= 0} 1/2 ||x - v||^2 + weight * TV(x), by ``iterations`` of FGP (Beck & Teboulle 2009, fast
+    gradient projection on the dual, with momentum), warm-started from ``dual`` (the dual returned last time).
+
+    Returns (x, dual). ``weight`` <= 0 returns max(v, 0).
+    """
+    if weight <= 0:
+        return np.maximum(v, 0.0), dual if dual is not None else (np.zeros_like(v), np.zeros_like(v))
+    py, px = (np.zeros_like(v), np.zeros_like(v)) if dual is None else dual
+    ry, rx = py.copy(), px.copy()
+    t = 1.0
+    step = np.float32(1.0 / (8.0 * weight))
+    w32 = np.float32(weight)
+    for _ in range(iterations):
+        x = np.maximum(v + w32 * divergence(ry, rx), 0.0)
+        gy, gx = gradient_xy(x)
+        ny = ry + step * gy
+        nx = rx + step * gx
+        norm = np.sqrt(ny * ny + nx * nx)
+        np.maximum(norm, 1.0, out=norm)
+        ny /= norm
+        nx /= norm
+        t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        beta = np.float32((t - 1.0) / t_next)
+        ry = ny + beta * (ny - py)
+        rx = nx + beta * (nx - px)
+        py, px, t = ny, nx, t_next
+    x = np.maximum(v + w32 * divergence(py, px), 0.0)
+    return x, (py, px)
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionProblem:
+    """Prepared data of one fusion (all float32).
+
+    b : (H, W) normalised HAADF. m : (n, H, W) measured maps (normalised, or counts). scale : (n,) counts per
+    normalised unit (1 in normalised mode). weights : (n,) HAADF weights w_i. mask : (H, W) bool or None, the
+    pixels that count (the others, e.g. not yet acquired, are free and ignored).
+    """
+
+    b: F32
+    m: F32
+    scale: F32
+    weights: F32
+    gamma: float
+    lambda_haadf: float
+    lambda_chem: float
+    lambda_tv: float
+    background: float
+    mask: NDArray[np.bool_] | None = None
+
+    def predicted(self, u: F32) -> F32:
+        """The HAADF the maps predict: sum_i w_i u_i**gamma, (H, W)."""
+        powered = np.power(u, np.float32(self.gamma))
+        return typing.cast(F32, np.tensordot(self.weights, powered, axes=1).astype(np.float32))
+
+    def _poisson(self, x: F32) -> tuple[float, F32]:
+        """Deviance and its derivative wrt x (counts or normalised units)."""
+        bkg = np.float32(self.background)
+        model = x + bkg
+        ratio = self.m / model
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_term = np.where(self.m > 0, self.m * np.log(np.where(self.m > 0, 1.0 / ratio, 1.0)), 0.0)
+        dev = model - self.m - log_term
+        deriv = 1.0 - ratio
+        if self.mask is not None:
+            dev = dev * self.mask
+            deriv = deriv * self.mask
+        return float(dev.sum(dtype=np.float64)), typing.cast(F32, deriv.astype(np.float32))
+
+    def smooth(self, u: F32, *, with_gradient: bool = True) -> tuple[float, float, F32 | None]:
+        """(HAADF term, Poisson term, gradient of lambda_H * HAADF + lambda_chem * Poisson), unweighted terms."""
+        g = np.float32(self.gamma)
+        u_gm1 = np.power(u, g - np.float32(1.0))
+        powered = u_gm1 * u
+        residual = np.tensordot(self.weights, powered, axes=1).astype(np.float32) - self.b
+        if self.mask is not None:
+            residual *= self.mask
+        haadf = 0.5 * float(np.dot(residual.ravel(), residual.ravel()))
+        s = self.scale[:, None, None]
+        poisson, deriv = self._poisson(u * s)
+        if not with_gradient:
+            return haadf, poisson, None
+        grad = (np.float32(self.lambda_haadf) * g) * (self.weights[:, None, None] * u_gm1) * residual[None]
+        grad += np.float32(self.lambda_chem) * s * deriv
+        return haadf, poisson, grad.astype(np.float32)
+
+    def terms(self, u: F32) -> CostTerms:
+        haadf, poisson, _ = self.smooth(u, with_gradient=False)
+        tv = tv_isotropic(u)
+        return self.combine(haadf, poisson, tv)
+
+    def combine(self, haadf: float, poisson: float, tv: float) -> CostTerms:
+        total = self.lambda_haadf * haadf + self.lambda_chem * poisson + self.lambda_tv * tv
+        return CostTerms(haadf, poisson, tv, total)
