@@ -38,6 +38,7 @@ if typing.TYPE_CHECKING:
     from instrument_sim.instrument import SimInstrument
 
 __all__ = ["SCAN_DEVICE_ID", "CHANNEL_NAMES", "ScanGeometry", "geometry_from_frame_parameters", "FrameTruth",
+           "FrameTiming",
            "SimScanSimulator", "SimScanDevice", "SimScanModule"]
 
 _ = gettext.gettext
@@ -113,6 +114,18 @@ class FrameTruth:
     content_offset_nm: FloatArray
     electrons_per_pixel: float
     expected: dict[str, FloatArray]
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameTiming:
+    """Reported timing of a frame: the first pixel's time (s, instrument clock), the pixel and line periods (s)."""
+
+    first_pixel_time_s: float
+    pixel_period_s: float
+    line_period_s: float
+    shape_px: tuple[int, int]
+    pixels_visited: int
+    clocked: bool
 
 
 class _Frame:
@@ -313,6 +326,37 @@ class SimScanSimulator:
             flat = self.__probe_index(frame)
             return float(frame.y[flat]), float(frame.x[flat])
 
+    def frame_timing(self) -> FrameTiming | None:
+        """Timing of the frame being scanned (or the last one), as a scan device reports frame/line times.
+
+        Measured on the visited pixels: clocked (synchronized) frames advance with the camera's frames (exposure
+        plus read-out, flyback slots included), free-running ones with the dwell and flyback time.
+        """
+        with self.__lock:
+            self.__flush_pending()
+            frame = self.__frame
+            if frame is None:
+                return None
+            h, w = frame.geometry.shape_px
+            times = frame.times.reshape(h, w)
+            visited = np.isfinite(times)
+            if not visited.any():
+                return None
+            clocked = self.external_clock
+        first = float(times[0, 0]) if visited[0, 0] else float(np.nanmin(times))
+        along = np.diff(times, axis=1)
+        pixel = float(np.nanmedian(along)) if np.isfinite(along).any() else frame.geometry.pixel_time_s
+        starts = times[:, 0]
+        down = np.diff(starts[np.isfinite(starts)])
+        if down.size:
+            line = float(np.median(down))
+        elif clocked:
+            line = pixel * (w + self.flyback_pixels)
+        else:
+            line = w * frame.geometry.pixel_time_s + frame.geometry.flyback_s
+        return FrameTiming(first_pixel_time_s=first, pixel_period_s=pixel, line_period_s=line,
+                           shape_px=(h, w), pixels_visited=int(np.count_nonzero(visited)), clocked=clocked)
+
     @property
     def last_frame_truth(self) -> FrameTruth | None:
         """Ground truth of the last completely rendered frame (see :class:`FrameTruth`)."""
@@ -354,6 +398,10 @@ class SimScanDevice(ScanDevice.Device):
                       channel: typing.Union[int, ScanDevice.Channel]) -> NDArray[typing.Any]:
         name = channel.name if isinstance(channel, ScanDevice.Channel) else CHANNEL_NAMES[int(channel)]
         return self.__simulator.channel_data(geometry_from_frame_parameters(frame_parameters), name)
+
+    def frame_timing(self) -> FrameTiming | None:
+        """Timing of the frame being (or last) scanned: see :meth:`SimScanSimulator.frame_timing`."""
+        return self.__simulator.frame_timing()
 
     def calculate_flyback_pixels(self, frame_parameters: scan_base.ScanFrameParameters) -> int:
         return self.__simulator.flyback_pixels
