@@ -108,6 +108,8 @@ class _WarmState:
     u: F32
     dual: tuple[F32, F32] | None
     step: float
+    offset: F32  # (n,) input units = offset + span * u
+    span: F32
 
 
 def solve(problem: FusionProblem, u0: F32, options: FusionOptions, *, dual: tuple[F32, F32] | None = None,
@@ -196,7 +198,7 @@ def fuse(haadf: typing.Any, maps: typing.Mapping[str, typing.Any], options: Fusi
     ``elements``: element of each map when the names are not element names (default: looked up from the names).
     ``options`` or keyword option values (see :data:`processing.fusion.options.PARAMETERS`). ``calibrations``: (y, x)
     of the images (kept, shifted to the region). ``warm_start``: ``result.state`` of an earlier fusion of the same
-    maps (e.g. fewer rows acquired): its maps start the solver. ``mask`` (H, W) bool: pixels to use (others are
+    maps (the same maps, or the first rows of maps that have grown by rows since): its maps start the solver. ``mask`` (H, W) bool: pixels to use (others are
     ignored, e.g. not yet acquired). ``progress(k, max_k, terms)``, ``should_stop() -> bool``: for UIs.
 
     Raises :class:`processing.base.ProcessingError` (with problem, value and remedy) on bad input, and
@@ -212,9 +214,19 @@ def fuse(haadf: typing.Any, maps: typing.Mapping[str, typing.Any], options: Fusi
     u0 = prepared.u0
     dual = None
     step = 1.0
-    if isinstance(warm_start, _WarmState) and warm_start.u.shape == u0.shape:
-        u0 = np.where(np.isfinite(warm_start.u), warm_start.u, u0).astype(np.float32)
-        dual, step = warm_start.dual, warm_start.step
+    if isinstance(warm_start, _WarmState) and warm_start.u.shape[0] == u0.shape[0] \
+            and warm_start.u.shape[2] == u0.shape[2] and warm_start.u.shape[1] <= u0.shape[1]:
+        rows = warm_start.u.shape[1]  # an SI that grew by rows: warm start on the rows fused before
+        u0 = u0.copy()
+        # the normalisation may have changed (new rows, new extremes): carry the maps over in input units
+        ratio = (warm_start.span / prepared.map_span)[:, None, None]
+        shift = ((warm_start.offset - prepared.map_offset) / prepared.map_span)[:, None, None]
+        u0[:, :rows] = np.maximum(warm_start.u * ratio + shift, 0.0)
+        if warm_start.dual is not None:
+            dual = (np.zeros_like(u0), np.zeros_like(u0))
+            dual[0][:, :rows] = warm_start.dual[0]
+            dual[1][:, :rows] = warm_start.dual[1]
+        step = warm_start.step
     u, history, steps, restarts, converged, reason, dual, t = solve(
         problem, u0, options, dual=dual, step=step, progress=progress, should_stop=should_stop)
     start_total = history[0].total
@@ -240,7 +252,7 @@ def fuse(haadf: typing.Any, maps: typing.Mapping[str, typing.Any], options: Fusi
         iterations=len(history) - 1, converged=converged, stop_reason=reason,
         elapsed_s=time.perf_counter() - start, step_sizes=np.asarray(steps, dtype=np.float64), restarts=restarts,
         region_px=prepared.region_px, calibrations=cals, options=options, notes=prepared.notes,
-        state=_WarmState(u, dual, t))
+        state=_WarmState(u, dual, t, prepared.map_offset, prepared.map_span))
 
 
 def element_list(names: typing.Iterable[str]) -> tuple[str, ...]:

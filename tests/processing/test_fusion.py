@@ -1,0 +1,154 @@
+"""processing.fusion: cost, solver, options, element table, data-consistency output and bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from processing.base import Calibration, InputError, ParameterError, ProcessingError
+from processing.fusion import FusionOptions, atomic_number, fuse
+from processing.fusion.model import tv_isotropic, tv_prox
+from processing.fusion.prepare import check_calibrations, prepare_inputs
+
+
+def _columns(n: int = 40, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Two interleaved column lattices (heavy A, light B), HAADF ~ sum Z^1.6 x, Poisson maps (seeded)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    def lattice(dy: float, dx: float) -> np.ndarray:
+        return np.exp(-(((yy - dy) % 8 - 4) ** 2 + ((xx - dx) % 8 - 4) ** 2) / 3.0)
+    a, b = lattice(0, 0), lattice(4, 4)
+    truth = {"Dy": 6 * a, "O": 6 * b}
+    haadf = rng.poisson(2000 * (66 ** 1.6 * a + 8 ** 1.6 * b) / 66 ** 1.6 + 50).astype(float)
+    maps = {k: rng.poisson(v).astype(float) for k, v in truth.items()}
+    return haadf, maps, truth
+
+
+def test_element_names() -> None:
+    assert [atomic_number(n) for n in ("Sc", "dy", "O_K", "Dy M5", "oxygen")] == [21, 66, 8, 66, 8]
+    with pytest.raises(ParameterError, match="unknown element name 'Qx'"):
+        atomic_number("Qx")
+
+
+def test_cost_decreases_terms_reported_and_stopping_rule() -> None:
+    haadf, maps, _ = _columns()
+    r = fuse(haadf, maps, tolerance=1e-3, max_iterations=200)
+    assert r.cost.shape == (r.iterations + 1, 4)
+    assert r.cost[-1, 3] < 0.8 * r.cost[0, 3] and np.all(np.diff(r.cost[:, 3]) <= 1e-9 * r.cost[0, 3])
+    # the total is the weighted sum of the three terms
+    lam = r.options
+    np.testing.assert_allclose(r.cost[:, 3], 0.5 * r.cost[:, 0] + lam.lambda_chem * r.cost[:, 1]
+                               + lam.lambda_tv * r.cost[:, 2], rtol=1e-6)
+    assert r.converged and r.iterations < 200 and "tolerance" in r.stop_reason
+    rel = abs(r.cost[-1, 3] - r.cost[-2, 3]) / r.cost[-1, 3]
+    assert rel < 1e-3
+
+
+def test_fused_maps_closer_to_truth_and_consistent_with_haadf() -> None:
+    haadf, maps, truth = _columns(seed=3)
+    r = fuse(haadf, maps, map_mode="counts", weighting="fitted", lambda_haadf=10.0, lambda_tv=0.3)
+    for name in maps:
+        raw_err = np.sqrt(np.mean((maps[name] - truth[name]) ** 2))
+        fused_err = np.sqrt(np.mean((r.map(name) - truth[name]) ** 2))
+        assert fused_err < 0.85 * raw_err, (name, fused_err, raw_err)
+    # data consistency output: measured = predicted + residual, residual small against the HAADF range
+    np.testing.assert_allclose(r.haadf, r.predicted_haadf + r.haadf_residual, rtol=1e-5, atol=1e-2)
+    assert r.haadf_rms_residual() < 0.1
+    assert r.predicted_haadf.shape == haadf.shape
+
+
+def test_tv_prox_lowers_its_objective() -> None:
+    rng = np.random.default_rng(1)
+    v = rng.random((2, 24, 24)).astype(np.float32)
+    x, _ = tv_prox(v, 0.2, None, 50)
+    def objective(z: np.ndarray) -> float:
+        return 0.5 * float(((z - v) ** 2).sum()) + 0.2 * tv_isotropic(z)
+    assert objective(x) < objective(np.maximum(v, 0)) and x.min() >= 0
+    x_more, _ = tv_prox(v, 0.2, None, 200)
+    assert objective(x_more) <= objective(x) + 1e-3
+
+
+def test_region_and_calibrations() -> None:
+    haadf, maps, _ = _columns()
+    r = fuse(haadf, maps, region_px=(8, 4, 24, 16), calibrations=(Calibration(1.0, 0.1, "nm"),
+                                                                  Calibration(2.0, 0.1, "nm")))
+    assert r.maps.shape == (2, 24, 16) and r.region_px == (8, 4, 24, 16)
+    assert r.calibrations[0].offset == pytest.approx(1.8) and r.calibrations[1].offset == pytest.approx(2.4)
+    with pytest.raises(ParameterError, match="does not fit"):
+        fuse(haadf, maps, region_px=(30, 0, 24, 16))
+
+
+def test_warm_start_needs_fewer_iterations() -> None:
+    haadf, maps, _ = _columns()
+    cold = fuse(haadf, maps, tolerance=1e-4, max_iterations=300)
+    warm = fuse(haadf, maps, tolerance=1e-4, max_iterations=300, warm_start=cold.state)
+    assert warm.iterations < cold.iterations
+
+
+@pytest.mark.parametrize("case, match", [
+    ("shape", "same field and pixels"),
+    ("single", "at least two chemical maps"),
+    ("nan", "NaN/inf"),
+    ("negative_counts", "negative pixel"),
+    ("zeros", "all zeros"),
+    ("unknown", "unknown element name"),
+    ("duplicate", "more than once"),
+    ("haadf_constant", "constant"),
+    ("stack", "2-D image"),
+])
+def test_bad_input_is_explained(case: str, match: str) -> None:
+    haadf, maps, _ = _columns()
+    kwargs: dict[str, object] = {}
+    if case == "shape":
+        maps["O"] = maps["O"][:-2]
+    elif case == "single":
+        maps.pop("O")
+    elif case == "nan":
+        maps["O"][3, 3] = np.nan
+    elif case == "negative_counts":
+        maps["O"][3, 3] = -1
+        kwargs["map_mode"] = "counts"
+    elif case == "zeros":
+        maps["O"] = np.zeros_like(maps["O"])
+    elif case == "unknown":
+        maps["Xq"] = maps.pop("O")
+    elif case == "duplicate":
+        maps["dysprosium"] = maps.pop("O")
+    elif case == "haadf_constant":
+        haadf = np.ones_like(haadf)
+    elif case == "stack":
+        maps["O"] = np.stack([maps["O"]] * 3)
+    with pytest.raises(ProcessingError, match=match):
+        fuse(haadf, maps, **kwargs)
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"gamma": 2.5}, "gamma"), ({"lambda_tv": -1}, "lambda_tv"), ({"map_mode": "raw"}, "map_mode"),
+    ({"max_iterations": 0}, "max_iterations"), ({"colour": 1}, "unknown fusion option"),
+    ({"region_px": "1,2,3"}, "region"),
+])
+def test_parameters_out_of_range_are_explained(values: dict[str, object], match: str) -> None:
+    with pytest.raises(ParameterError, match=match):
+        FusionOptions.from_values(values)
+
+
+def test_negative_pixels_in_normalised_mode_are_noted_not_refused() -> None:
+    haadf, maps, _ = _columns()
+    maps["O"] = maps["O"] - 3.0
+    r = fuse(haadf, maps)
+    assert any("negative" in n for n in r.notes)
+
+
+def test_calibration_mismatch_is_explained() -> None:
+    ref = (Calibration(0, 0.1, "nm"), Calibration(0, 0.1, "nm"))
+    check_calibrations(ref, {"Sc": ref})
+    with pytest.raises(InputError, match="pixel size"):
+        check_calibrations(ref, {"Sc": (Calibration(0, 0.2, "nm"), Calibration(0, 0.1, "nm"))})
+    with pytest.raises(InputError, match="units"):
+        check_calibrations(ref, {"Sc": (Calibration(0, 0.1, "um"), Calibration(0, 0.1, "nm"))})
+
+
+def test_fitted_weights_follow_the_haadf() -> None:
+    haadf, maps, _ = _columns()
+    prepared = prepare_inputs(haadf, maps, FusionOptions(weighting="fitted", map_mode="counts"))
+    w = prepared.problem.weights
+    assert w[0] > 3 * w[1]  # Dy is much brighter than O in this HAADF
