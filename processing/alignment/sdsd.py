@@ -27,6 +27,7 @@ import dataclasses
 import typing
 
 import numpy as np
+import scipy.fft
 import scipy.sparse
 import scipy.sparse.csgraph
 from numpy.typing import NDArray
@@ -137,7 +138,7 @@ def _correlate_batch(spectra: PairSpectra, i_index: NDArray[np.intp], j_index: N
     With ``inverted_contrast`` the peak of |correlation| is used (a pair whose contrast is reversed, as between
     EFTEM slices or across a focal series, correlates negatively)."""
     cross = spectra.spectra[j_index] * np.conj(spectra.spectra[i_index])          # (n, My, Mxh)
-    coarse = np.fft.irfft2(cross, s=spectra.grid_shape, axes=(-2, -1))
+    coarse = scipy.fft.irfft2(cross, s=spectra.grid_shape, axes=(-2, -1), workers=-1)
     my, mx = spectra.grid_shape
     gy, gx = spectra.grid_step_px
     # shift of grid index (a, b): a * gy (wrapped to +-H/2)
@@ -150,23 +151,32 @@ def _correlate_batch(spectra: PairSpectra, i_index: NDArray[np.intp], j_index: N
         sign = np.sign(coarse.reshape(len(i_index), -1)[np.arange(len(i_index)), flat])
         cross = cross * sign.astype(np.complex64)[:, None, None]
     centres = np.stack([ay[flat // mx], ax[flat % mx]], axis=1).astype(np.float64)
-    step = max(gy, gx)
-    # refine: grids of 9 x 9 points, each step a quarter of the previous, down to the requested precision
+    # refine: a 7 x 7 grid at a quarter of the coarse step, then 3 x 3 grids each a quarter of the previous step,
+    # down to the requested precision; a parabola through the best point and its neighbours after each grid (a grid
+    # whose best point is on its border is repeated, re-centred, before the step shrinks)
+    step = max(gy, gx) / 4.0
+    half = 3
+    repeats = 0
     while True:
-        step = max(step / 4.0, subpixel_px)
-        surface = _dft_surface(cross, spectra, centres, step, 4)
+        surface = _dft_surface(cross, spectra, centres, step, half)
         n = surface.shape[0]
+        side = 2 * half + 1
         best = surface.reshape(n, -1).argmax(axis=1)
-        by, bx = best // 9, best % 9
-        centres = centres + np.stack([(by - 4) * step, (bx - 4) * step], axis=1)
+        on_border = ((best // side) % (side - 1) == 0) | ((best % side) % (side - 1) == 0)
+        by, bx = np.clip(best // side, 1, side - 2), np.clip(best % side, 1, side - 2)
+        rows = np.arange(n)
+        oy = _parabola(surface[rows, by - 1, bx], surface[rows, by, bx], surface[rows, by + 1, bx])
+        ox = _parabola(surface[rows, by, bx - 1], surface[rows, by, bx], surface[rows, by, bx + 1])
+        centres = centres + np.stack([(by - half + oy) * step, (bx - half + ox) * step], axis=1)
+        if on_border.any() and repeats < 4:
+            repeats += 1
+            continue
         if step <= subpixel_px:
             break
-    surface = _dft_surface(cross, spectra, centres, subpixel_px, 1)
-    rows = np.arange(surface.shape[0])
-    oy = _parabola(surface[rows, 0, 1], surface[rows, 1, 1], surface[rows, 2, 1])
-    ox = _parabola(surface[rows, 1, 0], surface[rows, 1, 1], surface[rows, 1, 2])
-    centres = centres + np.stack([oy, ox], axis=1) * subpixel_px
-    peak = surface[rows, 1, 1] / np.maximum(spectra.norms[i_index] * spectra.norms[j_index], 1e-30)
+        step = max(step / 4.0, subpixel_px)
+        half, repeats = 1, 0
+    value = surface[rows, by, bx]
+    peak = value / np.maximum(spectra.norms[i_index] * spectra.norms[j_index], 1e-30)
     return centres, np.clip(peak, -1.0, 1.0)
 
 
