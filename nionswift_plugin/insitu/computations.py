@@ -65,8 +65,11 @@ def output_to_xdata(output: pb.Output, metadata: dict[str, typing.Any]) -> DataA
     """Typed processor output -> Swift xdata (None for graphics and notices)."""
     md = {"insitu": metadata}
     if isinstance(output, pb.ImageOutput):
+        image = np.asarray(output.data)
+        if image.dtype == np.uint8 and image.ndim == 2 and image.shape[-1] in (3, 4):
+            image = image.astype(np.uint16)  # Swift reads uint8 (H, 3|4) as RGB(A): keep it a plain image
         return DataAndMetadata.new_data_and_metadata(
-            np.asarray(output.data), intensity_calibration=Calibration.Calibration(units=output.intensity_units),
+            image, intensity_calibration=Calibration.Calibration(units=output.intensity_units),
             dimensional_calibrations=[_to_calibration(c) for c in output.calibrations], metadata=md)
     if isinstance(output, pb.RGBImageOutput):
         rgb = np.ascontiguousarray(np.asarray(output.data, np.uint8)[..., ::-1])  # Swift stores RGB data as BGR
