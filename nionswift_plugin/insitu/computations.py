@@ -23,9 +23,10 @@ from nion.utils import Geometry
 from nion.utils import Registry
 
 from nionswift_plugin.insitu import display
-from nionswift_plugin.insitu.live_engine import ENGINE, Runner
+from nionswift_plugin.insitu.live_engine import ENGINE, frame_from_xdata
 from processing import base as pb
 from processing import registry
+from processing.execution import provenance
 
 #: shortest interval between two display updates of one live output (s); processing itself sees every frame
 DISPLAY_INTERVAL_S = 0.2
@@ -161,12 +162,15 @@ def make_computation_class(processor_id: str) -> type:
             self.computation = computation
             self.__outputs: pb.Outputs = ()
             self.__stats: dict[str, typing.Any] = {}
-            self.__shape: tuple[int, ...] | None = None
+            self.__origin_px: tuple[int, int] = (0, 0)
+            self.__parameters: dict[str, typing.Any] = {}
+            self.__source = ""
 
         def execute(self, src: typing.Any, **kwargs: typing.Any) -> None:  # worker thread
             roi = kwargs.pop(ROI_INPUT, None)
             symbolic = self.computation._computation
             document_model = document_model_of(symbolic)
+            ENGINE.watch_document_model(document_model)  # its runner stops the moment Swift removes it
             request_commit = _commit_requester(symbolic, document_model)
             runner = ENGINE.runner_for(symbolic, processor_id, kwargs, title=cls.title,
                                        on_result=lambda _runner: request_commit(0.0))
@@ -181,7 +185,13 @@ def make_computation_class(processor_id: str) -> type:
                 runner.attach_stream(ENGINE.stream_for(hardware_source, live[1]))
             else:
                 runner.detach_stream()
-                runner.process_now(xdata)
+                try:
+                    frame = frame_from_xdata(xdata, frame_number=runner.stats.frames_received + 1) \
+                        if xdata is not None else None
+                except pb.InputError as e:
+                    runner.report_error(str(e))
+                else:
+                    runner.process_now(frame)
             outputs, error, stats = runner.latest()
             if error:
                 runner.committed_count = -1  # the next good result is written again
@@ -201,10 +211,21 @@ def make_computation_class(processor_id: str) -> type:
             runner.last_commit_s = now_s
             runner.committed_count = stats["frames_processed"]
             self.__outputs, self.__stats = outputs, stats
-            self.__shape = xdata.data_shape if xdata is not None else None
+            self.__origin_px = runner.latest_origin_px()  # the ROI the outputs were computed on, not the current one
+            self.__parameters = runner.parameters
+            self.__source = _source_name(symbolic)
 
         def commit(self) -> None:  # main thread
-            metadata = dict(self.__stats, processor_id=processor_id)
+            if not self.__outputs:
+                return
+            stats = self.__stats
+            metadata = dict(stats, processor_id=processor_id)
+            first, last = stats.get("first_timestamp_s"), stats.get("last_timestamp_s")
+            metadata[provenance.PROVENANCE_KEY] = provenance.make_provenance(
+                processor_id=processor_id, parameters=self.__parameters, source=self.__source,
+                frame_range=(int(stats.get("first_frame_number", -1)), int(stats.get("last_frame_number", -1)) + 1),
+                timestamps_s=(float(first), float(last)) if first is not None and last is not None else None,
+                frames_processed=stats.get("frames_processed"), frames_dropped=stats.get("frames_dropped"))
             notices = [o.text for o in self.__outputs if isinstance(o, pb.Notice)]
             if notices:
                 metadata["notices"] = notices
@@ -236,13 +257,9 @@ def make_computation_class(processor_id: str) -> type:
             shape = target.xdata.data_shape if target.xdata is not None else None
             if not shape or len(shape) != 2:
                 return
-            # circle centre is in source-frame px (pixel [i, j] centred at (i, j)); the target shows the ROI crop,
-            # cut exactly as processing.base.make_frame cuts it
-            runner = ENGINE.find_runner(self.computation._computation)
-            oy, ox = 0, 0
-            if runner is not None and runner.roi is not None and self.__shape is not None and len(self.__shape) == 2:
-                ys, xs = pb.crop_fractional((int(self.__shape[0]), int(self.__shape[1])), runner.roi)
-                oy, ox = ys.start, xs.start
+            # circle centre is in source-frame px (pixel [i, j] centred at (i, j)); the target shows the ROI crop
+            # the outputs were computed on (the ROI may have moved since, even off the image)
+            oy, ox = self.__origin_px
             h, w = shape
             # Swift's normalised graphic coordinates: pixel [i, j] covers [i, i+1) x [j, j+1) / shape, so its centre
             # is at (i + 0.5, j + 0.5) / shape
@@ -260,6 +277,17 @@ def make_computation_class(processor_id: str) -> type:
 
     InSituComputation.__name__ = f"InSituComputation_{processor_id.replace('.', '_')}"
     return InSituComputation
+
+
+def _source_name(computation: Symbolic.Computation) -> str:
+    """"data item <uuid>" of the computation's source (for the provenance), or "" when unknown."""
+    try:
+        item = computation.get_input(SOURCE_INPUT)
+    except Exception:
+        return ""
+    data_item = getattr(item, "data_item", None) or item
+    uuid = getattr(data_item, "uuid", None)
+    return f"data item {uuid}" if uuid is not None else ""
 
 
 def _bounds_of(roi: typing.Any) -> tuple[tuple[float, float], tuple[float, float]] | None:

@@ -51,6 +51,8 @@ class HeadlessSwift:
         else:
             self.document_controller = memory_context.create_document_controller(auto_close=False)
         self.document_model = self.document_controller.document_model
+        # like the real application: computations run on Swift's dispatcher thread, not only when a test pumps
+        self.document_model.start_dispatcher()
         stem_controller.register_event_loop(self.document_controller.event_loop)
         self._stack.callback(stem_controller.unregister_event_loop)
         return self

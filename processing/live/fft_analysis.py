@@ -22,7 +22,6 @@ import functools
 import math
 import threading
 import typing
-import weakref
 
 import numpy as np
 import scipy.fft
@@ -77,16 +76,12 @@ def _check_tile_parameters(tile_px: int, step_px: int) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # shared tile pass
 
-_orientation_instances: "weakref.WeakSet[OrientationMapProcessor]" = weakref.WeakSet()
-_instances_lock = threading.Lock()
-
-
-def _peak_spec_in_demand(tile_px: int, step_px: int) -> tiles.PeakSpec | None:
-    """The peak spec of a live orientation processor with the same tiling, so Max-FFT computes the pass both use."""
-    with _instances_lock:
-        for p in list(_orientation_instances):
-            if p.tile_size_px == tile_px and p.step_px == step_px:
-                return p.peak_spec
+def _peak_spec_in_demand(tile_px: int, step_px: int, context: Context) -> tiles.PeakSpec | None:
+    """The peak spec of an orientation processor fed the same frames with the same tiling (``context.peers``), so
+    Max-FFT computes the one pass both use."""
+    for p in context.peers:
+        if isinstance(p, OrientationMapProcessor) and p.tile_size_px == tile_px and p.step_px == step_px:
+            return p.peak_spec
     return None
 
 
@@ -139,6 +134,7 @@ class MaxFFTProcessor(Processor):
     patch stands out of the background far more than in the full-frame FFT. Log scale, axes in 1/units."""
 
     processor_id = "insitu.max_fft"
+    split = "frame"
     title = "Max FFT"
     description = "Per-pixel maximum of the power spectra of overlapping windowed tiles (log scale)."
     PARAMETERS = _TILE_PARAMETERS
@@ -153,7 +149,7 @@ class MaxFFTProcessor(Processor):
         warmup.warm_up_in_background()
 
     def process(self, frame: Frame, context: Context) -> Outputs:
-        peaks = _peak_spec_in_demand(self.tile_size_px, self.step_px)
+        peaks = _peak_spec_in_demand(self.tile_size_px, self.step_px, context)
         tp = shared_tile_pass(frame, context, tile_px=self.tile_size_px, step_px=self.step_px, peaks=peaks)
         result = max_fft_from_pass(tp)
         _check_finite(result, self.title)
@@ -301,11 +297,38 @@ class RadialKymographProcessor(Processor):
         self.reset()
         warmup.warm_up_in_background()
 
+    #: each column is one frame's own profile; the window is an append-only history, so chunks merge exactly
+    split = "merge"
+
     def reset(self) -> None:
         self._columns: F32 | None = None   # (n_bins, window) ring
         self._times: list[float] = []
         self._next = 0
         self._key: tuple[typing.Any, ...] | None = None
+        self._restarted = False  # partial mode: the chunk restarted (new geometry), so the earlier window is gone
+
+    def start_partial(self) -> None:
+        self.reset()
+
+    def merge_states(self, earlier: dict[str, typing.Any], partial: dict[str, typing.Any],
+                     partial_frames: int) -> dict[str, typing.Any]:
+        if partial.get("_key") is None:
+            return dict(earlier)
+        if partial["_restarted"] or earlier.get("_key") != partial["_key"]:
+            return dict(partial, _restarted=False)
+        window = self.window_frames
+
+        def ordered(state: dict[str, typing.Any]) -> F32:
+            count, total, ring = len(state["_times"]), state["_next"], state["_columns"]
+            slots = [(total - count + i) % window for i in range(count)]
+            return typing.cast(F32, ring[:, slots])
+
+        columns = np.concatenate((ordered(earlier), ordered(partial)), axis=1)[:, -window:]
+        total = int(earlier["_next"]) + int(partial["_next"])
+        ring = np.zeros((columns.shape[0], window), np.float32)
+        ring[:, [(total - columns.shape[1] + i) % window for i in range(columns.shape[1])]] = columns
+        times = (list(earlier["_times"]) + list(partial["_times"]))[-window:]
+        return {"_columns": ring, "_times": times, "_next": total, "_key": partial["_key"], "_restarted": False}
 
     def process(self, frame: Frame, context: Context) -> Outputs:
         profile = radial_profile(frame.data, statistic=self.statistic)
@@ -322,6 +345,7 @@ class RadialKymographProcessor(Processor):
         if self._key is not None and key != self._key:
             notices.append(Notice("status", "the frame size or calibration changed; the kymograph restarted."))
             self.reset()
+            self._restarted = True
         if self._columns is None:
             self._columns = np.zeros((profile.size, self.window_frames), np.float32)
             self._key = key
@@ -525,6 +549,7 @@ class OrientationMapProcessor(Processor):
     strength as brightness (or its spacing as colour), with a colour-wheel legend; optionally over the image."""
 
     processor_id = "insitu.fft_orientation"
+    split = "frame"
     title = "FFT Orientation Map"
     description = "Orientation (or spacing) and strength of the strongest lattice peak in each tile."
     PARAMETERS = _TILE_PARAMETERS + (
@@ -547,8 +572,6 @@ class OrientationMapProcessor(Processor):
         super().__init__(**params)
         _check_tile_parameters(self.tile_size_px, self.step_px)
         warmup.warm_up_in_background()
-        with _instances_lock:
-            _orientation_instances.add(self)
 
     @property
     def peak_spec(self) -> tiles.PeakSpec:
@@ -575,3 +598,15 @@ class OrientationMapProcessor(Processor):
         else:
             main = RGBImageOutput("image", rgb, map_calibrations(omap, frame.calibrations), title="FFT orientation")
         return (main, legend)
+
+
+def _warm_up_kernels() -> None:
+    """The radial-profile kernels on writable and read-only frames (the warm-up registry)."""
+    frame = np.random.default_rng(0).normal(size=(48, 40)).astype(np.float32)
+    readonly = frame.copy()
+    readonly.flags.writeable = False
+    for data in (frame, readonly):
+        radial_profile(data)
+
+
+warmup.register("processing.live.fft_analysis", _warm_up_kernels)

@@ -37,6 +37,7 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
+from processing import warmup
 from processing.live import _kernels
 from processing.execution import parallel
 from processing.base import InputError, ParameterError
@@ -330,3 +331,17 @@ def tile_pass(data: F32, *, tile_px: int = 128, step_px: int = 32, peaks: PeakSp
     input gives NaN outputs (callers check).
     """
     return TilePassJob(data, tile_px=tile_px, step_px=step_px, peaks=peaks, band_tile_rows=band_tile_rows).result()
+
+
+def _warm_up_kernels() -> None:
+    """The tile-pass kernels (with and without the peak search) on writable and read-only frames."""
+    frame = np.random.default_rng(0).normal(size=(48, 40)).astype(np.float32)
+    frame[10:20, 12:22] += 5.0
+    readonly = frame.copy()
+    readonly.flags.writeable = False
+    for data in (frame, readonly):
+        tile_pass(data, tile_px=16, step_px=8, peaks=PeakSpec())
+        tile_pass(data, tile_px=16, step_px=8, peaks=None)
+
+
+warmup.register("processing.live.tiles", _warm_up_kernels)

@@ -7,7 +7,7 @@ morphology with ``disk(r)`` and border mode 'ignore', 8-connected labels and ``a
 inside the hull of the pixel-edge midpoints, in exact integer arithmetic) are reproduced exactly; only the speed
 differs (numba + OpenCV, GIL-free, about 20x faster).
 
-OpenCV is set to one thread on import (:mod:`processing.execution.parallel` provides the parallelism).
+OpenCV's thread count is left as the application set it (importing this module changes no process-wide setting).
 """
 from __future__ import annotations
 
@@ -27,8 +27,6 @@ from processing.base import (CircleAnnotation, Context, Frame, ImageOutput, Inpu
 
 __all__ = ["otsu_threshold", "open_close", "prepare", "Region", "Regions", "TrackResult", "convex_area_px", "find_regions",
            "track_region", "ThresholdTrackingProcessor"]
-
-cv2.setNumThreads(1)
 
 F32 = NDArray[np.float32]
 U8 = NDArray[np.uint8]
@@ -251,6 +249,8 @@ class ThresholdTrackingProcessor(Processor):
     )
     OUTPUTS = (("image", "image"), ("marker", "circle"), ("track", "timeseries"), ("status", "notice"))
     stateful = True
+    #: the time plot and the marker carry over from frame to frame ("nearest" also follows the previous centre)
+    split = "sequential"
 
     threshold_mode: str
     manual_level: float
@@ -318,3 +318,16 @@ class ThresholdTrackingProcessor(Processor):
         # float32 labels, not uint8: Swift reads a uint8 (H, 3 or 4) image as RGB(A) (frames or ROIs 3-4 px wide)
         main = ImageOutput("image", image.astype(np.float32), frame.calibrations, "", "Threshold regions (2 = tracked)")
         return (main, marker, series, *notices)
+
+
+def _warm_up_kernels() -> None:
+    """The labelling, hull and histogram kernels on writable and read-only frames (the warm-up registry)."""
+    frame = np.random.default_rng(0).normal(size=(48, 40)).astype(np.float32)
+    frame[10:20, 12:22] += 5.0
+    readonly = frame.copy()
+    readonly.flags.writeable = False
+    for data in (frame, readonly):
+        track_region(data).image()
+
+
+warmup.register("processing.live.tracking", _warm_up_kernels)

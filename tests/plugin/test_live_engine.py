@@ -178,7 +178,6 @@ def test_bad_frames_become_the_runner_error_and_it_recovers() -> None:
 
 def test_closing_the_engine_stops_feeding_and_threads_stay_one_per_core() -> None:
     import os
-    from nionswift_plugin.insitu import live_engine
     engine = LiveEngine()
     source = FakeHardwareSource()
     keys = [_Key() for _ in range(6)]  # the computations: runners live as long as they do
@@ -190,7 +189,8 @@ def test_closing_the_engine_stops_feeding_and_threads_stay_one_per_core() -> Non
     for runner in runners:
         _wait_idle(runner, 1)
     assert all(runner.stats.frames_processed == 1 for runner in runners)
-    assert len(live_engine.WORKERS._threads) <= (os.cpu_count() or 1)  # no thread per processor
+    assert 1 <= len(engine.scheduler.threads) <= (os.cpu_count() or 1)  # no thread per processor
     engine.close()
+    assert engine.scheduler.threads == []  # the workers stop with the engine
     source.emit(np.ones((4, 4), np.float32), 1)  # no listener left: nothing is received
     assert all(runner.stats.frames_received == 1 for runner in runners)

@@ -1,0 +1,657 @@
+"""The live frame scheduler (Swift-free): streams of frames -> runners (one processor each) -> newest results.
+
+* :class:`Stream` receives the full frames of one source (``push(frame)``, called by a camera callback or by
+  :func:`processing.execution.sources.play`) and hands each one to its runners without ever blocking the caller: one
+  :class:`processing.base.FrameMemo` per frame, so processors on the same frame share work (the validated ROI crop,
+  one tile-FFT pass for Max-FFT and the orientation map);
+* each :class:`Runner` has a mailbox that never grows (:class:`FrameSlot`: the newest frame, or a 3-frame jitter
+  buffer for stateful processors); when it is full the backlog is dropped and counted, the newest frame kept;
+* :class:`Scheduler`: one worker thread per core shared by every runner, shortest job first with ageing: a free worker
+  takes the waiting runner with the smallest (mean ms per frame - ms waited), so cheap processors are not held up
+  behind an FFT and slow ones still get their turn;
+* :class:`Engine` owns the runners (keyed by whatever the owner uses: a Swift computation, a name), the streams and
+  the scheduler. Whoever creates an engine owns it (the Swift plug-in creates one); there is no module-global state.
+
+Constructors start no thread: the workers start with the first frame and stop on :meth:`Engine.close`.
+
+>>> import numpy as np
+>>> from processing.base import Frame
+>>> engine = Engine()
+>>> runner = engine.runner_for("difference", "insitu.live_difference", {})
+>>> stream = engine.stream("camera")
+>>> runner.attach_stream(stream)
+>>> for i in range(5):
+...     stream.push(Frame(np.full((8, 8), float(i), np.float32), frame_number=i))
+>>> runner.wait_idle(10.0)
+True
+>>> runner.stats.frames_processed + runner.stats.frames_dropped  # pushed faster than processed: newest kept
+5
+>>> engine.close()
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import typing
+import weakref
+
+from processing import base as pb
+from processing import registry
+
+__all__ = ["STATEFUL_BUFFER_FRAMES", "Bounds", "FrameSlot", "RunnerStats", "Runner", "Scheduler", "Stream", "Engine",
+           "crop_source_frame"]
+
+#: mailbox size of stateful processors (they need every frame): absorbs OS scheduling jitter
+STATEFUL_BUFFER_FRAMES = 3
+
+Bounds = tuple[tuple[float, float], tuple[float, float]]
+ResultCallback = typing.Callable[["Runner"], None]
+
+
+def crop_source_frame(frame: pb.Frame, roi: Bounds | None, *, shared: bool = False) -> pb.Frame:
+    """Validate a full source frame (any real dtype) and crop it to ``roi`` (fractional bounds, None = whole frame).
+
+    ``shared``: the result is handed to several processors: never a view of the source's buffer, read-only.
+    Raises :class:`processing.base.InputError` with the reason (not an image, NaN, ROI outside the frame...).
+    """
+    calibrations = frame.calibrations if len(frame.calibrations) == 2 else None
+    cropped = pb.make_frame(frame.data, calibrations=calibrations, frame_number=frame.frame_number,
+                            timestamp_s=frame.timestamp_s, roi=roi, intensity_units=frame.intensity_units)
+    if shared:
+        if cropped.data.base is not None or cropped.data is frame.data:
+            cropped = dataclasses.replace(cropped, data=cropped.data.copy())
+        cropped.data.flags.writeable = False
+    return cropped
+
+
+class FrameSlot:
+    """A small mailbox that never grows: ``put`` returns how many waiting frames it dropped.
+
+    ``capacity`` 1 keeps only the newest frame. A larger capacity absorbs scheduling jitter (a stateful processor
+    that is fast enough on average still sees every frame); when it is full the backlog is discarded and only the
+    newest frame kept, so a processor slower than the camera always jumps to the newest frame.
+    """
+
+    def __init__(self, capacity: int = 1) -> None:
+        self._lock = threading.Lock()
+        self._items: list[typing.Any] = []
+        self._capacity = max(1, capacity)
+        self._closed = False
+
+    def put(self, item: typing.Any) -> int:
+        with self._lock:
+            if self._closed:
+                return 0
+            dropped = 0
+            if len(self._items) >= self._capacity:
+                dropped = len(self._items)
+                self._items.clear()
+            self._items.append(item)
+            return dropped
+
+    def take(self) -> typing.Any:
+        """The oldest waiting frame, or None (never blocks)."""
+        with self._lock:
+            return self._items.pop(0) if self._items else None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def close(self) -> int:
+        """Discard the waiting frames (returns how many) and accept no more."""
+        with self._lock:
+            self._closed = True
+            count = len(self._items)
+            self._items.clear()
+            return count
+
+
+class RunnerStats:
+    """Counters shown to the user (panel, output metadata) and recorded in the provenance."""
+
+    def __init__(self) -> None:
+        self.frames_received = 0
+        self.frames_processed = 0
+        self.frames_dropped = 0
+        self.first_frame_number = -1
+        self.last_frame_number = -1
+        self.first_timestamp_s: float | None = None
+        self.last_timestamp_s: float | None = None
+        self.last_ms = 0.0
+        self.total_ms = 0.0
+
+    def mean_ms(self) -> float:
+        return self.total_ms / self.frames_processed if self.frames_processed else 0.0
+
+    def as_dict(self) -> dict[str, typing.Any]:
+        return {"frames_received": self.frames_received, "frames_processed": self.frames_processed,
+                "frames_dropped": self.frames_dropped, "first_frame_number": self.first_frame_number,
+                "last_frame_number": self.last_frame_number, "first_timestamp_s": self.first_timestamp_s,
+                "last_timestamp_s": self.last_timestamp_s, "last_ms": round(self.last_ms, 3),
+                "mean_ms": round(self.mean_ms(), 3)}
+
+
+class Runner:
+    """One processor instance fed by one stream (or called synchronously with :meth:`process_now`).
+
+    ``alive``: a predicate the owner supplies (e.g. "the Swift computation still exists"); when it turns False the
+    runner closes itself before processing another frame, so nothing is processed for a deleted owner. The runner
+    holds neither its owner nor its engine.
+    """
+
+    def __init__(self, processor_id: str, parameters: typing.Mapping[str, typing.Any], *, title: str = "",
+                 on_result: ResultCallback | None = None, alive: typing.Callable[[], bool] | None = None) -> None:
+        self.processor_id = processor_id
+        self.processor_class = registry.get(processor_id)
+        self.title = title or self.processor_class.title
+        self.on_result = on_result
+        self.alive = alive
+        self.on_close: typing.Callable[[Runner], None] | None = None
+        self.stats = RunnerStats()
+        self.roi: Bounds | None = None
+        self.committed_count = -1  # frames_processed when the outputs were last shown (owner's bookkeeping)
+        self.last_commit_s = 0.0  # monotonic time of that
+        self._lock = threading.RLock()  # results and configuration
+        self._process_lock = threading.Lock()  # one frame at a time through the processor
+        self._idle = threading.Condition(self._lock)
+        self._busy = False
+        self._parameters: dict[str, typing.Any] = {}
+        self._processor: pb.Processor | None = None
+        self._outputs: pb.Outputs = ()
+        self._origin_px: tuple[int, int] = (0, 0)
+        self._error: str | None = None
+        self._slot = FrameSlot(STATEFUL_BUFFER_FRAMES if self.processor_class.stateful else 1)
+        self._stream: Stream | None = None
+        self._closed = False
+        self.set_parameters(parameters)
+
+    # ----------------------------------------------------------------------------------------------- configuration
+    def set_parameters(self, parameters: typing.Mapping[str, typing.Any]) -> None:
+        """Rebuild the processor when a parameter changed (its state restarts); invalid values become the error."""
+        known = {p.name for p in self.processor_class.PARAMETERS}
+        values = {k: v for k, v in parameters.items() if k in known}
+        with self._lock:
+            if values == self._parameters and (self._processor is not None or self._error):
+                return
+            self._parameters = dict(values)
+            self.committed_count = -1
+            try:
+                self._processor = self.processor_class(**values)
+                self._error = None
+            except pb.ProcessingError as e:
+                self._processor = None
+                self._error = str(e)
+
+    @property
+    def parameters(self) -> dict[str, typing.Any]:
+        return dict(self._parameters)
+
+    @property
+    def processor(self) -> pb.Processor | None:
+        return self._processor
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def is_streaming(self) -> bool:
+        return self._stream is not None
+
+    @property
+    def stream(self) -> Stream | None:
+        return self._stream
+
+    def reset(self) -> None:
+        with self._lock:
+            if self._processor is not None:
+                self._processor.reset()
+
+    # ----------------------------------------------------------------------------------------------- results
+    def latest(self) -> tuple[pb.Outputs, str | None, dict[str, typing.Any]]:
+        """(outputs, error text or None, stats) of the newest processed frame."""
+        with self._lock:
+            return self._outputs, self._error, self.stats.as_dict()
+
+    def latest_origin_px(self) -> tuple[int, int]:
+        """(y0, x0) in the source frame of the ROI crop the newest outputs were computed on (for annotations)."""
+        with self._lock:
+            return self._origin_px
+
+    def _is_alive(self) -> bool:
+        if self._closed:
+            return False
+        if self.alive is not None and not self.alive():
+            self.close()
+            return False
+        return True
+
+    def _run(self, frame: pb.Frame, memo: pb.FrameMemo | None, peers: typing.Sequence[pb.Processor] = (), *,
+             notify: bool = True) -> None:
+        with self._process_lock:
+            with self._lock:
+                processor = self._processor
+                if processor is None or self._closed:
+                    return  # parameter error (already in self._error) or closed
+            start = time.perf_counter()
+            outputs: pb.Outputs = ()
+            error: str | None = None
+            origin = (0, 0)
+            try:
+                roi = self.roi
+                if memo is None:
+                    cropped = crop_source_frame(frame, roi)
+                else:  # validated and cropped once per frame and ROI, shared read-only by the processors
+                    cropped = memo.get(("frame", roi), lambda: crop_source_frame(frame, roi, shared=True))
+                origin = cropped.origin_px
+                context = pb.Context(dropped_frames=self.stats.frames_dropped, memo=memo,
+                                     peers=[p for p in peers if p is not processor])
+                outputs = processor.process(cropped, context)
+            except pb.ProcessingError as e:
+                error = str(e)
+            except Exception as e:  # a processor bug must not kill the stream; show it like an input error
+                error = f"{self.title} failed: {type(e).__name__}: {e}"
+            elapsed_ms = (time.perf_counter() - start) * 1000.0
+        with self._lock:
+            if error is None:
+                self._outputs = outputs
+                self._origin_px = origin
+            self._error = error
+            stats = self.stats
+            stats.frames_processed += 1
+            if stats.first_frame_number < 0:
+                stats.first_frame_number, stats.first_timestamp_s = frame.frame_number, frame.timestamp_s
+            stats.last_frame_number, stats.last_timestamp_s = frame.frame_number, frame.timestamp_s
+            stats.last_ms = elapsed_ms
+            stats.total_ms += elapsed_ms
+        callback = self.on_result
+        if notify and callback is not None and not self._closed:
+            callback(self)
+
+    def report_error(self, text: str) -> None:
+        """Show ``text`` as this runner's error (e.g. the source could not be read as a frame)."""
+        with self._lock:
+            self._error = text
+
+    def process_now(self, frame: pb.Frame | None) -> None:
+        """Process one full source frame synchronously (non-live sources); None = the source has no data."""
+        if frame is None:
+            with self._lock:
+                self._error = "the source has no data (it was deleted or never acquired); attach to another source."
+                self._outputs = ()
+            return
+        if not self._is_alive():
+            return
+        self.stats.frames_received += 1
+        self._run(frame, None, notify=False)  # the caller shows the result
+
+    # ----------------------------------------------------------------------------------------------- streaming
+    def attach_stream(self, stream: Stream) -> None:
+        if self._stream is stream or self._closed:
+            return
+        self.detach_stream()
+        self._stream = stream
+        stream.add_runner(self)
+
+    def detach_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.remove_runner(self)
+
+    def feed(self, frame: pb.Frame, memo: pb.FrameMemo, peers: typing.Sequence[pb.Processor],
+             scheduler: Scheduler) -> None:
+        """Called by the stream (the camera's thread): never blocks."""
+        if not self._is_alive():
+            return
+        self.stats.frames_received += 1
+        self.stats.frames_dropped += self._slot.put((frame, memo, peers))
+        scheduler.schedule(self)
+
+    def has_pending(self) -> bool:
+        return len(self._slot) > 0 and not self._closed
+
+    def run_pending(self) -> None:
+        """Process the oldest waiting frame, if any (called by a worker)."""
+        with self._lock:
+            self._busy = True
+            item = self._slot.take()
+        try:
+            if item is not None and self._is_alive():
+                self._run(*item)
+        finally:
+            with self._lock:
+                self._busy = False
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no frame is waiting or being processed (True), or ``timeout_s`` passed (False)."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._busy or (len(self._slot) > 0 and not self._closed):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.01))
+        return True
+
+    def close(self) -> None:
+        """Stop: detach from the stream, drop waiting frames, release the processor's state and outputs."""
+        if self._closed:
+            return
+        self._closed = True
+        self.detach_stream()
+        self._slot.close()
+        with self._lock:
+            self._processor = None
+            self._outputs = ()
+            self.on_result = None
+            self.alive = None
+            self._idle.notify_all()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close(self)
+
+
+class Scheduler:
+    """One processing thread per core (``workers``), shared by every runner of every stream of an engine.
+
+    A runner with a waiting frame is queued once; a free worker takes the runner whose cost so far (mean ms per
+    frame) minus its waiting time (ms) is smallest, processes one frame, and queues it again if another frame waits.
+    So at most one computation per core runs at a time (no oversubscription; the processors' own kernels use the
+    shared :mod:`processing.execution.parallel` pool), cheap processors are not held up behind a slow FFT (shortest
+    job first), and a slow processor still gets its turn once it has waited about as long as it takes (ageing).
+    Threads start with the first scheduled runner and stop on :meth:`close` (a later frame starts them again).
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self._count = max(1, int(workers or os.cpu_count() or 1))
+        self._condition = threading.Condition()
+        self._ready: list[tuple[float, Runner]] = []  # (time queued, runner)
+        self._scheduled: set[int] = set()
+        self._threads: list[threading.Thread] = []
+        self._generation = 0
+
+    @property
+    def workers(self) -> int:
+        return self._count
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        with self._condition:
+            return [t for t in self._threads if t.is_alive()]
+
+    def schedule(self, runner: Runner) -> None:
+        with self._condition:
+            if id(runner) in self._scheduled:
+                return  # queued or running: it is queued again after its current frame if one is waiting
+            self._scheduled.add(id(runner))
+            self._ready.append((time.perf_counter(), runner))
+            self._threads = [t for t in self._threads if t.is_alive()]
+            if len(self._threads) < self._count:
+                thread = threading.Thread(target=self._work, args=(self._generation,),
+                                          name=f"insitu-worker-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._condition.notify()
+
+    def _next(self) -> Runner:
+        now = time.perf_counter()
+        index = min(range(len(self._ready)),
+                    key=lambda i: self._ready[i][1].stats.mean_ms() - (now - self._ready[i][0]) * 1000.0)
+        return self._ready.pop(index)[1]
+
+    def _work(self, generation: int) -> None:
+        while True:
+            with self._condition:
+                while not self._ready and generation == self._generation:
+                    self._condition.wait()
+                if generation != self._generation:
+                    return
+                runner = self._next()
+            try:
+                runner.run_pending()
+            finally:
+                with self._condition:
+                    if runner.has_pending() and generation == self._generation:
+                        self._ready.append((time.perf_counter(), runner))
+                        self._condition.notify()
+                    else:
+                        self._scheduled.discard(id(runner))
+                del runner  # a closed runner must not stay referenced by an idle worker
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the workers (after the frame each is processing) and forget the queued runners."""
+        with self._condition:
+            self._generation += 1
+            threads, self._threads = self._threads, []
+            self._ready.clear()
+            self._scheduled.clear()
+            self._condition.notify_all()
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is not current:
+                thread.join(timeout_s)
+
+
+class Stream:
+    """The full frames of one source, handed to its runners by :meth:`push` (never blocking the caller)."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.frames_seen = 0
+        self._runners: list[Runner] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def runners(self) -> list[Runner]:
+        with self._lock:
+            return list(self._runners)
+
+    def add_runner(self, runner: Runner) -> None:
+        with self._lock:
+            if runner not in self._runners and not self._closed:
+                self._runners.append(runner)
+
+    def remove_runner(self, runner: Runner) -> None:
+        with self._lock:
+            if runner in self._runners:
+                self._runners.remove(runner)
+
+    def push(self, frame: pb.Frame) -> None:
+        """Hand one full frame (data of any real dtype, calibrations, frame number, timestamp) to every runner.
+
+        The caller (a camera thread) must not modify ``frame.data`` afterwards: the runners crop it later."""
+        self.frames_seen += 1
+        runners = self.runners
+        if not runners:
+            return
+        memo = pb.FrameMemo()
+        peers = tuple(p for p in (r.processor for r in runners) if p is not None)
+        for runner in runners:
+            runner.feed(frame, memo, peers, self.scheduler)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            runners, self._runners = self._runners, []
+        for runner in runners:
+            if runner.stream is self:
+                runner.detach_stream()
+
+
+class Engine:
+    """Owns runners (one per owner key), streams (one per source key) and the scheduler (one thread per core).
+
+    Keys are what the owner uses: a Swift computation (held weakly when it can be: its runner is closed when it is
+    garbage collected), a string... A runner is removed by :meth:`remove`, by its ``alive`` predicate turning False,
+    by :meth:`prune` or by :meth:`close`; nothing else keeps it.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.scheduler = Scheduler(workers)
+        self._lock = threading.Lock()
+        # slot key (id for weak-referenceable keys, else the key) -> (weakref to the key or the key, runner)
+        self._runners: dict[typing.Hashable, tuple[typing.Any, Runner]] = {}
+        self._streams: dict[typing.Hashable, Stream] = {}
+        self.changed_listeners: list[typing.Callable[[], None]] = []
+
+    # ----------------------------------------------------------------------------------------------- runners
+    def runner_for(self, key: typing.Any, processor_id: str, parameters: typing.Mapping[str, typing.Any], *,
+                   title: str = "", on_result: ResultCallback | None = None,
+                   alive: typing.Callable[[], bool] | None = None) -> Runner:
+        """The runner of ``key``, created on first use (a new one if the processor changed); parameters applied."""
+        with self._lock:
+            entry = self._runners.get(_slot_key(key))
+            existing = entry[1] if entry is not None and _matches(entry[0], key) else None
+            if existing is not None and existing.processor_id == processor_id and not existing.closed:
+                runner, created, old = existing, False, None
+            else:
+                old = existing
+                runner, created = Runner(processor_id, parameters, title=title, on_result=on_result,
+                                         alive=alive), True
+                self._runners[_slot_key(key)] = (_weak_or_strong(key, self._forget_callback(_slot_key(key))), runner)
+                runner.on_close = self._closed_callback(_slot_key(key))
+        if old is not None:
+            old.on_close = None
+            old.close()
+        if created:
+            self._notify()
+        else:
+            runner.set_parameters(parameters)
+            if on_result is not None:
+                runner.on_result = on_result
+            if alive is not None:
+                runner.alive = alive
+        return runner
+
+    def _forget_callback(self, key_id: typing.Hashable) -> typing.Callable[[typing.Any], None]:
+        engine_ref = weakref.ref(self)
+
+        def forget(_: typing.Any) -> None:  # the key was garbage collected
+            engine = engine_ref()
+            if engine is not None:
+                engine._remove_id(key_id, None)
+        return forget
+
+    def _closed_callback(self, key_id: typing.Hashable) -> typing.Callable[[Runner], None]:
+        engine_ref = weakref.ref(self)
+
+        def closed(runner: Runner) -> None:  # the runner closed itself (its owner is gone)
+            engine = engine_ref()
+            if engine is not None:
+                engine._remove_id(key_id, runner)
+        return closed
+
+    def _remove_id(self, key_id: typing.Hashable, runner: Runner | None) -> None:
+        with self._lock:
+            entry = self._runners.get(key_id)
+            if entry is None or (runner is not None and entry[1] is not runner):
+                return
+            del self._runners[key_id]
+        entry[1].on_close = None
+        entry[1].close()
+        self._notify()
+
+    def find_runner(self, key: typing.Any) -> Runner | None:
+        with self._lock:
+            entry = self._runners.get(_slot_key(key))
+            return entry[1] if entry is not None and _matches(entry[0], key) else None
+
+    @property
+    def runners(self) -> list[Runner]:
+        with self._lock:
+            return [runner for _, runner in self._runners.values()]
+
+    def remove(self, key: typing.Any) -> None:
+        """Stop and forget the runner of ``key`` (no-op when there is none)."""
+        with self._lock:
+            entry = self._runners.get(_slot_key(key))
+            if entry is None or not _matches(entry[0], key):
+                return
+        self._remove_id(_slot_key(key), entry[1])
+
+    def prune(self) -> None:
+        """Stop the runners whose ``alive`` predicate is False."""
+        for runner in self.runners:
+            if runner.alive is not None and not runner.alive():
+                runner.close()  # its on_close removes it
+
+    # ----------------------------------------------------------------------------------------------- streams
+    def stream(self, key: typing.Hashable) -> Stream:
+        """The stream of source ``key``, created on first use."""
+        with self._lock:
+            stream = self._streams.get(key)
+            if stream is None:
+                stream = Stream(self.scheduler)
+                self._streams[key] = stream
+            return stream
+
+    def add_stream(self, key: typing.Hashable, stream: Stream) -> Stream:
+        """Register a stream made by the owner (e.g. a hardware-source adapter), closing one it replaces."""
+        with self._lock:
+            old = self._streams.get(key)
+            self._streams[key] = stream
+        if old is not None and old is not stream:
+            old.close()
+        return stream
+
+    def find_stream(self, key: typing.Hashable) -> Stream | None:
+        with self._lock:
+            return self._streams.get(key)
+
+    @property
+    def streams(self) -> list[Stream]:
+        with self._lock:
+            return list(self._streams.values())
+
+    def close(self) -> None:
+        """Stop every runner, stream and worker thread (the engine can be used again afterwards)."""
+        with self._lock:
+            runners = [runner for _, runner in self._runners.values()]
+            self._runners.clear()
+            streams = list(self._streams.values())
+            self._streams.clear()
+        for runner in runners:
+            runner.on_close = None
+            runner.close()
+        for stream in streams:
+            stream.close()
+        self.scheduler.close()
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self.changed_listeners):
+            try:
+                listener()
+            except Exception:  # a listener's failure must not stop the engine
+                pass
+
+
+def _weak_or_strong(key: typing.Any, callback: typing.Callable[[typing.Any], None]) -> typing.Any:
+    try:
+        return weakref.ref(key, callback)
+    except TypeError:  # strings, ints...: held strongly (they hold nothing)
+        return _Strong(key)
+
+
+class _Strong:
+    __slots__ = ("value",)
+
+    def __init__(self, value: typing.Any) -> None:
+        self.value = value
+
+
+def _slot_key(key: typing.Any) -> typing.Hashable:
+    try:
+        weakref.ref(key)
+    except TypeError:
+        return ("value", key)
+    return ("id", id(key))
+
+
+def _matches(held: typing.Any, key: typing.Any) -> bool:
+    return bool(held.value == key) if isinstance(held, _Strong) else held() is key
