@@ -82,6 +82,11 @@ def _frames(info: "Stack", source: BlockSource, block: range) -> list[Frame | Fr
     return make_frames(info, block, typing.cast("np.ndarray[typing.Any, typing.Any]", source))
 
 
+def _hold(block: typing.Any) -> typing.Any:
+    """A block of frames as a task result (recomputable, unlike scattered data)."""
+    return block
+
+
 def _records(processor: typing.Any, items: list[Frame | FrameRecord],
              peers: typing.Sequence[typing.Any] = ()) -> list[FrameRecord]:
     """Each frame through ``processor`` in order (a failing frame becomes a failed record, as in this process)."""
@@ -126,9 +131,9 @@ def _failure(error: BaseException) -> str:
 
 def run_on_dask(specs: list["ProcessorSpec"], stack: "Stack", blocks: list[range], collectors: list[Collector], *,
                 client: typing.Any, dataset: str | None, progress: typing.Callable[[int], None],
-                cancel: threading.Event | None, messages: list[str]) -> bool:
+                cancel: threading.Event | None, messages: list[str]) -> list[bool]:
     """Run ``specs`` over ``blocks`` of ``stack`` on the cluster, adding the records to ``collectors`` in frame
-    order. Returns True when every block of every processor completed."""
+    order. Returns, per processor, True when every block completed."""
     from processing.io.stacks import Stack
 
     kinds = [chunks.split_kind(s.cls, s.parameters) for s in specs]
@@ -145,7 +150,9 @@ def run_on_dask(specs: list["ProcessorSpec"], stack: "Stack", blocks: list[range
             sources: list[typing.Any] = [("file", os.path.abspath(stack.source), dataset)] * len(blocks)
         else:
             from processing.execution.offline import read_block
-            sources = [c.scatter(read_block(stack, b)) for b in blocks]  # each block on one worker only
+            # each block is a task of its own (not scattered): if the worker holding it dies, the scheduler
+            # recomputes it elsewhere from the task, instead of losing it
+            sources = [c.submit(_hold, read_block(stack, b), pure=False) for b in blocks]
             futures.extend(sources)
         block_futures: list[dict[int, typing.Any]] = [dict() for _ in blocks]
 
@@ -191,11 +198,11 @@ def run_on_dask(specs: list["ProcessorSpec"], stack: "Stack", blocks: list[range
                 block_futures[b][i] = c.submit(operator.getitem, fut, 0, pure=False)
                 futures.append(fut)
 
-        complete = all(stopped_at[i] == len(blocks) for i in merge_specs)
+        complete = [stopped_at.get(i, len(blocks)) == len(blocks) for i in range(len(specs))]
         halted: set[int] = set()
         for b, block in enumerate(blocks):
             if cancel is not None and cancel.is_set():
-                return False
+                return [False] * len(specs)
             for i, collector in enumerate(collectors):
                 if i in halted:
                     continue
@@ -206,7 +213,7 @@ def run_on_dask(specs: list["ProcessorSpec"], stack: "Stack", blocks: list[range
                 try:
                     records = fut.result()
                 except Exception as error:
-                    complete = False
+                    complete[i] = False
                     reason = _failure(error)
                     messages.append(f"{specs[i].processor_id}: frames {block.start}-{block[-1]} failed ({reason}).")
                     for n in block:
@@ -218,7 +225,7 @@ def run_on_dask(specs: list["ProcessorSpec"], stack: "Stack", blocks: list[range
                 for record in records:
                     collector.add(record)
             progress(len(block))
-        return complete and not halted
+        return [ok and i not in halted for i, ok in enumerate(complete)]
     finally:
         try:
             c.cancel(futures)

@@ -229,25 +229,27 @@ def run_offline(processor_ids: typing.Sequence[str] | str, stack_or_path: typing
         messages.append(f"'{stack.source}' has no timestamps: time axes are frame numbers (units 'frame').")
     reporter = _Progress(progress, len(indices))
     interrupted = False
+    per_processor = [False] * len(specs)
     try:
         if client is not None:
             from processing.execution import dask_run
-            complete = dask_run.run_on_dask(specs, stack, blocks, collectors, client=client, dataset=dataset,
-                                            progress=reporter.update, cancel=cancel, messages=messages)
-            interrupted = not complete and cancel is not None and cancel.is_set()
+            per_processor = dask_run.run_on_dask(specs, stack, blocks, collectors, client=client, dataset=dataset,
+                                                 progress=reporter.update, cancel=cancel, messages=messages)
+            interrupted = cancel is not None and cancel.is_set()
         else:
-            complete = _run_here(specs, stack, blocks, collectors, reporter.update, cancel)
-            interrupted = not complete
+            interrupted = not _run_here(specs, stack, blocks, collectors, reporter.update, cancel)
+            per_processor = [not interrupted] * len(specs)
     except KeyboardInterrupt:
-        complete, interrupted = False, True
+        interrupted = True
     finally:
         reporter.close()
     if interrupted:
+        per_processor = [False] * len(specs)
         done = min(c.frames_added for c in collectors)
         messages.append(f"interrupted after {done} of {len(indices)} frames; the results hold those frames and "
                         f"are marked incomplete.")
-    run = OfflineRun({c.processor_id: c.result(complete=complete) for c in collectors}, complete, interrupted,
-                     messages)
+    run = OfflineRun({c.processor_id: c.result(complete=ok) for c, ok in zip(collectors, per_processor)},
+                     all(per_processor), interrupted, messages)
     if out_path is not None:
         _write(run, out_path)
     return run
