@@ -14,6 +14,7 @@ import typing
 
 #: modules that provide ``register(subparsers)``; one per concern
 SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "processing.execution.cli",
     "processing.fusion.cli",
 )
 
