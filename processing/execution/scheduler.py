@@ -12,7 +12,8 @@
 * :class:`Engine` owns the runners (keyed by whatever the owner uses: a Swift computation, a name), the streams and
   the scheduler. Whoever creates an engine owns it (the Swift plug-in creates one); there is no module-global state.
 
-Constructors start no thread: the workers start with the first frame and stop on :meth:`Engine.close`.
+Constructors start no thread: the workers start when a runner first attaches to a stream (so a camera's thread never
+pays for a thread start) and stop on :meth:`Engine.close`.
 
 >>> import numpy as np
 >>> from processing.base import Frame
@@ -383,18 +384,25 @@ class Scheduler:
         with self._condition:
             return [t for t in self._threads if t.is_alive()]
 
+    def start(self) -> None:
+        """Start the worker threads now (a stream does when its first runner attaches, so the camera's thread never
+        pays for a thread start); idempotent."""
+        with self._condition:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            while len(self._threads) < self._count:
+                thread = threading.Thread(target=self._work, args=(self._generation,),
+                                          name=f"insitu-worker-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
     def schedule(self, runner: Runner) -> None:
         with self._condition:
             if id(runner) in self._scheduled:
                 return  # queued or running: it is queued again after its current frame if one is waiting
             self._scheduled.add(id(runner))
             self._ready.append((time.perf_counter(), runner))
-            self._threads = [t for t in self._threads if t.is_alive()]
             if len(self._threads) < self._count:
-                thread = threading.Thread(target=self._work, args=(self._generation,),
-                                          name=f"insitu-worker-{len(self._threads)}", daemon=True)
-                self._threads.append(thread)
-                thread.start()
+                self.start()
             self._condition.notify()
 
     def _next(self) -> Runner:
@@ -453,8 +461,10 @@ class Stream:
 
     def add_runner(self, runner: Runner) -> None:
         with self._lock:
-            if runner not in self._runners and not self._closed:
-                self._runners.append(runner)
+            if runner in self._runners or self._closed:
+                return
+            self._runners.append(runner)
+        self.scheduler.start()
 
     def remove_runner(self, runner: Runner) -> None:
         with self._lock:
