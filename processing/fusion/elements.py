@@ -6,10 +6,11 @@ named after an edge or line ("Sc_L", "Dy M5", "O-K", "Sc_Ka") is looked up by it
 from __future__ import annotations
 
 import re
+import typing
 
 from processing.base import ParameterError
 
-__all__ = ["SYMBOLS", "atomic_number", "element_symbol"]
+__all__ = ["SYMBOLS", "atomic_number", "element_symbol", "parse_elements"]
 
 #: element symbols in order of Z (index + 1 = Z), H .. Og
 SYMBOLS: tuple[str, ...] = tuple(
@@ -58,3 +59,12 @@ def atomic_number(name: str) -> int:
 def element_symbol(name: str) -> str:
     """The symbol of ``name`` ("dysprosium" -> "Dy", "sc_L" -> "Sc")."""
     return SYMBOLS[atomic_number(name) - 1]
+
+
+def parse_elements(text: str | typing.Sequence[str]) -> tuple[str, ...]:
+    """"Sc, Dy,O" -> ("Sc", "Dy", "O") (at least two; symbols checked; raises ParameterError)."""
+    items = [t.strip() for t in (text.replace(";", ",").split(",") if isinstance(text, str) else text)]
+    items = [t for t in items if t]
+    if len(items) < 2:
+        raise ParameterError(f"fusion needs at least two elements; got {text!r}. Give e.g. 'Sc,Dy,O'.")
+    return tuple(element_symbol(t) for t in items)

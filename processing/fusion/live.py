@@ -14,9 +14,9 @@ import numpy as np
 
 from processing import base
 from processing.fusion.eels import edge_maps
-from processing.fusion.elements import element_symbol
+from processing.fusion.elements import parse_elements
 from processing.fusion.options import PARAMETERS as FUSION_PARAMETERS
-from processing.fusion.options import FusionOptions
+from processing.fusion.options import SI_PRESET, FusionOptions
 from processing.fusion.solver import fuse
 from processing.spectroscopy import live_analysis
 from processing.spectroscopy.spectrum_alignment import EnergyAxis
@@ -25,24 +25,11 @@ __all__ = ["LIVE_FUSION_NAME", "LIVE_PARAMETERS", "LiveFusion", "parse_elements"
 
 LIVE_FUSION_NAME = "Fusion (HAADF + EELS maps)"
 
-#: live defaults: maps are counts (edge maps clipped at 0), weights fitted to the HAADF (EELS maps of different
-#: edges have unrelated cross-sections), a strong HAADF term; fewer iterations per update (warm start)
-_LIVE_DEFAULTS: dict[str, typing.Any] = {"map_mode": "counts", "weighting": "fitted", "lambda_haadf": 10.0,
-                                         "lambda_tv": 1.0, "max_iterations": 30}
 LIVE_PARAMETERS: tuple[base.Parameter, ...] = (
     base.Parameter("elements", "Elements", "string", "Sc,Dy,O",
                    description="comma-separated element symbols; each is mapped at its EELS edge"),
-) + tuple(base.Parameter(p.name, p.label, p.type, _LIVE_DEFAULTS.get(p.name, p.default), p.min, p.max, p.units,
+) + tuple(base.Parameter(p.name, p.label, p.type, SI_PRESET.get(p.name, p.default), p.min, p.max, p.units,
                          p.choices, p.description) for p in FUSION_PARAMETERS)
-
-
-def parse_elements(text: str | typing.Sequence[str]) -> tuple[str, ...]:
-    """"Sc, Dy,O" -> ("Sc", "Dy", "O") (symbols checked; raises ParameterError)."""
-    items = [t.strip() for t in (text.replace(";", ",").split(",") if isinstance(text, str) else text)]
-    items = [t for t in items if t]
-    if len(items) < 2:
-        raise base.ParameterError(f"fusion needs at least two elements; got {text!r}. Give e.g. 'Sc,Dy,O'.")
-    return tuple(element_symbol(t) for t in items)
 
 
 class LiveFusion:

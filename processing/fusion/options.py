@@ -11,7 +11,7 @@ import typing
 
 from processing.base import Parameter, ParameterError
 
-__all__ = ["PARAMETERS", "MAP_MODES", "WEIGHTINGS", "FusionOptions", "parse_region"]
+__all__ = ["PARAMETERS", "SI_PRESET", "MAP_MODES", "WEIGHTINGS", "FusionOptions", "parse_region"]
 
 #: HAADF weights w_i: "Z" = Z_i / mean(Z) (the published tutorial), "Z^gamma" = Z_i^gamma / mean(Z^gamma),
 #: "fitted" = non-negative least squares of the HAADF on the (lightly smoothed) measured maps**gamma
@@ -44,6 +44,12 @@ PARAMETERS: tuple[Parameter, ...] = (
               description="Z / mean Z (published), Z^gamma / mean, or fitted to the HAADF"),
 )
 _BY_NAME = {p.name: p for p in PARAMETERS}
+
+#: the preset for EELS edge maps of one SI (live fusion, fusion of a drift-corrected SI result): maps are counts
+#: (edge maps clipped at 0), weights fitted to the HAADF (the edges of different elements have unrelated
+#: cross-sections), a strong HAADF term and more TV (checked against the simulator's truth: docs/fusion.md)
+SI_PRESET: dict[str, typing.Any] = {"map_mode": "counts", "weighting": "fitted", "lambda_haadf": 10.0,
+                                    "lambda_tv": 1.0, "max_iterations": 30}
 
 
 def parse_region(text: str | typing.Sequence[int] | None) -> tuple[int, int, int, int] | None:

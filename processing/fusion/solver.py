@@ -131,6 +131,7 @@ def solve(problem: FusionProblem, u0: F32, options: FusionOptions, *, dual: tupl
     u_prev = u
     theta = 1.0
     restarts = 0
+    rejected = 0
     converged = False
     reason = f"reached max_iterations = {options.max_iterations}"
     t = float(step)
@@ -181,7 +182,12 @@ def solve(problem: FusionProblem, u0: F32, options: FusionOptions, *, dual: tupl
         change = abs(previous.total - current.total) / max(abs(current.total), 1e-30)
         if accepted:
             t = min(t * 1.25, 1e6)
-        if k >= 2 and options.tolerance > 0 and change < options.tolerance:
+        rejected = 0 if accepted else rejected + 1
+        if rejected >= 8:
+            reason = f"no descent in 8 successive steps after {k} iterations (step {t:.2g}): at a minimum"
+            converged = True
+            break
+        if accepted and k >= 2 and options.tolerance > 0 and change < options.tolerance:
             converged = True
             reason = f"relative cost change {change:.2e} < tolerance {options.tolerance:g} after {k} iterations"
             break
