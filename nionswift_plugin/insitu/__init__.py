@@ -14,6 +14,7 @@ from nion.swift import Application
 
 from nionswift_plugin.insitu import computations
 from nionswift_plugin.insitu import drift_si_panel
+from nionswift_plugin.insitu import fusion_computation
 from nionswift_plugin.insitu import inspector
 from nionswift_plugin.insitu import panels
 from nionswift_plugin.insitu import simulator_panel
@@ -45,9 +46,12 @@ class InSituExtension:
         panels.register_panels()
         drift_si_panel.register_panels()
         simulator_panel.register_panels()
+        fusion_computation.register()  # Processing > In-situ > Fuse HAADF + chemical maps, and live fusion
         self.__menu_handler = None
+        self.__fusion_menu_handler = None
         if Application.app is not None:
             self.__menu_handler = Application.app.register_menu_handler(panels.install_menu)
+            self.__fusion_menu_handler = Application.app.register_menu_handler(fusion_computation.install_menu)
         self.__driver_handler = None
         driver_folder = os.environ.get("INSITU_GUI_DRIVER")
         if driver_folder and Application.app is not None:  # the scripted user of the real-GUI check only
@@ -60,6 +64,8 @@ class InSituExtension:
     def close(self) -> None:
         if self.__menu_handler is not None and Application.app is not None:
             Application.app.unregister_menu_handler(self.__menu_handler)
+        if self.__fusion_menu_handler is not None and Application.app is not None:
+            Application.app.unregister_menu_handler(self.__fusion_menu_handler)
         if self.__driver_handler is not None and Application.app is not None:
             Application.app.unregister_menu_handler(self.__driver_handler)
         panels.unregister_panels()
