@@ -1,10 +1,15 @@
 """The "In-situ processors" dock panel and the Processing > In-situ menu.
 
-Drag and drop: drag a live data item (from the data panel, or a display panel's header/thumbnail) **onto a processor
-in this panel** to attach that processor to it. Swift's display panels only accept Swift's own mime types, so a
-custom drop target in our own panel is the route Swift's UI supports reliably; clicking a processor (or the menu
-item) attaches it to the selected display instead. The panel also lists every attached processor with its frame
-counters (received, processed, dropped) and its last processing time.
+Drag and drop, both ways:
+
+* drag a processor **from this panel onto a display panel** (e.g. the live camera view): it is attached to the data
+  shown there, with that display's selected (or only) rectangle as ROI (:mod:`nionswift_plugin.insitu.dnd` extends
+  the window's workspace controller for our mime type; Swift's own drops are unchanged);
+* drag a live data item (from the data panel, or a display panel's header/thumbnail) **onto a processor in this
+  panel** to attach that processor to it.
+
+Clicking a processor (or the menu item) attaches it to the selected display. The panel also lists every attached
+processor with its frame counters (received, processed, dropped) and its last processing time.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from nion.ui import CanvasItem
 from nion.ui import UserInterface
 
 from nionswift_plugin.insitu import computations
+from nionswift_plugin.insitu import dnd
 from nionswift_plugin.insitu.live_engine import ENGINE
 from processing import registry
 
@@ -27,7 +33,6 @@ def attach_to_selection(document_controller: typing.Any, processor_id: str) -> t
     """Attach ``processor_id`` to the selected display (and its selected or only rectangle ROI)."""
     display_item = document_controller.selected_display_item
     if display_item is None or display_item.data_item is None:
-        document_controller.display_log_message = None
         raise ValueError("select a display with image data (e.g. the live camera view) first")
     selected = [display_item.graphics[i] for i in display_item.graphic_selection.indexes]
     roi = computations.selected_roi(display_item, selected)
@@ -38,8 +43,13 @@ def attach_to_selection(document_controller: typing.Any, processor_id: str) -> t
     return data_item
 
 
+#: pixels the mouse must move with the button down before a click becomes a drag
+DRAG_THRESHOLD_PX = 4
+
+
 class ProcessorDropTarget(CanvasItem.TextButtonCanvasItem):
-    """One processor in the panel: click to attach to the selected display, or drop a data item on it."""
+    """One processor in the panel: click to attach to the selected display, drag it onto a display panel, or drop
+    a data item on it."""
 
     def __init__(self, document_controller: typing.Any, processor_id: str, title: str) -> None:
         super().__init__(title)
@@ -47,13 +57,38 @@ class ProcessorDropTarget(CanvasItem.TextButtonCanvasItem):
         self.processor_id = processor_id
         self.border_enabled = True
         self.on_button_clicked = self.__attach_selected
+        self.__press_px: tuple[int, int] | None = None
+        self.tool_tip = f"Click: attach {title} to the selected display. Drag onto a display panel to attach it there."
 
     def __attach_selected(self) -> None:
         try:
             attach_to_selection(self.__document_controller, self.processor_id)
         except ValueError as e:
-            self.__document_controller.display_log_message = str(e) if hasattr(
-                self.__document_controller, "display_log_message") else None
+            dnd.notify(self.__document_controller, str(e))
+
+    def mouse_pressed(self, x: int, y: int, modifiers: UserInterface.KeyboardModifiers) -> bool:
+        self.__press_px = (x, y)
+        return super().mouse_pressed(x, y, modifiers)
+
+    def mouse_released(self, x: int, y: int, modifiers: UserInterface.KeyboardModifiers) -> bool:
+        self.__press_px = None
+        return super().mouse_released(x, y, modifiers)
+
+    def mouse_position_changed(self, x: int, y: int, modifiers: UserInterface.KeyboardModifiers) -> bool:
+        if self.__press_px is not None and max(abs(x - self.__press_px[0]), abs(y - self.__press_px[1])) \
+                >= DRAG_THRESHOLD_PX:
+            self.__press_px = None
+            self.start_drag()
+            return True
+        return super().mouse_position_changed(x, y, modifiers)
+
+    def start_drag(self) -> UserInterface.MimeData:
+        """Start dragging this processor (to a display panel); returns the drag's mime data."""
+        mime_data: UserInterface.MimeData = self.__document_controller.ui.create_mime_data()
+        dnd.put_processor(mime_data, self.processor_id)
+        self._mouse_pressed = False
+        self.drag(mime_data)
+        return mime_data
 
     def wants_drag_event(self, mime_data: UserInterface.MimeData, x: int, y: int) -> bool:
         return bool(mime_data.has_format(MimeTypes.DISPLAY_ITEM_MIME_TYPE)
@@ -99,9 +134,13 @@ def runner_lines() -> list[str]:
 class InSituProcessorsPanel(Panel.Panel):
     def __init__(self, document_controller: typing.Any, panel_id: str, properties: typing.Any) -> None:
         super().__init__(document_controller, panel_id, "In-situ Processors")
+        dnd.install(document_controller)
         ui = document_controller.ui
         column = ui.create_column_widget(properties={"spacing": 4, "margin": 6})
-        column.add(ui.create_label_widget("Drop live data on a processor, or click to attach to the selected display."))
+        hint = ui.create_label_widget("Drag a processor onto a live display, drop live data on a processor, or "
+                                      "click one to attach it to the selected display.")
+        hint.word_wrap = True
+        column.add(hint)
         self.__targets = []
         for cls in registry.all_processors():
             canvas = ui.create_canvas_widget(properties={"height": 26, "min-width": 160})
@@ -119,7 +158,8 @@ class InSituProcessorsPanel(Panel.Panel):
         self.__periodic = document_controller.add_periodic(0.5, self.__update)
 
     def __update(self) -> None:
-        self.__status.text = "\n".join(runner_lines())
+        message = getattr(self.document_controller, "_insitu_message", None)
+        self.__status.text = "\n".join(runner_lines() + ([f"Last message: {message}"] if message else []))
 
     def close(self) -> None:
         self.__periodic = None
@@ -128,6 +168,7 @@ class InSituProcessorsPanel(Panel.Panel):
 
 def install_menu(document_controller: typing.Any) -> None:
     """Add the Processing > In-situ submenu to a document window (called for every new window)."""
+    dnd.install(document_controller)  # the window's display panels accept processors dragged from our panel
     processing_menu = document_controller.get_menu("_processing_menu")
     if processing_menu is None or getattr(document_controller, "_insitu_menu", None) is not None:
         return
@@ -137,7 +178,7 @@ def install_menu(document_controller: typing.Any) -> None:
             try:
                 attach_to_selection(document_controller, processor_id)
             except ValueError as e:
-                print(f"In-situ: {e}")
+                dnd.notify(document_controller, str(e))
         submenu.add_menu_item(cls.title, attach)
     processing_menu.add_separator()
     processing_menu.add_sub_menu("In-situ", submenu)
