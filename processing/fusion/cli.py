@@ -82,7 +82,9 @@ def write_result(result: FusionResult, path: pathlib.Path) -> pathlib.Path:
                   "metadata": {"General": {"title": "Fused maps " + ", ".join(result.elements)},
                                "Signal": {"signal_type": ""}},
                   "original_metadata": {"insitu_fusion": json.loads(summary),
-                                        "cost_per_iteration": result.cost.tolist()}}
+                                        "cost_per_iteration": result.cost.tolist()},
+                  "attributes": {"_lazy": False}, "tmp_parameters": {}, "package_info": {"name": "", "version": ""},
+                  "learning_results": {}, "models": {}}
         file_writer(str(path), signal, show_progressbar=False)
         return path
     raise InputError(f"output '{path.name}': the format '{ext or '(none)'}' is not supported; use .npz or .hspy.")
