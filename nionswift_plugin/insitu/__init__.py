@@ -17,6 +17,7 @@ from nionswift_plugin.insitu import drift_si_panel
 from nionswift_plugin.insitu import fusion_computation
 from nionswift_plugin.insitu import inspector
 from nionswift_plugin.insitu import panels
+from nionswift_plugin.insitu import run_on_sequence
 from nionswift_plugin.insitu import simulator_panel
 from nionswift_plugin.insitu.live_engine import ENGINE
 
@@ -49,9 +50,12 @@ class InSituExtension:
         fusion_computation.register()  # Processing > In-situ > Fuse HAADF + chemical maps, and live fusion
         self.__menu_handler = None
         self.__fusion_menu_handler = None
+        self.__sequence_menu_handler = None
         if Application.app is not None:
             self.__menu_handler = Application.app.register_menu_handler(panels.install_menu)
             self.__fusion_menu_handler = Application.app.register_menu_handler(fusion_computation.install_menu)
+            # Processing > In-situ > Run on sequence... (after panels.install_menu, which makes the submenu)
+            self.__sequence_menu_handler = Application.app.register_menu_handler(run_on_sequence.install_menu)
         self.__driver_handler = None
         driver_folder = os.environ.get("INSITU_GUI_DRIVER")
         if driver_folder and Application.app is not None:  # the scripted user of the real-GUI check only
@@ -66,6 +70,8 @@ class InSituExtension:
             Application.app.unregister_menu_handler(self.__menu_handler)
         if self.__fusion_menu_handler is not None and Application.app is not None:
             Application.app.unregister_menu_handler(self.__fusion_menu_handler)
+        if self.__sequence_menu_handler is not None and Application.app is not None:
+            Application.app.unregister_menu_handler(self.__sequence_menu_handler)
         if self.__driver_handler is not None and Application.app is not None:
             Application.app.unregister_menu_handler(self.__driver_handler)
         panels.unregister_panels()
