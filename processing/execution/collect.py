@@ -193,6 +193,19 @@ class ProcessorResult:
         return int(self.provenance.get("frames_processed") or 0)
 
 
+#: an image sequence larger than this is kept in an anonymous temporary file (memory-mapped), not in RAM, so a
+#: run over a stack larger than memory also keeps its per-frame outputs in bounded memory
+IN_MEMORY_LIMIT_BYTES = 512 * 2 ** 20
+
+
+def _allocate(shape: tuple[int, ...], dtype: typing.Any) -> NDArray[typing.Any]:
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes <= IN_MEMORY_LIMIT_BYTES:
+        return np.zeros(shape, dtype)
+    import tempfile
+    return np.memmap(tempfile.TemporaryFile(prefix="insitu-sequence-"), dtype=dtype, mode="w+", shape=shape)
+
+
 class Collector:
     """Assembles :class:`FrameRecord` s, added in frame order, into a :class:`ProcessorResult`.
 
@@ -257,7 +270,7 @@ class Collector:
                       info: dict[str, typing.Any], frame_number: int) -> None:
         entry = self._sequences.get(name)
         if entry is None:
-            store = np.zeros((max(self.n_frames, position + 1), *data.shape), data.dtype)
+            store = _allocate((max(self.n_frames, position + 1), *data.shape), data.dtype)
             entry = (kind, store, [], info)
             self._sequences[name] = entry
         _, store, positions, _ = entry
@@ -267,7 +280,7 @@ class Collector:
             return
         index = len(positions)
         if index >= store.shape[0]:
-            grown = np.zeros((2 * store.shape[0], *store.shape[1:]), store.dtype)
+            grown = _allocate((2 * store.shape[0], *store.shape[1:]), store.dtype)
             grown[:index] = store[:index]
             store = grown
             self._sequences[name] = (kind, store, positions, info)

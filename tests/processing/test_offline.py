@@ -173,3 +173,12 @@ def test_ctrl_c_keeps_the_frames_done_and_writes_them_marked_incomplete(tmp_path
     assert provenance["insitu.copy image"]["complete"] is False
     assert provenance["insitu.copy image"]["frame_range"] == [0, 9]
     assert any("partial results written" in m for m in run.messages)
+
+
+def test_large_image_sequences_are_kept_on_disk_not_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from processing.execution import collect
+    monkeypatch.setattr(collect, "IN_MEMORY_LIMIT_BYTES", 1000)
+    movie, _, _ = disc_movie(9, n=6, size=32)
+    seq = run_offline("insitu.copy", movie, progress=False)["insitu.copy"].images["image"]
+    assert isinstance(seq.data.base, np.memmap) or isinstance(seq.data, np.memmap)
+    np.testing.assert_array_equal(seq.data, movie)
