@@ -31,6 +31,7 @@ import numpy as np
 
 from processing import registry
 from processing.base import Frame, InputError, ParameterError, Processor, ProcessingError, make_frame
+from processing.execution import parallel
 from processing.execution.chunks import run_frames
 from processing.execution.collect import Collector, FrameRecord, ProcessorResult, failed_record, reduce_outputs
 
@@ -257,7 +258,8 @@ def run_offline(processor_ids: typing.Sequence[str] | str, stack_or_path: typing
 
 def _run_here(specs: list[ProcessorSpec], stack: "Stack", blocks: list[range], collectors: list[Collector],
               progress: typing.Callable[[int], None], cancel: threading.Event | None) -> bool:
-    """Every processor over every frame in this process, frame by frame (one read per block)."""
+    """Every processor over every frame in this process, frame by frame (one read per block); the processors of a
+    frame run in parallel on :mod:`processing.execution.parallel`'s pool (one thread per core)."""
     processors = [s.cls(**s.parameters) for s in specs]
     for block in blocks:
         if cancel is not None and cancel.is_set():
@@ -266,10 +268,15 @@ def _run_here(specs: list[ProcessorSpec], stack: "Stack", blocks: list[range], c
             if isinstance(item, FrameRecord):
                 for collector in collectors:
                     collector.add(item)
-            else:
-                for processor, collector in zip(processors, collectors):
-                    peers = [p for p in processors if p is not processor]
-                    collector.add(process_one(processor, item, peers))
+            else:  # the processors of one frame in parallel on the shared pool (each keeps its own order)
+                frame = item
+
+                def one(p: Processor) -> FrameRecord:
+                    return process_one(p, frame, [q for q in processors if q is not p])
+
+                records = parallel.map_chunks(one, processors)
+                for record, collector in zip(records, collectors):
+                    collector.add(record)
             progress(1)
     return True
 
