@@ -151,6 +151,8 @@ class Decomposer:
 
             def recon_model(spectra: NDArray[np.float32]) -> F64:
                 return typing.cast(F64, maps[flat] @ e)
+        if n < 50:
+            notes.append(f"only {n} spectra: the number of significant components is not reliable yet.")
         if n_sig >= scree.size:
             notes.append(f"all {scree.size} kept components are above the noise floor: there may be more "
                          f"significant components than shown.")

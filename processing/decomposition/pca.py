@@ -219,7 +219,7 @@ class StreamingPCA:
         return s[:r].copy(), full @ wt[:r].T
 
     # -- results ------------------------------------------------------------------------------------------------
-    def refined_model(self, spectra: NDArray[np.floating[typing.Any]], *, n_passes: int = 3,
+    def refined_model(self, spectra: NDArray[np.floating[typing.Any]], *, n_passes: int = 8,
                       n_components: int | None = None) -> PCAModel:
         """The model refined on all the spectra (n, d) seen: equals a batch PCA (see :func:`refine_pca`)."""
         model = self.model(n_components=self.rank)
@@ -261,23 +261,32 @@ def chunk_products(spectra: NDArray[np.floating[typing.Any]], model: PCAModel, b
     return (y.T @ z).astype(np.float64), (z.T @ z).astype(np.float64)
 
 
-def refine_pca(model: PCAModel, products: typing.Callable[[F64], tuple[F64, F64]], *, n_passes: int = 3,
-               n_components: int | None = None) -> PCAModel:
+def refine_pca(model: PCAModel, products: typing.Callable[[F64], tuple[F64, F64]], *, n_passes: int = 8,
+               n_components: int | None = None, tolerance_deg: float = 0.01) -> PCAModel:
     """Block power iterations + Rayleigh-Ritz from ``model``'s subspace, over all the data (batch-equivalent).
 
     ``products(V)`` returns the summed :func:`chunk_products` of every chunk (in memory, a Dask reduction...).
     The mean, weights and total variance of ``model`` are exact already; the subspace converges as
-    (lambda_{r+1} / lambda_k)^passes, so signal components reach the batch result in 2-3 passes. Explained
+    (lambda_{r+1} / lambda_k)^passes: strong components reach the batch result in 2-3 passes, weak ones (near the
+    noise floor) take more; passes stop when the leading k directions move less than ``tolerance_deg`` (at most
+    ``n_passes``). Explained
     variances are the exact Ritz values of the data's covariance.
     """
     if int(n_passes) != n_passes or n_passes < 1:
         raise ParameterError(f"n_passes must be a whole number >= 1; got {n_passes!r}.")
     basis = model.components.T.copy()
     gram = np.zeros((basis.shape[1],) * 2)
+    k_check = basis.shape[1] if n_components is None else min(int(n_components), basis.shape[1])
+    previous: F64 | None = None
     for i in range(int(n_passes)):
         cv, gram = products(basis)
-        if i < n_passes - 1:
-            basis, _ = np.linalg.qr(cv)
+        _, vecs = np.linalg.eigh((gram + gram.T) / 2)
+        lead = (basis @ vecs[:, ::-1][:, :k_check]).T            # current Ritz estimate of the leading k
+        if i == n_passes - 1 or (previous is not None
+                                 and float(subspace_angles_deg(previous, lead).max()) < tolerance_deg):
+            break                                                 # Rayleigh-Ritz on this basis below
+        previous = lead
+        basis, _ = np.linalg.qr(cv)
     evals, evecs = np.linalg.eigh((gram + gram.T) / 2)
     order = np.argsort(evals)[::-1]
     vt = _sign_fix((basis @ evecs[:, order]).T)
@@ -329,17 +338,21 @@ def significant_components(explained_variance: F64, *, total_variance: float, n_
     """Number of components above the noise floor (Marchenko-Pastur edge of white noise), for the scree plot.
 
     The noise variance per channel is estimated from the variance not explained by the kept components,
-    sigma^2 = (total - sum(kept)) / (d - r); a component is significant when its variance exceeds
-    ``margin * sigma^2 (1 + sqrt(d / n))^2``. Meant for Poisson-weighted data (homoscedastic noise); on
+    sigma^2 = (total - sum(kept)) / (d (m - r) / m) with m = min(n - 1, d) non-zero eigenvalues; a component is significant when its variance exceeds
+    ``margin * sigma^2 (1 + sqrt(d / n))^2``, widened by the finite-size (Tracy-Widom) spread
+    ``1 + 3 min(n, d)^(-2/3)``. Meant for Poisson-weighted data (homoscedastic noise); on
     unweighted counts it is an estimate (the noise is not white).
     """
     ev = np.asarray(explained_variance, np.float64)
     r = ev.size
     if r == 0 or n_channels <= r:
         return int(r)
-    sigma2 = max(total_variance - float(ev.sum()), 0.0) / (n_channels - r)
+    m = min(max(n_spectra - 1, 1), n_channels)          # non-zero noise eigenvalues
+    if m <= r:
+        return 0
+    sigma2 = max(total_variance - float(ev.sum()), 0.0) / (n_channels * (m - r) / m)
     edge = sigma2 * (1.0 + np.sqrt(n_channels / max(n_spectra, 1))) ** 2
-    above = ev > margin * edge
+    above = ev > margin * (1.0 + 3.0 * min(n_spectra, n_channels) ** (-2.0 / 3.0)) * edge  # + Tracy-Widom spread
     return int(np.argmin(above)) if not above.all() else int(r)
 
 
