@@ -69,8 +69,9 @@ def decompose_dask(si: typing.Any, *, n_components: int, poisson: bool = True, c
                    pixel_size_nm: float = 1.0, seed: int = 0) -> DecompositionResult:
     """PCA of a ``dask.array`` SI (ny, nx, d) (chunked along y/x only) on ``client`` (a ``dask.distributed``
     Client; None: the default scheduler). NaN spectra are left out."""
-    import dask
-    import dask.array as da
+    import importlib
+    dask: typing.Any = importlib.import_module("dask")            # untyped library: typed through Any
+    da: typing.Any = importlib.import_module("dask.array")
 
     array = si if isinstance(si, da.Array) else da.asarray(si)
     if array.ndim != 3:
@@ -80,6 +81,7 @@ def decompose_dask(si: typing.Any, *, n_components: int, poisson: bool = True, c
     d = int(array.shape[2])
     k = check_components(n_components, int(array.shape[0] * array.shape[1]), d)
     blocks = [b for b in array.to_delayed().ravel()]
+
     def run(*things: typing.Any) -> typing.Any:
         if client is not None:
             return client.gather(client.compute(list(things)))
@@ -97,7 +99,7 @@ def decompose_dask(si: typing.Any, *, n_components: int, poisson: bool = True, c
 
     def products(basis: F64) -> tuple[F64, F64]:
         parts = run(*[dask.delayed(_products)(b, start, basis) for b in blocks])
-        return sum(p[0] for p in parts), sum(p[1] for p in parts)  # type: ignore[return-value]
+        return np.sum([p[0] for p in parts], axis=0), np.sum([p[1] for p in parts], axis=0)
 
     model = refine_pca(start, products, n_passes=n_passes, n_components=k)
     score_blocks = array.map_blocks(_scores, model, k, dtype=np.float32, chunks=array.chunks[:2] + ((k,),))
