@@ -383,7 +383,7 @@ class OrientationMap:
     strength: F32
     tile_px: int
     step_px: int
-    flat: NDArray[np.bool_] | None = None  # tiles with no power outside the centre mask (see TilePass.flat)
+    flat: NDArray[np.bool_] | None = None  # exactly flat tiles, all pixels equal (see TilePass.flat)
 
 
 def orientation_map(data: F32, *, tile_px: int = 128, step_px: int = 32, mask_percent: float = 10.0,
@@ -406,7 +406,7 @@ def _map_from_pass(tp: tiles.TilePass, what: str) -> OrientationMap:
 
 def brightness(omap: OrientationMap) -> F64:
     """(n_y, n_x) float64 in [0, 1]: the strength scaled from its per-frame minimum to its maximum over the tiles
-    that hold a measurement. Flat tiles (no power outside the centre mask, :attr:`OrientationMap.flat`) and NaN
+    that hold a measurement. Flat tiles (all pixels equal, :attr:`OrientationMap.flat`) and NaN
     tiles are black (0) and excluded from the range, so an exactly flat region (behind a beam stop) does not
     collapse the contrast of the rest. All tiles equal: 1 (0 if all are flat)."""
     s = omap.strength.astype(np.float64)
@@ -546,7 +546,15 @@ def blend_over_image(rgb_map: U8, strength_map: F64, image: F32, *, tile_px: int
 
 class OrientationMapProcessor(Processor):
     """FFT orientation colour map: per tile, the strongest lattice peak's orientation (0-180 deg) as hue and its
-    strength as brightness (or its spacing as colour), with a colour-wheel legend; optionally over the image."""
+    strength as brightness (or its spacing as colour), with a colour-wheel legend; optionally over the image.
+    Strength = the smoothed log power at that peak, searched in the upper half-plane (rows 0..T/2-1 of the shifted
+    tile FFT; real data has a symmetric spectrum, so this is the peak shown by the hue). The peer script
+    (BenMillerScripts FFTArrayAnalysis) takes the whole plane's maximum instead: identical on lattice tiles, up to
+    ~0.5 log units higher on noise-only tiles (where the lower half's border smoothing differs). Brightness = strength
+    scaled from its per-frame minimum to maximum over the tiles that are not flat; exactly flat tiles (e.g. behind a
+    beam stop) are black and do not compress the others' contrast.
+
+    Details: :func:`brightness`, :class:`processing.live.tiles.PeakSpec`."""
 
     processor_id = "insitu.fft_orientation"
     split = "frame"

@@ -200,7 +200,7 @@ def test_small_frames_advise_a_tile_size_the_parameter_accepts() -> None:
     import re
     for processor_id in ("insitu.max_fft", "insitu.fft_orientation"):
         cls = registry.get(processor_id)
-        minimum = next(p.min for p in cls.PARAMETERS if p.name == "tile_size_px")
+        minimum = int(next(p.min for p in cls.PARAMETERS if p.name == "tile_size_px") or 0)
         for shape in ((1, 1), (3, 3), (1, 5000), (40, 3), (15, 300)):
             text = run_case(cls(), np.ones(shape, np.float32))
             assert isinstance(text, str) and f"at least {int(minimum)}x{int(minimum)} px" in text, (shape, text)
