@@ -9,6 +9,19 @@ with the standard camera panel (Play/Pause, exposure, binning).
 * :class:`InSituCamera` is ``device_kit.CameraDevice.Camera`` with nm calibrations and an idempotent ``close``.
 * :func:`make_insitu_camera` builds both plus the settings (Run: 50 ms, binning 1) and the ``CameraModule``.
 
+Optics, energy filter and camera artefacts (all off by default, so the camera renders the scene as before):
+
+* the instrument's **C10** (defocus, m), **C30** (Cs, m) and **EHT** (V) pass the scene through a weak-object
+  contrast transfer (:mod:`instrument_sim.ctf`; ``simulator.optics`` holds the focal spread, convergence and the
+  phase/amplitude ratio) whenever C10 or C30 is non-zero;
+* the energy filter (controls ``EFTEM_Slit`` = 1, ``EFTEM_EnergyOffset`` eV, ``EFTEM_SlitWidth`` eV) replaces the
+  scene by energy-filtered images of ``simulator.eftem_specimen`` (default the DyScO3 perovskite; see
+  :mod:`instrument_sim.energy_filter`), with the same drift;
+* ``simulator.artefacts = CameraArtefacts(...)`` switches on bias, dark current, gain non-uniformity, hot/dead pixels,
+  read noise and saturation (:class:`instrument_sim.detector.CameraArtefacts`); frames are then integer counts.
+
+The frame record holds the true defocus, Cs, high tension, energy offset and slit of each frame.
+
 Ground truth: ``simulator.truth(t_s)`` (a :class:`~instrument_sim.insitu_scene.SceneTruth` in full-frame pixel
 coordinates) and ``simulator.frame_log`` (time and offset of the last rendered frames). Live frames in Swift carry
 their record (time ``t_s`` of the start of the exposure, content offset, exposure, area, binning, dose) in
@@ -35,9 +48,14 @@ from nion.instrumentation import stem_controller
 from nion.swift.model import ImportExportManager
 from nion.utils import Geometry
 
+from instrument_sim import ctf
+from instrument_sim.detector import CameraArtefacts
+from instrument_sim.energy_filter import (ENERGY_OFFSET_CONTROL, SLIT_CONTROL, SLIT_WIDTH_CONTROL,
+                                          EnergyFilteredSpecimen, FilteredView)
 from instrument_sim.errors import SimulatorParameterError
 from instrument_sim.insitu_scene import InSituScene, SceneTruth
 from instrument_sim.instrument import SimInstrument
+from instrument_sim.noise import shot_noise
 
 __all__ = ["InSituCameraSimulator", "InSituCamera", "InSituCameraParts", "FrameRecord", "make_insitu_camera",
            "CAMERA_ID", "CAMERA_NAME", "CAMERA_TYPE", "ELEMENTARY_CHARGE_C"]
@@ -61,11 +79,21 @@ class FrameRecord:
     area: tuple[int, int, int, int]
     binning: int
     dose_e_per_px: float
+    defocus_m: float = 0.0
+    cs_m: float = 0.0
+    high_tension_V: float = 200e3
+    slit_in: bool = False
+    energy_offset_eV: float = 0.0
+    slit_width_eV: float = 0.0
+    artefacts: bool = False
 
     def as_metadata(self) -> dict[str, typing.Any]:
         """JSON-serialisable form (stored under ``metadata["hardware_source"]["insitu_sim"]`` of live frames)."""
         return {"t_s": self.t_s, "offset_nm": list(self.offset_nm), "exposure_s": self.exposure_s,
-                "area": list(self.area), "binning": self.binning, "dose_e_per_px": self.dose_e_per_px}
+                "area": list(self.area), "binning": self.binning, "dose_e_per_px": self.dose_e_per_px,
+                "defocus_m": self.defocus_m, "cs_m": self.cs_m, "high_tension_V": self.high_tension_V,
+                "slit_in": self.slit_in, "energy_offset_eV": self.energy_offset_eV,
+                "slit_width_eV": self.slit_width_eV, "artefacts": self.artefacts}
 
 
 class InSituCameraSimulator:
@@ -90,6 +118,13 @@ class InSituCameraSimulator:
         # (weak reference to the xdata handed to device_kit, its record): to find the record of a delivered frame
         self.__delivered: collections.deque[tuple[weakref.ref[DataAndMetadata.DataAndMetadata], FrameRecord]] = \
             collections.deque(maxlen=16)
+        #: optics parameters of the contrast transfer (active when C10 or C30 is non-zero)
+        self.optics = ctf.Optics()
+        #: switchable camera artefacts (None = ideal counting camera)
+        self.artefacts: CameraArtefacts | None = None
+        #: the specimen seen with the energy-filter slit in (created on first use)
+        self.eftem_specimen: EnergyFilteredSpecimen | None = None
+        self.__eftem_view: FilteredView | None = None
 
     def close(self) -> None:
         pass
@@ -134,17 +169,73 @@ class InSituCameraSimulator:
         area = area if area is not None else (0, 0, h, w)
         offset = self.instrument.content_offset_nm(t_s)
         dose = self.dose_e_per_px(exposure_s)
+        control = self.__control
+        defocus_m, cs_m, eht_V = control("C10", 0.0), control("C30", 0.0), control("EHT", 200e3)
+        slit_in = control(SLIT_CONTROL, 0.0) >= 0.5
+        energy_eV, slit_eV = control(ENERGY_OFFSET_CONTROL, 0.0), control(SLIT_WIDTH_CONTROL, 10.0)
+        top, left, bottom, right = (int(v) for v in area)
         with self.__lock:
-            frame = self.scene.render(t_s, exposure_s=exposure_s, rng=self.__rng, dose_e_per_px=dose,
-                                      offset_nm=offset, area=area, binning=binning)
-            top, left, bottom, right = (int(v) for v in area)
+            if slit_in:
+                expected = self.__eftem_expected(offset, dose, energy_eV, slit_eV, (top, left, bottom, right),
+                                                 binning, float(self.instrument.true_energy_offset_eV(t_s)))
+                level = float(dose * binning * binning)
+            else:
+                expected = self.scene.render(t_s, exposure_s=exposure_s, rng=self.__rng, dose_e_per_px=dose,
+                                             offset_nm=offset, area=area, binning=binning, noise=False)
+                level = float(dose * binning * binning)
+            if defocus_m != 0.0 or cs_m != 0.0:
+                expected = ctf.apply_ctf(expected, pixel_size_nm=self.scene.pixel_size_nm * binning,
+                                         defocus_m=defocus_m, cs_m=cs_m, high_tension_V=eht_V,
+                                         mean_level=float(np.mean(expected)) if slit_in else level,
+                                         optics=self.optics)
+            frame = shot_noise(expected, self.__rng)
+            artefacts = self.artefacts
             record = FrameRecord(t_s, (float(offset[0]), float(offset[1])), exposure_s, (top, left, bottom, right),
-                                 binning, dose)
+                                 binning, dose, defocus_m=defocus_m, cs_m=cs_m, high_tension_V=eht_V,
+                                 slit_in=slit_in, energy_offset_eV=energy_eV if slit_in else 0.0,
+                                 slit_width_eV=slit_eV if slit_in else 0.0, artefacts=artefacts is not None)
             self.__frame_log.append(record)
-        gain = float(self.instrument.counts_per_electron)
-        if gain != 1.0:
-            frame *= np.float32(gain)
+            gain = float(self.instrument.counts_per_electron)
+            if gain != 1.0:
+                frame *= np.float32(gain)
+            if artefacts is not None:
+                frame = artefacts.read(frame, exposure_s=exposure_s, rng=self.__rng, area=(top, left, bottom, right),
+                                       binning=binning, sensor_shape=self.scene.shape_px)
         return frame, record
+
+    def __control(self, name: str, default: float) -> float:
+        value = self.instrument.get_value(name)
+        return float(default if value is None else value)
+
+    def __eftem_expected(self, offset: NDArray[np.float64], dose: float, energy_eV: float, slit_eV: float,
+                         area: tuple[int, int, int, int], binning: int, shift_eV: float) -> NDArray[np.float32]:
+        if self.eftem_specimen is None:
+            self.eftem_specimen = EnergyFilteredSpecimen()
+        view = self.__eftem_view
+        if view is None or view.specimen is not self.eftem_specimen:
+            view = self.__eftem_view = FilteredView(self.eftem_specimen, self.scene.shape_px,
+                                                    self.scene.pixel_size_nm)
+        full = view.image((float(offset[0]), float(offset[1])), energy_offset_eV=energy_eV,
+                          slit_width_eV=max(slit_eV, 1e-3), electrons_per_px=dose, shift_eV=shift_eV)
+        top, left, bottom, right = area
+        cut = full[top:bottom, left:right]
+        if binning > 1:
+            hb, wb = (bottom - top) // binning, (right - left) // binning
+            cut = cut[:hb * binning, :wb * binning].reshape(hb, binning, wb, binning).sum(axis=(1, 3))
+        return np.ascontiguousarray(cut, dtype=np.float32)
+
+    def eftem_truth(self, y_px: float, x_px: float, *, energy_offset_eV: float, slit_width_eV: float,
+                    t_s: float | None = None) -> float:
+        """Truth: fraction of the beam through the slit at full-frame pixel (y, x) at time ``t_s`` (default now),
+        i.e. the expected counts of that pixel per electron of dose."""
+        if self.eftem_specimen is None:
+            self.eftem_specimen = EnergyFilteredSpecimen()
+        t = self.instrument.time_s() if t_s is None else float(t_s)
+        offset = self.instrument.content_offset_nm(t)
+        px = self.scene.pixel_size_nm
+        return self.eftem_specimen.slit_integral(y_px * px - float(offset[0]), x_px * px - float(offset[1]),
+                                                 energy_offset_eV=energy_offset_eV, slit_width_eV=slit_width_eV,
+                                                 shift_eV=float(self.instrument.true_energy_offset_eV(t)))
 
     def record_for_timestamp(self, timestamp: typing.Any) -> FrameRecord | None:
         """The record of the delivered frame with this timestamp (device_kit stamps each frame at the end of its
@@ -266,6 +357,9 @@ def make_insitu_camera(instrument: SimInstrument, scene: InSituScene, *, seed: i
     if not (exposure_ms > 0.0):
         raise SimulatorParameterError(f"exposure_ms must be > 0; got {exposure_ms!r}.")
     instrument.set_camera_shape(camera_type, scene.shape_px)
+    for name, value in ((SLIT_CONTROL, 0.0), (ENERGY_OFFSET_CONTROL, 0.0), (SLIT_WIDTH_CONTROL, 10.0)):
+        if not instrument.sim_value_manager.has_control(name):
+            instrument.add_control(name, value)
     simulator = InSituCameraSimulator(instrument, scene, seed=seed)
     device = InSituCamera(camera_id, camera_type, _(camera_name), simulator, instrument)
     settings = CameraDevice.CameraSettings(camera_id, base_exposure=exposure_ms / 1000.0)
