@@ -230,7 +230,7 @@ class RunOnSequenceDialog(Declarative.Handler):
                          u.create_combo_box(items=self.processor_titles, current_index="@binding(processor_index)"),
                          u.create_stretch(), spacing=8),
             u.create_progress_bar(value="@binding(progress)", minimum=0, maximum=1000),
-            u.create_label(text="@binding(status)", word_wrap=True, width=360),
+            u.create_label(text="@binding(status)", word_wrap=True, width=420, min_height=48),
             u.create_row(u.create_stretch(), u.create_push_button(text="Run", on_clicked="run_clicked"),
                          u.create_push_button(text="Cancel", on_clicked="cancel_clicked"), spacing=8),
             spacing=8, margin=12)
