@@ -61,6 +61,14 @@ def test_fusion_computation_outputs_and_parameter_rerun(document_controller: typ
     computation.set_input_value("lambda_tv", 0.6)
     _recompute(document_controller)
     assert not np.allclose(target.xdata.data, before)  # editing a parameter re-ran it
+    # what dropping another item onto an input does: the input's item changes, the fusion re-runs on it
+    from nion.swift.model import Symbolic
+    swapped = _add(document_controller, data["Sc"][::-1].copy(), "Sc flipped")
+    computation.set_input_item("map_1", Symbolic.make_item(dm.get_display_item_for_data_item(swapped)
+                                                           .display_data_channel))
+    _recompute(document_controller)
+    flipped = fuse(data["HAADF"], {"Sc": data["Sc"][::-1], "Dy": data["Dy"], "O": data["O"]}, lambda_tv=0.6)
+    np.testing.assert_allclose(target.xdata.data, flipped.map("Sc"), rtol=1e-4, atol=1e-4)
 
 
 def test_bad_input_becomes_error_text_not_exception(document_controller: typing.Any) -> None:

@@ -152,3 +152,13 @@ def test_fitted_weights_follow_the_haadf() -> None:
     prepared = prepare_inputs(haadf, maps, FusionOptions(weighting="fitted", map_mode="counts"))
     w = prepared.problem.weights
     assert w[0] > 3 * w[1]  # Dy is much brighter than O in this HAADF
+
+
+def test_never_returns_the_unfused_maps() -> None:
+    from processing.fusion import FusionError
+    haadf, maps, _ = _columns()
+    with pytest.raises(FusionError, match="did not lower the cost"):
+        fuse(haadf, maps, should_stop=lambda: True)
+    r = fuse(haadf, maps, max_iterations=1, tolerance=0.0)
+    assert r.iterations == 1 and not np.allclose(r.maps_normalised, r.raw_maps / r.raw_maps.max(axis=(1, 2),
+                                                                                                  keepdims=True))
