@@ -92,6 +92,19 @@ def test_python_dash_m_runs_and_lists(movie_file, tmp_path) -> None:  # type: ig
     assert listed.returncode == 0 and "insitu.threshold_tracking" in listed.stdout and "split: sequential" in listed.stdout
 
 
+def test_the_installed_console_script(movie_file, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = pathlib.Path(sys.prefix) / "bin" / "nionswift-insitu"
+    if not script.exists():
+        pytest.skip("the console script is installed by pip install -e . (scripts/setup.sh)")
+    path, _ = movie_file
+    out = tmp_path / "out.hspy"
+    done = subprocess.run([str(script), "run", "insitu.live_difference", "-i", str(path), "-o", str(out),
+                           "--param", "slow=5", "--no-progress"], cwd=tmp_path, env=_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert read_provenance(out)["insitu.live_difference image"]["parameters"]["slow"] == 5
+
+
 def test_ctrl_c_writes_the_partial_results_marked_incomplete(tmp_path: pathlib.Path) -> None:
     movie = np.random.default_rng(41).random((3000, 128, 128), dtype=np.float32)
     path = tmp_path / "long.npy"
