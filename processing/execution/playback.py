@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 
 from processing.base import ParameterError
 
-__all__ = ["Playback", "PlayedFrame", "PlaybackState", "ManualClock", "DriftCorrector",
+__all__ = ["Playback", "PlayedFrame", "StackPlayer", "DeliveredFrame", "PlaybackState", "ManualClock", "DriftCorrector",
            "SPEED_MIN", "SPEED_MAX", "FPS_MIN", "FPS_MAX"]
 
 SPEED_MIN, SPEED_MAX = 0.1, 10.0
@@ -256,6 +256,11 @@ class Playback:
             self._pending_step = True
             self._wake.set()
 
+    def peek_next(self) -> int | None:
+        """The index the next :meth:`next_frame` will deliver (None at the end of a single pass)."""
+        with self._lock:
+            return None if self._ended or self._closed else self._next
+
     def close(self) -> None:
         """Wake and end any waiting :meth:`next_frame` for good."""
         with self._lock:
@@ -366,3 +371,104 @@ class DriftCorrector:
     @property
     def last_correlation(self) -> float:
         return float(self._reference.last_correlation)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveredFrame:
+    """A frame as the player hands it out: data (H, W) (the file's dtype, float32 when drift-corrected), what the
+    pacing chose, the applied drift shift (dy, dx) px (None without drift correction)."""
+
+    data: NDArray[typing.Any]
+    played: PlayedFrame
+    shift_px: tuple[float, float] | None
+
+
+class StackPlayer:
+    """A :class:`~processing.io.stacks.Stack` played through :class:`Playback`: frames read when due (the next one
+    read ahead on a helper thread, so at most two frames are in memory), optionally drift-corrected.
+
+    ``load(stack)`` replaces what is played (the old stack is closed). ``next_frame(timeout_s)`` blocks until the
+    next frame is due and returns a :class:`DeliveredFrame` (None when nothing is due). ``drift_correction``: set
+    True to register each frame to a running reference and shift it back; the reference restarts whenever the
+    playback jumps (seek, step back, loop). ``shifts`` holds (frame index, dy, dx) of the corrected frames.
+    """
+
+    def __init__(self, *, clock: typing.Callable[[], float] = time.monotonic,
+                 wait: typing.Callable[[threading.Event, float], bool] = _real_wait) -> None:
+        import concurrent.futures
+        self._clock, self._wait = clock, wait
+        self.stack: typing.Any = None
+        self.playback: Playback | None = None
+        self.drift_correction = False
+        self.shifts: list[tuple[int, float, float]] = []
+        self._corrector: DriftCorrector | None = None
+        self._last_index = -2
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="insitu-player-read")
+        self._prefetch: tuple[int, typing.Any] | None = None
+        self._lock = threading.RLock()
+
+    def load(self, stack: typing.Any, *, fps: float = 20.0, speed: float = 1.0, loop: bool = False) -> Playback:
+        """Play ``stack`` (a :class:`~processing.io.stacks.Stack`) from its first frame; returns its Playback."""
+        with self._lock:
+            old, old_playback = self.stack, self.playback
+            self.stack = stack
+            self.playback = Playback(stack.n_frames, timestamps_s=stack.timestamps_s, fps=fps, speed=speed,
+                                     loop=loop, clock=self._clock, wait=self._wait)
+            self._prefetch = None
+            self._last_index = -2
+            self.shifts = []
+            self._corrector = None
+        if old_playback is not None:
+            old_playback.close()
+        if old is not None and old is not stack:
+            old.close()
+        return self.playback
+
+    def set_drift_correction(self, on: bool) -> None:
+        with self._lock:
+            self.drift_correction = bool(on)
+            self._corrector = None
+            self.shifts = []
+
+    def _read(self, index: int) -> NDArray[typing.Any]:
+        with self._lock:
+            prefetch, stack = self._prefetch, self.stack
+        if prefetch is not None and prefetch[0] == index:
+            try:
+                return typing.cast(NDArray[typing.Any], prefetch[1].result())
+            except Exception:
+                pass  # read again below: the error (if any) is raised from here
+        return typing.cast(NDArray[typing.Any], stack.frame(index))
+
+    def next_frame(self, *, timeout_s: float | None = None) -> DeliveredFrame | None:
+        with self._lock:
+            playback, stack = self.playback, self.stack
+        if playback is None or stack is None:
+            return None
+        played = playback.next_frame(timeout_s=timeout_s)
+        if played is None:
+            return None
+        data = self._read(played.index)
+        upcoming = playback.peek_next()
+        with self._lock:
+            if upcoming is not None and stack is self.stack:
+                self._prefetch = (upcoming, self._reader.submit(stack.frame, upcoming))
+            shift = None
+            if self.drift_correction:
+                if self._corrector is None or played.index != self._last_index + 1:
+                    self._corrector = DriftCorrector()
+                data, shift = self._corrector.correct(data)
+                self.shifts.append((played.index, shift[0], shift[1]))
+                del self.shifts[:-100000]
+            self._last_index = played.index
+        return DeliveredFrame(data, played, shift)
+
+    def close(self) -> None:
+        with self._lock:
+            playback, stack = self.playback, self.stack
+            self.playback = self.stack = None
+        if playback is not None:
+            playback.close()
+        self._reader.shutdown(wait=False)
+        if stack is not None:
+            stack.close()
