@@ -84,6 +84,8 @@ class InSituExtension:
 def run() -> None:
     """Called by Swift after all plug-ins are loaded: register the simulated instrument in simulator mode."""
     global _simulator_handle
+    from nionswift_plugin.insitu.player import device as player_device
+    player_device.register_player()  # the In-situ Player camera: with or without simulator mode
     if simulator_requested() and _simulator_handle is None:
         from instrument_sim import configuration
         _simulator_handle = configuration.register_simulator(configuration.SimulatorConfiguration())
@@ -92,6 +94,8 @@ def run() -> None:
 
 def stop() -> None:
     global _simulator_handle
+    from nionswift_plugin.insitu.player import device as player_device
+    player_device.unregister_player()
     if _simulator_handle is not None:
         from instrument_sim import configuration
         configuration.unregister_simulator(_simulator_handle)
