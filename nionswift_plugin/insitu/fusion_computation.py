@@ -5,12 +5,14 @@ order of the *Elements* parameter) or ``si`` (an EELS spectrum image, e.g. a dri
 maps are made for the elements by :func:`processing.fusion.eels.edge_maps`). Every input is shown in the Inspector
 (drag a data item onto it to change it); the parameters are the declared :data:`processing.fusion.PARAMETERS`.
 Outputs: one fused map per element ("target" is the first), the predicted HAADF, its residual and the convergence
-plot (three cost terms + total per iteration). Swift runs ``execute`` off the UI thread and re-runs it when a
-parameter or an input changes; an error (bad input) becomes the computation's error text.
+plot (three cost terms + total per iteration), which also shows the progress while the fusion runs
+(:class:`ProgressPlot`). Swift runs ``execute`` off the UI thread and re-runs it when a parameter or an input
+changes; an error (bad input) becomes the computation's error text.
 """
 from __future__ import annotations
 
 import logging
+import time
 import typing
 
 import numpy as np
@@ -30,7 +32,7 @@ from processing.fusion.prepare import check_calibrations
 from processing.fusion.solver import FusionResult
 from processing.spectroscopy.spectrum_alignment import EnergyAxis
 
-__all__ = ["FUSION_ID", "TITLE", "register", "install_menu", "fuse_items", "fuse_selection", "fuse_drift_si_result",
+__all__ = ["FUSION_ID", "TITLE", "ProgressPlot", "register", "install_menu", "fuse_items", "fuse_selection", "fuse_drift_si_result",
            "result_outputs"]
 
 FUSION_ID = "insitu.fusion"
@@ -60,6 +62,45 @@ def result_outputs(result: FusionResult) -> pb.Outputs:
     out.append(pb.LinePlotOutput("convergence", result.cost.T.astype(np.float32), pb.Calibration(0, 1, "iteration"),
                                  "", ("HAADF", "Poisson", "TV", "total"), "Fusion convergence"))
     return tuple(out)
+
+
+class ProgressPlot:
+    """Shows the convergence plot while the fusion runs: every ``interval_s`` the cost so far is written to the
+    computation's "convergence" output on the main thread (``loop.call_soon_threadsafe``). After :meth:`finish`
+    queued updates are dropped, so the final plot (written by ``commit``) is never overwritten."""
+
+    def __init__(self, computation: typing.Any, loop: typing.Any, *, interval_s: float = 0.5,
+                 clock: typing.Callable[[], float] = time.monotonic) -> None:
+        self.computation = computation
+        self.loop = loop
+        self.interval_s = interval_s
+        self.clock = clock
+        self.rows: list[tuple[float, float, float, float]] = []
+        self.published = 0
+        self.finished = False
+        self._last = clock()
+
+    def add(self, k: int, total: int, terms: typing.Any) -> None:  # worker thread
+        self.rows.append((terms.haadf, terms.poisson, terms.tv, terms.total))
+        now = self.clock()
+        if self.loop is None or now - self._last < self.interval_s or self.finished:
+            return
+        self._last = now
+        cost = np.asarray(self.rows, np.float32).T.copy()
+        self.loop.call_soon_threadsafe(lambda: self.publish(cost, f"iteration {k} of at most {total}"))
+
+    def publish(self, cost: np.ndarray, text: str) -> None:  # main thread
+        if self.finished:
+            return
+        output = pb.LinePlotOutput("convergence", cost, pb.Calibration(0, 1, "iteration"), "",
+                                   ("HAADF", "Poisson", "TV", "total"), "Fusion convergence")
+        xdata = computations.output_to_xdata(output, {"fusion_progress": text})
+        if xdata is not None:
+            self.computation.set_referenced_xdata("convergence", xdata)
+            self.published += 1
+
+    def finish(self) -> None:
+        self.finished = True
 
 
 class FusionComputation:
@@ -104,11 +145,12 @@ class FusionComputation:
             check_calibrations(h_cal, cals_by)
             mask = None
 
-        def progress(k: int, total: int, terms: typing.Any) -> None:
-            if k % 10 == 0:
-                logging.debug("In-situ fusion: iteration %d/%d, cost %.6g", k, total, terms.total)
-
-        self.__result = fuse(h, maps, options, calibrations=h_cal, mask=mask, progress=progress)
+        document_model = computations.document_model_of(self.computation._computation)
+        plot = ProgressPlot(self.computation, getattr(document_model, "event_loop", None))
+        try:
+            self.__result = fuse(h, maps, options, calibrations=h_cal, mask=mask, progress=plot.add)
+        finally:
+            plot.finish()
 
     def commit(self) -> None:  # main thread
         result = self.__result

@@ -101,3 +101,43 @@ def test_fusion_from_a_spectrum_image_and_its_haadf(document_controller: typing.
     assert target.xdata is not None, dm.get_data_item_computation(target).error_text
     dy = next(d for d in dm.data_items if d.title == f"{fusion_computation.TITLE}: Fused Dy")
     assert rms(s["raw"]["Dy"], s["truth"]["Dy"]) / rms(dy.xdata.data, s["truth"]["Dy"]) > 2.0
+
+
+def test_progress_plot_shows_the_cost_so_far_and_never_overwrites_the_final_plot() -> None:
+    class Loop:
+        def __init__(self) -> None:
+            self.queued: list[typing.Callable[[], None]] = []
+
+        def call_soon_threadsafe(self, fn: typing.Callable[[], None]) -> None:
+            self.queued.append(fn)
+
+    class Computation:
+        def __init__(self) -> None:
+            self.written: list[typing.Any] = []
+
+        def set_referenced_xdata(self, name: str, xdata: typing.Any) -> None:
+            self.written.append((name, xdata))
+
+    now = [0.0]
+    loop, comp = Loop(), Computation()
+    plot = fusion_computation.ProgressPlot(comp, loop, interval_s=0.5, clock=lambda: now[0])
+
+    class Terms(typing.NamedTuple):
+        haadf: float
+        poisson: float
+        tv: float
+        total: float
+
+    for k in range(1, 11):  # 10 iterations, 0.2 s each: published at 0.6 s and 1.2 s and 1.8 s
+        now[0] += 0.2
+        plot.add(k, 50, Terms(1.0 / k, 2.0, 3.0, 4.0 / k))
+    assert len(loop.queued) == 3
+    loop.queued[0]()
+    name, xdata = comp.written[-1]
+    assert name == "convergence" and xdata.data.shape == (4, 3)
+    np.testing.assert_allclose(xdata.data[3], [4.0, 2.0, 4.0 / 3])
+    assert xdata.metadata["insitu"]["fusion_progress"] == "iteration 3 of at most 50"
+    plot.finish()
+    for fn in loop.queued[1:]:  # arriving after the run ended: dropped
+        fn()
+    assert plot.published == 1
