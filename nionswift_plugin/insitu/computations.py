@@ -282,10 +282,9 @@ def make_computation_class(processor_id: str) -> type:
 def _source_name(computation: Symbolic.Computation) -> str:
     """"data item <uuid>" of the computation's source (for the provenance), or "" when unknown."""
     try:
-        item = computation.get_input(SOURCE_INPUT)
-    except Exception:
+        data_item = computation.get_input_data_item(SOURCE_INPUT)
+    except Exception:  # another Swift release: the provenance then names no source
         return ""
-    data_item = getattr(item, "data_item", None) or item
     uuid = getattr(data_item, "uuid", None)
     return f"data item {uuid}" if uuid is not None else ""
 

@@ -1,6 +1,10 @@
 """Headless Nion Swift fixtures (nion.swift.test.TestContext) shared by the plug-in tests."""
 from __future__ import annotations
 
+import gc
+import logging
+import os
+import threading
 import typing
 
 import pytest
@@ -30,3 +34,35 @@ def document_controller(swift: TestContext.TestSetup) -> typing.Iterator[typing.
     """A document window with the application (menus, async computations, Facade library)."""
     with TestContext.create_memory_context() as test_context:
         yield test_context.create_document_controller_with_application()
+
+
+@pytest.fixture
+def swift_log(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> typing.Iterator[None]:
+    """Fails the test when Swift's log (stderr, where Swift prints commit exceptions, and logging) holds a traceback
+    or an exception raised in our glue."""
+    caplog.set_level(logging.WARNING)
+    yield
+    assert_no_traceback(capsys, caplog)
+
+
+def assert_no_traceback(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    err = capsys.readouterr().err
+    logged = "\n".join(f"{r.levelname} {r.name}: {r.getMessage()}" for r in caplog.records
+                        if r.levelno >= logging.ERROR or r.exc_info)
+    assert "Traceback" not in err, err[-4000:]
+    assert "Traceback" not in logged and not logged, logged[-4000:]
+
+
+def rss_mib() -> float:
+    """Resident memory of this process in MiB (Linux /proc)."""
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def live_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.is_alive())
+
+
+def collected_object_count() -> int:
+    gc.collect()
+    return len(gc.get_objects())
