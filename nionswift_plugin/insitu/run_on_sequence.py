@@ -212,7 +212,8 @@ class SequenceRun:
 
 
 class RunOnSequenceDialog(Declarative.Handler):
-    """The modeless dialog: processor choice, Run, progress bar, status, Cancel."""
+    """The modeless dialog: processor choice, parameters (``name=value, ...``; defaults otherwise), Run, progress
+    bar, status, Cancel."""
 
     def __init__(self, document_controller: typing.Any, data_item: typing.Any) -> None:
         super().__init__()
@@ -221,6 +222,7 @@ class RunOnSequenceDialog(Declarative.Handler):
         self.processors = [c for c in registry.all_processors()]
         self.processor_titles = [c.title for c in self.processors]
         self._index = 0
+        self.parameters_text = ""  # NAME=VALUE, comma separated (as nionswift-insitu run --param)
         self._progress = 0
         self._status = f"Source: {getattr(data_item, 'title', '') or '(none selected)'}"
         self.run: SequenceRun | None = None
@@ -229,6 +231,9 @@ class RunOnSequenceDialog(Declarative.Handler):
             u.create_row(u.create_label(text="Processor"),
                          u.create_combo_box(items=self.processor_titles, current_index="@binding(processor_index)"),
                          u.create_stretch(), spacing=8),
+            u.create_row(u.create_label(text="Parameters"),
+                         u.create_line_edit(text="@binding(parameters_text)", placeholder_text="e.g. slow=40, fast=2",
+                                            width=300), u.create_stretch(), spacing=8),
             u.create_progress_bar(value="@binding(progress)", minimum=0, maximum=1000),
             u.create_label(text="@binding(status)", word_wrap=True, width=420, min_height=48),
             u.create_row(u.create_stretch(), u.create_push_button(text="Run", on_clicked="run_clicked"),
@@ -263,7 +268,15 @@ class RunOnSequenceDialog(Declarative.Handler):
     def run_clicked(self, widget: typing.Any = None) -> None:
         if self.run is not None and not self.run.finished.is_set():
             return  # one run at a time per dialog
-        self.run = SequenceRun(self.document_controller, self.data_item, self.processors[self._index].processor_id)
+        from processing.execution.cli import parse_params
+        try:
+            parameters = parse_params([p.strip() for p in self.parameters_text.split(",") if p.strip()])
+        except pb.ProcessingError as e:
+            self._status = str(e).replace("--param ", "")
+            self.notify_property_changed("status")
+            return
+        self.run = SequenceRun(self.document_controller, self.data_item, self.processors[self._index].processor_id,
+                               parameters)
         self.run.on_change = self._update
         self.run.start()
         self._update()

@@ -171,3 +171,22 @@ def test_menu_item_and_dialog_run_any_processor(document_controller, swift_log) 
     wait(document_controller, handler.run)
     assert handler.progress == 1000 and "done" in handler.status
     assert [i.title for i in handler.run.result_items] == ["movie · Live Difference: image"]
+
+
+def test_dialog_parameters_are_used_and_bad_ones_are_a_message(document_controller, swift_log) -> None:  # type: ignore[no-untyped-def]
+    movie, _ = disc_movie(8, 6, size=64)
+    source = add_sequence(document_controller, movie)
+    handler = RunOnSequenceDialog(document_controller, source)
+    handler.processor_index = handler.processor_titles.index("Radial Profile Kymograph")
+    handler.parameters_text = "window_frames"
+    handler.run_clicked()
+    assert handler.run is None and "NAME=VALUE" in handler.status
+    handler.parameters_text = "window_frames=1"
+    handler.run_clicked()
+    assert handler.run is not None and handler.run.finished.is_set() and "outside its range" in handler.status
+    handler.parameters_text = "statistic=max, window_frames=3"
+    handler.run_clicked()
+    wait(document_controller, handler.run)
+    (item,) = handler.run.result_items
+    assert item.metadata["insitu"]["provenance"]["parameters"]["statistic"] == "max"
+    assert item.xdata.data_shape[1] == 6
