@@ -191,3 +191,21 @@ def test_nothing_to_write_says_why(tmp_path: pathlib.Path) -> None:
         write_results(list(run.results.values()), tmp_path / "empty.hspy")
     run = run_offline("insitu.copy", movie, progress=False, output=tmp_path / "empty.hspy")
     assert run.output_path is None and any("no output has any frame" in m for m in run.messages)
+
+
+def test_nan_frames_in_a_file_and_frames_of_changing_shape_in_a_folder(tmp_path: pathlib.Path) -> None:
+    from PIL import Image
+    movie, _, _ = disc_movie(15, n=6)
+    movie[2] = np.nan
+    path = tmp_path / "with_nan.npy"
+    np.save(path, movie)
+    run = run_offline("insitu.copy", path, progress=False, output=tmp_path / "out.hspy")
+    assert [f for f, _ in run["insitu.copy"].failed_frames] == [2]
+    assert read_provenance(tmp_path / "out.hspy")["insitu.copy image"]["frames_dropped"] == 1
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, shape in enumerate([(32, 32), (32, 32), (40, 32)]):
+        Image.fromarray(np.zeros(shape, np.uint8)).save(folder / f"frame_{i:04d}.png")
+    with pytest.raises(ProcessingError) as info:
+        run_offline("insitu.copy", folder, progress=False)
+    assert "frame_0002.png" in str(info.value) or "(40, 32)" in str(info.value), str(info.value)
