@@ -7,9 +7,11 @@ timestamp (``xdata.timestamp`` = the recording's start + the frame's stream time
 are in the experiment's seconds) and ``metadata["hardware_source"]["insitu_player"]``: frame index, file time,
 loop, applied drift shift.
 
-Playing the camera (Swift's Play) starts the playback; stopping it pauses the playback. While paused (or at the end
-of a single pass) no frame is delivered; when Swift stops the camera during such a wait the last frame is handed
-out once more (Swift needs a frame to end the wait), marked ``repeat: True``.
+Playing the camera (Swift's Play) starts the playback; stopping it pauses the playback; the end of a single pass
+stops the camera (its last frame is the file's last). While paused no frame is delivered; when Swift stops the
+camera during such a wait, the file's next frame is handed out (Swift needs a frame to end the wait; processors
+therefore never see a frame twice). Only when there is no next frame (nothing loaded) the last one is repeated,
+marked ``repeat: True``.
 
 Registered always (also without simulator mode): :func:`register_player` / :func:`unregister_player`.
 """
@@ -194,7 +196,10 @@ class PlayerCamera(CameraDevice.Camera):
             if delivered is not None:
                 break
             if self.__stop.is_set() or self.__closed or self.__swift_stopped():
-                return self.__repeat()
+                delivered = self.__next_for_stop()
+                if delivered is None:
+                    return self.__repeat()
+                break
             time.sleep(0.02)  # paused, ended or nothing loaded: next_frame may return at once
         played = delivered.played
         self.frames_delivered += 1
@@ -211,7 +216,25 @@ class PlayerCamera(CameraDevice.Camera):
             "properties": {"frame_number": self.frames_delivered, "integration_count": 1, "insitu_player": info}}
         self.__last = element
         self.frame_delivered_event.fire(delivered)
+        playback = self.player.playback
+        if playback is not None and playback.state().ended and self.hardware_source is not None:
+            try:  # the end of a single pass: stop the camera with this frame as its last one (no repeat)
+                self.hardware_source.stop_playing()
+            except Exception:
+                pass
         return element
+
+    def __next_for_stop(self) -> typing.Any:
+        """Swift stops the camera while we wait: hand out the file's next frame now (so processors never see a
+        frame twice), or None when there is none (nothing loaded, end of the pass)."""
+        playback = self.player.playback
+        if playback is None or playback.state().ended:
+            return None
+        playback.step(+1)
+        try:
+            return self.player.next_frame(timeout_s=1.0)
+        except Exception:
+            return None
 
     last_error: str = ""
     hardware_source: typing.Any = None  # set by PlayerModule when Swift has made the hardware source
