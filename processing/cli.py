@@ -16,6 +16,7 @@ import typing
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "processing.execution.cli",
     "processing.fusion.cli",
+    "processing.decomposition.cli",
 )
 
 
