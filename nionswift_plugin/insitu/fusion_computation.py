@@ -90,14 +90,17 @@ class ProgressPlot:
         self.loop.call_soon_threadsafe(lambda: self.publish(cost, f"iteration {k} of at most {total}"))
 
     def publish(self, cost: np.ndarray, text: str) -> None:  # main thread
-        if self.finished:
+        symbolic = getattr(self.computation, "_computation", None)
+        if self.finished or getattr(symbolic, "_closed", False):
             return
         output = pb.LinePlotOutput("convergence", cost, pb.Calibration(0, 1, "iteration"), "",
                                    ("HAADF", "Poisson", "TV", "total"), "Fusion convergence")
-        xdata = computations.output_to_xdata(output, {"fusion_progress": text})
-        if xdata is not None:
-            self.computation.set_referenced_xdata("convergence", xdata)
-            self.published += 1
+        try:
+            write_output(self.computation, "convergence", output, {"fusion_progress": text})
+        except Exception as e:  # a progress display must never break the run or Swift
+            logging.debug("In-situ fusion: progress plot not updated (%s)", e)
+            return
+        self.published += 1
 
     def finish(self) -> None:
         self.finished = True
@@ -148,7 +151,9 @@ class FusionComputation:
         document_model = computations.document_model_of(self.computation._computation)
         plot = ProgressPlot(self.computation, getattr(document_model, "event_loop", None))
         try:
-            self.__result = fuse(h, maps, options, calibrations=h_cal, mask=mask, progress=plot.add)
+            symbolic = self.computation._computation
+            self.__result = fuse(h, maps, options, calibrations=h_cal, mask=mask, progress=plot.add,
+                                 should_stop=lambda: bool(getattr(symbolic, "_closed", False)))
         finally:
             plot.finish()
 
@@ -158,21 +163,25 @@ class FusionComputation:
             return
         metadata = {"fusion": result.summary()}
         for output in result_outputs(result):
-            xdata = computations.output_to_xdata(output, metadata)
-            if xdata is None:
-                continue
             name = "target" if output.name == f"fused_{result.elements[0]}" else output.name
-            self.computation.set_referenced_xdata(name, xdata)
-            item = self.computation.get_result(name)
-            data_item = getattr(item, "_data_item", None)
-            title = str(getattr(output, "title", "") or "")
-            if data_item is not None and title and data_item.title != f"{TITLE}: {title}":
-                data_item.title = f"{TITLE}: {title}"
-            if isinstance(output, pb.LinePlotOutput):
-                document_model = computations.document_model_of(self.computation._computation)
-                if data_item is not None and document_model is not None:
-                    display.show_rows_as_lines(document_model.get_display_item_for_data_item(data_item),
-                                               list(output.labels))
+            write_output(self.computation, name, output, metadata)
+
+
+def write_output(computation: typing.Any, name: str, output: pb.Output, metadata: dict[str, typing.Any]) -> None:
+    """Write one output into the computation's result ``name`` (main thread): data, title, line display."""
+    xdata = computations.output_to_xdata(output, metadata)
+    if xdata is None:
+        return
+    computation.set_referenced_xdata(name, xdata)
+    item = computation.get_result(name)
+    data_item = getattr(item, "_data_item", None)
+    title = str(getattr(output, "title", "") or "")
+    if data_item is not None and title and data_item.title != f"{TITLE}: {title}":
+        data_item.title = f"{TITLE}: {title}"
+    if isinstance(output, pb.LinePlotOutput) and data_item is not None:
+        document_model = computations.document_model_of(computation._computation)
+        if document_model is not None:
+            display.show_rows_as_lines(document_model.get_display_item_for_data_item(data_item), list(output.labels))
 
 
 def _processing_description() -> dict[str, typing.Any]:

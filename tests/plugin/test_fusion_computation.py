@@ -115,8 +115,13 @@ def test_progress_plot_shows_the_cost_so_far_and_never_overwrites_the_final_plot
         def __init__(self) -> None:
             self.written: list[typing.Any] = []
 
+        _computation = None
+
         def set_referenced_xdata(self, name: str, xdata: typing.Any) -> None:
             self.written.append((name, xdata))
+
+        def get_result(self, name: str) -> None:
+            return None
 
     now = [0.0]
     loop, comp = Loop(), Computation()
