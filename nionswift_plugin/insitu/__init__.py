@@ -13,6 +13,7 @@ import typing
 from nion.swift import Application
 
 from nionswift_plugin.insitu import computations
+from nionswift_plugin.insitu import decompose_computation
 from nionswift_plugin.insitu import drift_si_panel
 from nionswift_plugin.insitu import fusion_computation
 from nionswift_plugin.insitu import inspector
@@ -48,12 +49,15 @@ class InSituExtension:
         drift_si_panel.register_panels()
         simulator_panel.register_panels()
         fusion_computation.register()  # Processing > In-situ > Fuse HAADF + chemical maps, and live fusion
+        decompose_computation.register()  # Processing > In-situ > Decompose SI, and live PCA/NMF/VCA
         self.__menu_handler = None
         self.__fusion_menu_handler = None
+        self.__decompose_menu_handler = None
         self.__sequence_menu_handler = None
         if Application.app is not None:
             self.__menu_handler = Application.app.register_menu_handler(panels.install_menu)
             self.__fusion_menu_handler = Application.app.register_menu_handler(fusion_computation.install_menu)
+            self.__decompose_menu_handler = Application.app.register_menu_handler(decompose_computation.install_menu)
             # Processing > In-situ > Run on sequence... (after panels.install_menu, which makes the submenu)
             self.__sequence_menu_handler = Application.app.register_menu_handler(run_on_sequence.install_menu)
         self.__driver_handler = None
@@ -70,6 +74,8 @@ class InSituExtension:
             Application.app.unregister_menu_handler(self.__menu_handler)
         if self.__fusion_menu_handler is not None and Application.app is not None:
             Application.app.unregister_menu_handler(self.__fusion_menu_handler)
+        if self.__decompose_menu_handler is not None and Application.app is not None:
+            Application.app.unregister_menu_handler(self.__decompose_menu_handler)
         if self.__sequence_menu_handler is not None and Application.app is not None:
             Application.app.unregister_menu_handler(self.__sequence_menu_handler)
         if self.__driver_handler is not None and Application.app is not None:
