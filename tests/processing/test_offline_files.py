@@ -115,6 +115,12 @@ def test_hyperspy_loads_the_results_with_axes_and_units(written) -> None:  # typ
     assert axes["insitu.copy image"] == [["time", "s", len(movie)], ["y", "nm", 128], ["x", "nm", 128]]
     assert [a[:2] for a in axes["insitu.radial_kymograph kymograph"]] == [["spatial frequency", "1/nm"], ["time", "s"]]
     assert axes["insitu.threshold_tracking track convex area"][0][:2] == ["time", "s"]
+    h5 = path.with_suffix(".h5")  # the same layout in a .h5 file: hs.load(..., file_format="hspy")
+    write_results(list(written[1].results.values()), h5)
+    script_h5 = script.replace("hs.load(sys.argv[1])", "hs.load(sys.argv[1], file_format='hspy')")
+    done = subprocess.run([str(BENCH_PYTHON), "-c", script_h5, str(h5)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == axes
 
 
 # ------------------------------------------------------------------------------------------------ bad input
