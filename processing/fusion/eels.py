@@ -59,12 +59,16 @@ def edge_maps(si: typing.Any, axis: EnergyAxis, elements: typing.Sequence[str], 
         raise InputError(f"acquired must be (H, W) = {(h, w)}; got {valid.shape}.")
     if not valid.any():
         raise InputError("no pixel of the spectrum image is acquired yet; nothing to map.")
-    spectra = data[valid].astype(np.float64)
+    flat = data.reshape(h * w, n)
+    inside = valid.ravel()
+    spectra = flat if inside.all() else flat[inside]  # a view when every pixel is acquired
+    if spectra.dtype not in (np.float32, np.float64):
+        spectra = spectra.astype(np.float64)
     if not np.isfinite(spectra).all():
         raise InputError("the acquired spectra contain NaN/inf values; mark those pixels as not acquired.")
-    mean = spectra.mean(axis=0)
+    mean = spectra.mean(axis=0, dtype=np.float64)
     energies = axis.energy(np.arange(n))
-    out: dict[str, NDArray[np.float64]] = {}
+    columns: list[NDArray[np.float64]] = []
     for element in elements:
         onset = float((onsets_eV or {}).get(element, 0.0)) or edge_onset_eV(element)
         mean_signal = float(edge_map(mean[None, :], axis, onset, pre_window_eV=pre_window_eV,
@@ -77,9 +81,12 @@ def edge_maps(si: typing.Any, axis: EnergyAxis, elements: typing.Sequence[str], 
         if not mean_pre > 0:
             raise InputError(f"the pre-edge window {lo:.0f}-{hi:.0f} eV of {element} holds no counts on average; the "
                              f"SI has no signal there: check the energy offset or the element.")
-        counts = spectra @ weights
-        background = (spectra @ pre) * (mean_background / mean_pre)
+        # map = signal-window counts - (pre-edge counts / mean pre-edge counts) * mean background: one projection
+        columns.append(weights - pre * (mean_background / mean_pre))
+    projected = spectra @ np.stack(columns, axis=1).astype(spectra.dtype)  # (pixels, elements), one BLAS call
+    out: dict[str, NDArray[np.float64]] = {}
+    for i, element in enumerate(elements):
         full = np.full((h, w), np.nan)
-        full[valid] = counts - background
+        full.reshape(-1)[inside] = projected[:, i]
         out[element] = full
     return out

@@ -16,6 +16,7 @@ difference across the last row/column.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 
 import numpy as np
@@ -117,26 +118,31 @@ class FusionProblem:
         powered = np.power(u, np.float32(self.gamma))
         return typing.cast(F32, np.tensordot(self.weights, powered, axes=1).astype(np.float32))
 
-    def _poisson(self, x: F32) -> tuple[float, F32]:
-        """Deviance and its derivative wrt x (counts or normalised units)."""
-        bkg = np.float32(self.background)
-        model = x + bkg
-        ratio = self.m / model
+    @functools.cached_property
+    def _poisson_constants(self) -> tuple[F32, F32 | None, float]:
+        """(m masked, mask as float32 or None, sum of mask * (m - m log m)): the parts of D that do not depend on x."""
+        m = self.m if self.mask is None else self.m * self.mask
         with np.errstate(divide="ignore", invalid="ignore"):
-            log_term = np.where(self.m > 0, self.m * np.log(np.where(self.m > 0, 1.0 / ratio, 1.0)), 0.0)
-        dev = model - self.m - log_term
-        deriv = 1.0 - ratio
-        if self.mask is not None:
-            dev = dev * self.mask
-            deriv = deriv * self.mask
-        return float(dev.sum(dtype=np.float64)), typing.cast(F32, deriv.astype(np.float32))
+            m_log_m = np.where(m > 0, m * np.log(np.where(m > 0, m, 1.0)), 0.0)
+        constant = float(np.sum(m, dtype=np.float64) - np.sum(m_log_m, dtype=np.float64))
+        weights = None if self.mask is None else np.broadcast_to(self.mask, self.m.shape).astype(np.float32)
+        return m.astype(np.float32), weights, constant
+
+    def _poisson(self, x: F32) -> tuple[float, F32]:
+        """Deviance sum(model - m - m log(model / m)) with model = x + bkg, and its derivative wrt x."""
+        m, weights, constant = self._poisson_constants
+        model = x + np.float32(self.background)
+        model_sum = float(np.sum(model if weights is None else model * weights, dtype=np.float64))
+        dev = model_sum - float(np.vdot(m, np.log(model))) - constant
+        deriv = (1.0 if weights is None else weights) - m / model
+        return dev, typing.cast(F32, deriv.astype(np.float32, copy=False))
 
     def smooth(self, u: F32, *, with_gradient: bool = True) -> tuple[float, float, F32 | None]:
         """(HAADF term, Poisson term, gradient of lambda_H * HAADF + lambda_chem * Poisson), unweighted terms."""
         g = np.float32(self.gamma)
         u_gm1 = np.power(u, g - np.float32(1.0))
         powered = u_gm1 * u
-        residual = np.tensordot(self.weights, powered, axes=1).astype(np.float32) - self.b
+        residual = np.tensordot(self.weights, powered, axes=1).astype(np.float32, copy=False) - self.b
         if self.mask is not None:
             residual *= self.mask
         haadf = 0.5 * float(np.dot(residual.ravel(), residual.ravel()))
