@@ -160,7 +160,8 @@ class SequenceRun:
     def _progress(self, done: int, total: int) -> None:  # background thread
         self.done, self.total = done, total
         self.status = f"{self._title}: {done} / {total} frames"
-        self._notify()
+        if done == total or done % max(1, total // 200) == 0:  # at most ~200 UI updates per run
+            self._notify()
 
     def _work(self, stack: typing.Any, title: str) -> None:  # background thread
         from processing.execution.offline import run_offline
