@@ -18,6 +18,7 @@ Every failure raises :class:`StackError` (a ``ValueError``) saying problem, valu
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import pathlib
@@ -360,6 +361,13 @@ def _from_rsciio(signals: list[dict[str, typing.Any]], p: pathlib.Path, dataset:
     original_safe = json_safe(original)
     holder = holder_values(original_safe)
     holder.update(holder_values(json_safe(meta.get("Acquisition_instrument", {})), "instrument"))
+    source_json = original_safe.get("insitu", {}).get("metadata_json") \
+        if isinstance(original_safe.get("insitu"), dict) else None
+    if isinstance(source_json, str):  # a Recorder file: the source's metadata, kept as json
+        try:
+            holder.update(holder_values(json.loads(source_json)))
+        except ValueError:
+            notes.append("the recorded source metadata is not valid json; ignored")
     metadata = {"original": original_safe, "metadata": json_safe(meta), "holder": holder,
                 "insitu": {"format": fmt, "title": _title(signal), "notes": notes}}
     stack = stack_from_array(data, calibrations=calibrations, timestamps_s=timestamps, source=str(p),

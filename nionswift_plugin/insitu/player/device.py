@@ -173,11 +173,14 @@ class PlayerCamera(CameraDevice.Camera):
         return _Calibrator(self)
 
     # ---------------------------------------------------------------- live: paced frames
+    play_on_start = True  # False: the panel starts the camera for a step/seek, the playback stays paused
+
     def start_live(self) -> None:
         self.__stop.clear()
         playback = self.player.playback
-        if playback is not None:
+        if playback is not None and self.play_on_start:
             playback.play()
+        self.play_on_start = True
 
     def stop_live(self) -> None:
         self.__stop.set()
