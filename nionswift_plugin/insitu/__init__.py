@@ -20,6 +20,7 @@ from nionswift_plugin.insitu import inspector
 from nionswift_plugin.insitu import panels
 from nionswift_plugin.insitu import run_on_sequence
 from nionswift_plugin.insitu import simulator_panel
+from nionswift_plugin.insitu.player import panel as player_panel
 from nionswift_plugin.insitu.live_engine import ENGINE
 
 _simulator_handle: typing.Any = None
@@ -48,6 +49,7 @@ class InSituExtension:
         panels.register_panels()
         drift_si_panel.register_panels()
         simulator_panel.register_panels()
+        player_panel.register_panels()  # Window > In-situ Player
         fusion_computation.register()  # Processing > In-situ > Fuse HAADF + chemical maps, and live fusion
         decompose_computation.register()  # Processing > In-situ > Decompose SI, and live PCA/NMF/VCA
         self.__menu_handler = None
@@ -84,6 +86,7 @@ class InSituExtension:
         inspector.unregister()
         drift_si_panel.unregister_panels()
         simulator_panel.unregister_panels()
+        player_panel.unregister_panels()
         ENGINE.close()
 
 
