@@ -137,7 +137,9 @@ def holder_values(metadata: typing.Any, prefix: str = "") -> dict[str, typing.An
     if isinstance(metadata, dict):
         for key, value in metadata.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, dict):
+            if isinstance(value, dict) and _HOLDER_KEYS.search(str(key)) and "value" in value:
+                found[path] = value["value"]  # Velox CustomProperties: {"type": ..., "value": ...}
+            elif isinstance(value, dict):
                 found.update(holder_values(value, path))
             elif _HOLDER_KEYS.search(str(key)) and isinstance(value, (int, float, str)) and not isinstance(value, bool):
                 if not (isinstance(value, str) and len(value) > 80):

@@ -253,3 +253,54 @@ def test_eager_read(tmp_path: pathlib.Path) -> None:
     stack = open_stack(tmp_path / "m.npy", lazy=False)
     assert type(stack.data) is np.ndarray
     _frames_equal(stack, FRAMES)
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_dm3_dm4_image_sequence_with_calibrations(tmp_path: pathlib.Path, version: int) -> None:
+    """DM files written by Nion Swift's own DM writer (nionswift DM_IO), read back through RosettaSciIO."""
+    dm = pytest.importorskip("nionswift_plugin.DM_IO.dm3_image_utils")
+    from nion.data import Calibration as NionCalibration
+    from nion.data import DataAndMetadata
+    frames = FRAMES.astype(np.float32)
+    xdata = DataAndMetadata.new_data_and_metadata(
+        frames, dimensional_calibrations=[NionCalibration.Calibration(0.0, 0.1, "s"),
+                                          NionCalibration.Calibration(0.5, 0.25, "nm"),
+                                          NionCalibration.Calibration(1.5, 0.25, "nm")],
+        intensity_calibration=NionCalibration.Calibration(units="counts"),
+        data_descriptor=DataAndMetadata.DataDescriptor(True, 0, 2))
+    path = tmp_path / f"movie.dm{version}"
+    with open(path, "wb") as f:
+        dm.save_image(xdata, f, version)
+    stack = open_stack(path)
+    _frames_equal(stack, frames)
+    assert stack.calibrations == (Calibration(0.5, 0.25, "nm"), Calibration(1.5, 0.25, "nm"))
+    if stack.timestamps_s is not None:
+        np.testing.assert_allclose(stack.timestamps_s, 0.1 * np.arange(5))
+
+
+def write_velox_stack(path: pathlib.Path, frames: np.ndarray, pixel_nm: float, frame_time_s: float) -> None:
+    """A minimal Velox EMD image stack: /Data/Image/<uuid>/Data (H, W, N) + Metadata (json bytes, N)."""
+    import json
+    import uuid
+    with h5py.File(path, "w") as f:
+        f.create_dataset("Version", data=np.array([json.dumps({"format": "Velox", "version": "11"}).encode()]))
+        sub = f.create_group("Data/Image").create_group(uuid.UUID(int=7).hex)
+        sub.create_dataset("Data", data=np.moveaxis(frames, 0, -1), chunks=frames.shape[1:] + (1,))
+        md = {"BinaryResult": {"PixelSize": {"width": str(pixel_nm * 1e-9), "height": str(pixel_nm * 1e-9)},
+                               "PixelUnitX": "m", "PixelUnitY": "m", "Offset": {"x": "0", "y": "0"},
+                               "DetectorIndex": "0"},
+              "Detectors": {"Detector-0": {"DetectorName": "BM-Ceta"}}, "Acquisition": {},
+              "Scan": {"FrameTime": str(frame_time_s)},
+              "CustomProperties": {"Holder.Temperature": {"type": "double", "value": "723.0"}}}
+        raw = np.frombuffer(json.dumps(md).encode(), dtype=np.uint8)
+        sub.create_dataset("Metadata", data=np.repeat(raw[:, None], frames.shape[0], axis=1))
+
+
+def test_velox_emd_image_stack(tmp_path: pathlib.Path) -> None:
+    frames = FRAMES.astype(np.float32)
+    write_velox_stack(tmp_path / "velox.emd", frames, pixel_nm=0.2, frame_time_s=0.05)
+    stack = open_stack(tmp_path / "velox.emd")
+    _frames_equal(stack, frames)
+    assert stack.calibrations[1].scale == pytest.approx(0.2) and stack.calibrations[1].units == "nm"
+    np.testing.assert_allclose(stack.timestamps_s, 0.05 * np.arange(5), atol=1e-9)
+    assert any(k.endswith("Holder.Temperature") and float(v) == 723.0 for k, v in stack.metadata["holder"].items())
