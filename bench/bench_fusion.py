@@ -17,7 +17,8 @@ Writes ``bench/results/fusion.json`` and prints the tables of ``bench/results_fu
    RMS-error gain (raw / fused, against the noise-free maps); also with the HAADF term off (TV + Poisson only)
    and with the published normalised mode, to show what the HAADF term and the counts preset bring.
 3. **live**: :class:`processing.fusion.live.LiveFusion` fed a 64 x 64 SI section by section (8 rows): ms per update
-   against the section time at 2 ms per pixel.
+   against the section time at 2 ms per pixel; and the real engine (headless Swift, simulated STEM) with and
+   without live fusion: section durations and run time (``--engine`` runs only this part).
 """
 from __future__ import annotations
 
@@ -168,6 +169,33 @@ def live_case(n_px: int, rows: int) -> dict[str, typing.Any]:
             "fraction_of_section_time_max": max(ms) / 1000 / section_s, "iterations": analysis.iterations}
 
 
+def engine_case(repeats: int) -> dict[str, typing.Any]:
+    """The drift-corrected SI engine on the simulated STEM (headless Swift), 24 x 24 px, sections of 4 rows, 2 ms
+    per pixel, without and with live fusion (interleaved runs): section durations and run time (instrument clock),
+    and the live analysis record."""
+    sys.path.insert(0, str(ROOT / "tests" / "plugin"))
+    import test_fusion_live_si as t
+    from nionswift_plugin.insitu import drift_si
+    out: dict[str, typing.Any] = {"without": [], "with": []}
+    with t.simulated_stem():
+        for _ in range(repeats):
+            for label, kw in (("without", {"live_analysis": "", "live_analysis_parameters": {}}), ("with", {})):
+                result = drift_si.DriftCorrectedSI(t._settings(**kw)).run()
+                sections = [r for r in result.sections if not r.superseded]
+                durations = [r.t_end_s - r.t_start_s for r in sections]
+                record = {"section_s_median": statistics.median(durations),
+                          "run_s": sections[-1].t_end_s - sections[0].t_start_s, "complete": result.complete}
+                if label == "with":
+                    stats = result.si_xdata().metadata["drift_si"]["live_analysis"]
+                    record.update({k: stats[k] for k in ("ms_per_update", "updates_done", "updates_skipped",
+                                                         "section_interval_s_median")})
+                out[label].append(record)
+    for label in ("without", "with"):
+        out[f"{label}_run_s_median"] = statistics.median(r["run_s"] for r in out[label])
+        out[f"{label}_section_s_median"] = statistics.median(r["section_s_median"] for r in out[label])
+    return out
+
+
 def figure(path: pathlib.Path) -> None:
     """The docs figure: raw, ours and the published fused maps of the shipped data (tutorial crop), HAADF."""
     import matplotlib
@@ -205,9 +233,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--figure", action="store_true", help="only write docs/screenshots/fusion-dysco3.png")
+    parser.add_argument("--engine", action="store_true", help="only the SI engine with / without live fusion")
     args = parser.parse_args()
     if args.figure:
         figure(ROOT / "docs" / "screenshots" / "fusion-dysco3.png")
+        return
+    if args.engine:
+        result = engine_case(3)
+        print(json.dumps(result, indent=1, default=float))
+        (ROOT / "bench" / "results" / "fusion_engine.json").write_text(json.dumps(result, indent=1, default=float))
         return
     repeats = 1 if args.quick else 3
     results: dict[str, typing.Any] = {"note": "2-core machine shared with 7 other engineers: absolute times are "
@@ -225,6 +259,8 @@ def main() -> None:
     print(json.dumps(results["truth"], indent=1))
     results["live"] = live_case(64, 8)
     print(json.dumps(results["live"], indent=1))
+    results["live_engine"] = engine_case(1 if args.quick else 2)
+    print(json.dumps(results["live_engine"], indent=1))
     out = ROOT / "bench" / "results" / "fusion.json"
     out.write_text(json.dumps(results, indent=1, default=float))
     print(f"written {out}")

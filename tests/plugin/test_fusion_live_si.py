@@ -2,6 +2,7 @@
 run, fused with the SI's EELS edge maps after every section; against the specimen's true composition."""
 from __future__ import annotations
 
+import contextlib
 import time
 import typing
 
@@ -22,8 +23,9 @@ from processing.spectroscopy.spectrum_alignment import EnergyAxis
 FOV_NM = 4.0
 
 
-@pytest.fixture(scope="module")
-def swift() -> typing.Iterator[HeadlessSwift]:
+@contextlib.contextmanager
+def simulated_stem() -> typing.Iterator[HeadlessSwift]:
+    """Headless Swift with the simulated STEM: perovskite, no drift, 1.5 eV/channel from -20 eV, 4 nm context scan."""
     config = SimulatorConfiguration(seed=4, drift=DriftModel(rate_nm_per_s=(0.0, 0.0), seed=4),
                                     device_factories=STEM_DEVICE_FACTORIES)
     with HeadlessSwift(config) as s:
@@ -35,6 +37,12 @@ def swift() -> typing.Iterator[HeadlessSwift]:
         fp.fov_nm = FOV_NM
         fp.pixel_size = Geometry.IntSize(128, 128)
         scan.set_current_frame_parameters(fp)
+        yield s
+
+
+@pytest.fixture(scope="module")
+def swift() -> typing.Iterator[HeadlessSwift]:
+    with simulated_stem() as s:
         yield s
 
 
