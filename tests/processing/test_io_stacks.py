@@ -304,3 +304,13 @@ def test_velox_emd_image_stack(tmp_path: pathlib.Path) -> None:
     assert stack.calibrations[1].scale == pytest.approx(0.2) and stack.calibrations[1].units == "nm"
     np.testing.assert_allclose(stack.timestamps_s, 0.05 * np.arange(5), atol=1e-9)
     assert any(k.endswith("Holder.Temperature") and float(v) == 723.0 for k, v in stack.metadata["holder"].items())
+
+
+def test_npy_frames_are_read_without_staying_mapped(tmp_path: pathlib.Path) -> None:
+    np.save(tmp_path / "big.npy", FRAMES)
+    stack = open_stack(tmp_path / "big.npy")
+    frame = stack.frame(3)
+    assert frame.base is None or not isinstance(frame.base, np.memmap)  # an own copy, not a view of the map
+    frame[0, 0] = 1  # writable, and the file is untouched
+    np.testing.assert_array_equal(np.load(tmp_path / "big.npy")[3], FRAMES[3])
+    stack.close()
