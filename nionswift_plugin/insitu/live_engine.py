@@ -104,6 +104,12 @@ def purge_transaction_counts(document_model: typing.Any) -> int:
     return len(stale)
 
 
+def _purge_later(model_ref: "weakref.ReferenceType[typing.Any]") -> None:
+    model = model_ref()
+    if model is not None:
+        purge_transaction_counts(model)
+
+
 def _computation_alive(computation: typing.Any) -> typing.Callable[[], bool]:
     reference = weakref.ref(computation)
 
@@ -146,8 +152,13 @@ class LiveEngine(Engine):
                 if key == "computations":
                     engine.remove(value)
                 if key in ("computations", "data_items", "display_items"):
+                    # after the removal has finished: Swift removes items inside a transaction of its own, which
+                    # leaves them as zero-count keys only when it closes
                     model = model_ref()
-                    if model is not None:
+                    event_loop = getattr(model, "event_loop", None)
+                    if event_loop is not None and not event_loop.is_closed():
+                        event_loop.call_soon_threadsafe(_purge_later, model_ref)
+                    elif model is not None:
                         purge_transaction_counts(model)
 
             self._watched[document_model] = document_model.item_removed_event.listen(item_removed)
