@@ -185,7 +185,32 @@ def install_menu(document_controller: typing.Any) -> None:
     document_controller._insitu_menu = submenu
 
 
+def guard_thumbnail_race() -> bool:
+    """Work around a Swift race seen during churn (issue 14, 3c): a data-panel row's thumbnail, computed on a
+    worker thread, can finish after the row was removed (its data item deleted), and
+    ``nion.ui.GridFlowCanvasItem.GridFlowCanvasItem._update_child`` then raises ``ValueError: ... is not in list``.
+    Our outputs trigger it because they are the items that change while Swift cascade-deletes them with their
+    source (the glue never writes a removed item: measured). The guard ignores updates of rows no longer in the
+    grid (nothing to repaint). Private API of nionui 10.2 (checked: the method and the list exist); idempotent;
+    returns False when the method is not there (a newer nionui: nothing patched)."""
+    from nion.ui import GridFlowCanvasItem
+    cls = GridFlowCanvasItem.GridFlowCanvasItem
+    original = getattr(cls, "_update_child", None)
+    if original is None or getattr(original, "_insitu_guard", False):
+        return original is not None
+
+    def _update_child(self: typing.Any, canvas_item: typing.Any) -> None:
+        if canvas_item not in self._grid_flow_item_canvas_items:
+            return  # the row was removed while its thumbnail was being computed
+        original(self, canvas_item)
+
+    _update_child._insitu_guard = True  # type: ignore[attr-defined]
+    cls._update_child = _update_child  # type: ignore[method-assign]
+    return True
+
+
 def register_panels() -> None:
+    guard_thumbnail_race()
     Workspace.WorkspaceManager().register_panel(InSituProcessorsPanel, PANEL_ID, "In-situ Processors",
                                                 ["left", "right"], "right", {"min-width": 260})
 

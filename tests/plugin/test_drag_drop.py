@@ -153,3 +153,31 @@ def test_data_item_dropped_on_a_processor_in_the_panel_still_attaches(swift: Hea
     assert computation.processing_id == "insitu.live_difference"
     assert computation.get_input_data_item("src") is live
     assert np.asarray(live.xdata.data).ndim == 2
+
+
+def test_thumbnail_of_a_removed_data_panel_row_no_longer_raises(swift: HeadlessSwift) -> None:
+    """Issue 14, 3(c): a thumbnail finishing after its data-panel row was removed raised ValueError in Swift's grid
+    (seen when the source of attached processors is deleted while the camera plays). Deterministic version: a row
+    removed from the grid, then its update arrives."""
+    from nion.ui import GridFlowCanvasItem
+    assert panels.guard_thumbnail_race() and panels.guard_thumbnail_race()  # installed, idempotent
+    live, display_item = swift.play(CAMERA_ID, exposure_ms=20)
+    data_panel = swift.document_controller.find_dock_panel("data-panel")
+    grids = []
+
+    def find(item: typing.Any) -> None:
+        if isinstance(item, GridFlowCanvasItem.GridFlowCanvasItem):
+            grids.append(item)
+        for child in getattr(item, "canvas_items", []):
+            find(child)
+
+    for widget_item in getattr(data_panel, "_DataPanel__canvas_items", []) or []:
+        find(widget_item)
+    if not grids:  # search the whole data panel widget tree
+        import gc
+        grids = [o for o in gc.get_objects() if isinstance(o, GridFlowCanvasItem.GridFlowCanvasItem)]
+    grid = next(g for g in grids if g._grid_flow_item_canvas_items)
+    row = grid._grid_flow_item_canvas_items[0]
+    removed = GridFlowCanvasItem.GridFlowItemCanvasItem(grid, row.item, grid._GridFlowCanvasItem__item_factory)
+    grid._update_child(removed)  # before the guard: ValueError '... is not in list'
+    grid._update_child(row)      # rows still in the grid update as before
