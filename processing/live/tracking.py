@@ -249,8 +249,9 @@ class ThresholdTrackingProcessor(Processor):
     )
     OUTPUTS = (("image", "image"), ("marker", "circle"), ("track", "timeseries"), ("status", "notice"))
     stateful = True
-    #: the time plot and the marker carry over from frame to frame ("nearest" also follows the previous centre)
-    split = "sequential"
+    #: "largest": the time plot is an append-only history and the marker the last region seen, so chunks merge
+    #: exactly; "nearest" follows the previous centre: sequential (see split_kind)
+    split = "merge"
 
     threshold_mode: str
     manual_level: float
@@ -271,6 +272,32 @@ class ThresholdTrackingProcessor(Processor):
         self._previous_px: tuple[float, float] | None = None
         self._last_marker_px: tuple[float, float] = (0.0, 0.0)
         self._units: tuple[str, str, str] = ("", "", "")
+        self._partial: dict[str, typing.Any] | None = None  # split contract: what a chunk needs from before it
+
+    def split_kind(self) -> typing.Literal["frame", "merge", "sequential"]:
+        return "sequential" if self.track == "nearest" else "merge"
+
+    def start_partial(self) -> None:
+        self.reset()
+        self._partial = {"first_units": None, "restarted": False, "found": False}
+
+    def merge_states(self, earlier: dict[str, typing.Any], partial: dict[str, typing.Any],
+                     partial_frames: int) -> dict[str, typing.Any]:
+        part = partial.get("_partial")
+        if not part or part["first_units"] is None:
+            return dict(earlier)
+        keep = not part["restarted"] and tuple(earlier.get("_units", ("", "", ""))) == part["first_units"]
+        history = partial["_history"][:, :partial["_count"]]
+        if keep and earlier.get("_count", 0):
+            history = np.concatenate((earlier["_history"][:, :earlier["_count"]], history), axis=1)
+        history = history[:, -self.history_points:]
+        buffer = np.empty((4, max(256, history.shape[1])), np.float64)
+        buffer[:, :history.shape[1]] = history
+        state = dict(partial)
+        state.update(_history=buffer, _count=int(history.shape[1]), _partial=None,
+                     _last_marker_px=partial["_last_marker_px"] if part["found"]
+                     else earlier.get("_last_marker_px", (0.0, 0.0)))
+        return state
 
     def _append(self, point: tuple[float, float, float, float]) -> None:
         """Add one (t, x, y, area) point, keeping the last ``history_points`` (amortised O(1))."""
@@ -294,6 +321,12 @@ class ThresholdTrackingProcessor(Processor):
         image = result.image()
         cal_y, cal_x = frame.calibrations
         units = (cal_x.units, cal_y.units, f"{cal_x.units}²" if cal_x.units else "px²")
+        if self._partial is not None:  # partial mode: record what the merge needs to know about the chunk's start
+            if self._partial["first_units"] is None:
+                self._partial["first_units"] = units
+            elif units != self._units:
+                self._partial["restarted"] = True
+            self._partial["found"] = self._partial["found"] or result.region is not None
         if units != self._units:
             self._count = 0
         self._units = units

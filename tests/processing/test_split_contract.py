@@ -102,3 +102,5 @@ def test_frame_kind_of_stateless_processors_and_merge_of_live_difference() -> No
     assert chunks.split_kind(registry.get("insitu.live_difference"), {}) == "merge"
     assert chunks.split_kind(registry.get("insitu.live_difference"), {"align": True}) == "sequential"
     assert chunks.split_kind(registry.get("insitu.threshold_tracking"), {"track": "nearest"}) == "sequential"
+    assert chunks.split_kind(registry.get("insitu.threshold_tracking"), {}) == "merge"
+    assert chunks.split_kind(registry.get("insitu.radial_kymograph"), {}) == "merge"
