@@ -4,7 +4,7 @@ The file is a HyperSpy file (``hs.load`` and :func:`processing.io.stacks.open_st
 plays it)::
 
     /                                   attrs file_format="HyperSpy", file_format_version="3.3"
-    /Experiments/<title>/data           (N, H, W) frames, chunked one frame per chunk, the camera's dtype
+    /Experiments/<title>/data           (N, H, W) frames, the camera's dtype, chunks of ~512 KiB (1, rows, W)
     /Experiments/<title>/axis-0         time axis: units "s", scale = mean frame interval (HyperSpy needs a
                                         uniform axis; the true times are below), navigate
     /Experiments/<title>/axis-1, axis-2 y, x: the frames' calibrations (scale, offset, units)
@@ -209,7 +209,10 @@ class Recorder:
                             dataset.resize(n + _GROWTH_FRAMES, axis=0)
                     if self._write_hook is not None:
                         self._write_hook(n)
-                    data[n] = array
+                    rows = self._rows_per_chunk()
+                    for r0 in range(0, array.shape[0], rows):  # one chunk per call: h5py holds the GIL while
+                        data[n, r0:r0 + rows] = array[r0:r0 + rows]  # it writes, the camera thread gets it between
+                        time.sleep(0)
                     times[n] = t_s - self._t0
                     numbers[n] = number
                     with self._lock:
@@ -258,7 +261,7 @@ class Recorder:
         group.attrs["version"] = "1"
         h, w = self._shape
         data = group.create_dataset("data", shape=(0, h, w), maxshape=(None, h, w), dtype=self._dtype,
-                                    chunks=(1, h, w))
+                                    chunks=(1, self._rows_per_chunk(), w))
         for index, (name, calibration, size) in enumerate(
                 (("y", self.calibrations[0], h), ("x", self.calibrations[1], w)), start=1):
             axis = group.create_group(f"axis-{index}")
@@ -278,6 +281,11 @@ class Recorder:
         numbers = insitu.create_dataset("frame_numbers", shape=(0,), maxshape=(None,), dtype=np.int64,
                                         chunks=(256,))
         return group, data, times, numbers, insitu
+
+    def _rows_per_chunk(self) -> int:
+        """Rows per HDF5 chunk: about 512 KiB, so each write holds h5py's lock (and the GIL) only briefly."""
+        assert self._shape is not None and self._dtype is not None
+        return int(max(1, min(self._shape[0], 2 ** 19 // max(1, self._shape[1] * self._dtype.itemsize))))
 
     def _finalise(self, f: typing.Any, group: typing.Any, data: typing.Any, times: typing.Any, numbers: typing.Any,
                   insitu: typing.Any, *, complete: bool) -> None:
