@@ -6,7 +6,7 @@ import pytest
 
 from processing.base import Calibration, InputError, ParameterError, ProcessingError
 from processing.fusion import FusionOptions, atomic_number, fuse
-from processing.fusion.model import tv_isotropic, tv_prox
+from processing.fusion.model import tv_isotropic, tv_prox, tv_prox_numpy
 from processing.fusion.prepare import check_calibrations, prepare_inputs
 
 
@@ -65,6 +65,20 @@ def test_tv_prox_lowers_its_objective() -> None:
     assert objective(x) < objective(np.maximum(v, 0)) and x.min() >= 0
     x_more, _ = tv_prox(v, 0.2, None, 200)
     assert objective(x_more) <= objective(x) + 1e-3
+
+
+def test_tv_kernel_equals_the_numpy_reference_and_keeps_the_warm_start() -> None:
+    rng = np.random.default_rng(2)
+    v = rng.random((3, 17, 23)).astype(np.float32)
+    x, dual = tv_prox(v, 0.3, None, 5)
+    x_ref, dual_ref = tv_prox_numpy(v, 0.3, None, 5)
+    np.testing.assert_allclose(x, x_ref, atol=1e-6)
+    np.testing.assert_allclose(dual[0], dual_ref[0], atol=1e-6)
+    before = dual[0].copy()
+    x2, _ = tv_prox(v, 0.3, dual, 5)
+    x2_ref, _ = tv_prox_numpy(v, 0.3, dual_ref, 5)
+    np.testing.assert_allclose(x2, x2_ref, atol=1e-6)
+    np.testing.assert_array_equal(dual[0], before)  # the caller's dual is not modified (backtracking reuses it)
 
 
 def test_region_and_calibrations() -> None:
