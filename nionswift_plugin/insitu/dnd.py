@@ -53,14 +53,23 @@ def accepts(display_panel: typing.Any) -> bool:
 
 
 def drop_processor(document_controller: typing.Any, display_panel: typing.Any, processor_id: str) -> typing.Any:
-    """Attach ``processor_id`` to what ``display_panel`` shows (with its selected or only rectangle as ROI); returns
-    the new output data item. Raises ``ValueError`` when the panel shows no data."""
+    """Attach ``processor_id`` to what ``display_panel`` shows (with its selected or only rectangle as ROI) and show
+    the output in an empty display panel if the window has one; returns the new output data item. Raises
+    ``ValueError`` when the panel shows no data."""
     if not accepts(display_panel):
         raise ValueError("drop the processor on a display that shows data (e.g. the live camera view)")
     display_item = display_panel.display_item
     selected = [display_item.graphics[i] for i in display_item.graphic_selection.indexes]
     roi = computations.selected_roi(display_item, selected)
-    return computations.attach(document_controller.document_model, processor_id, display_item, roi=roi)
+    document_model = document_controller.document_model
+    data_item = computations.attach(document_model, processor_id, display_item, roi=roi)
+    # show the new output in an empty display panel of the window, if there is one (never over the live view)
+    workspace = getattr(document_controller, "workspace_controller", None)
+    new_display_item = document_model.get_display_item_for_data_item(data_item)
+    empty = [p for p in (workspace.display_panels if workspace is not None else []) if p.display_item is None]
+    if empty and new_display_item is not None:
+        empty[0].set_display_panel_display_item(new_display_item)
+    return data_item
 
 
 def install(document_controller: typing.Any) -> bool:

@@ -59,8 +59,10 @@ def test_dragging_a_processor_onto_the_live_display_attaches_it_there(swift: Hea
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     live, display_item = swift.play(CAMERA_ID, exposure_ms=20)
     workspace = swift.document_controller.workspace_controller
-    live_panel = workspace.display_panels[0]
+    workspace.apply_layouts(workspace.display_panels[0], [workspace.display_panels[0]], 2, 1)
+    live_panel, other_panel = workspace.display_panels[:2]
     live_panel.set_display_panel_display_item(display_item)
+    other_panel.set_display_panel_display_item(None)
     roi = Graphics.RectangleGraphic()
     roi.bounds = Geometry.FloatRect.from_tlhw(0.25, 0.25, 0.5, 0.5)
     display_item.add_graphic(roi)
@@ -78,6 +80,7 @@ def test_dragging_a_processor_onto_the_live_display_attaches_it_there(swift: Hea
     assert computation.get_input_data_item("src") is live  # attached to what the panel shows
     assert computation.get_input("roi") is roi   # with the display's only rectangle as ROI
     assert live_panel.display_item is display_item  # the live view stays where it was dropped
+    assert other_panel.display_item is swift.document_model.get_display_item_for_data_item(new_items[0])  # shown
     # the processor runs on the live stream: frames arrive and the output holds the ROI crop
     runner = None
     for _ in range(200):
