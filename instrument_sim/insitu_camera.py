@@ -58,11 +58,14 @@ from instrument_sim.instrument import SimInstrument
 from instrument_sim.noise import shot_noise
 
 __all__ = ["InSituCameraSimulator", "InSituCamera", "InSituCameraParts", "FrameRecord", "make_insitu_camera",
+           "SimulatorSeriesDevice",
            "CAMERA_ID", "CAMERA_NAME", "CAMERA_TYPE", "ELEMENTARY_CHARGE_C"]
 
 _ = gettext.gettext
 
 CAMERA_ID = "insitu_camera"
+#: specimen margin (unbinned px) around the field on which the contrast transfer is computed
+CTF_MARGIN_PX = 64
 CAMERA_NAME = "In-situ Camera"
 CAMERA_TYPE = "insitu"
 ELEMENTARY_CHARGE_C = 1.602176634e-19
@@ -179,15 +182,25 @@ class InSituCameraSimulator:
                 expected = self.__eftem_expected(offset, dose, energy_eV, slit_eV, (top, left, bottom, right),
                                                  binning, float(self.instrument.true_energy_offset_eV(t_s)))
                 level = float(dose * binning * binning)
+            optics_on = defocus_m != 0.0 or cs_m != 0.0
+            # the contrast transfer delocalises: compute it on a margin of specimen around the field (reflected
+            # for the filtered view), then crop, so nothing wraps around from the opposite edge
+            margin = (CTF_MARGIN_PX // binning) if optics_on else 0
+            if slit_in:
+                if margin:
+                    expected = np.pad(expected, margin, mode="reflect")
             else:
-                expected = self.scene.render(t_s, exposure_s=exposure_s, rng=self.__rng, dose_e_per_px=dose,
-                                             offset_nm=offset, area=area, binning=binning, noise=False)
+                expected = self.scene.clean_image(t_s, offset_nm=offset, area=area, binning=binning,
+                                                  margin_px=margin * binning)
+                expected *= np.float32(dose)
                 level = float(dose * binning * binning)
-            if defocus_m != 0.0 or cs_m != 0.0:
+            if optics_on:
                 expected = ctf.apply_ctf(expected, pixel_size_nm=self.scene.pixel_size_nm * binning,
                                          defocus_m=defocus_m, cs_m=cs_m, high_tension_V=eht_V,
                                          mean_level=float(np.mean(expected)) if slit_in else level,
                                          optics=self.optics)
+                if margin:
+                    expected = np.ascontiguousarray(expected[margin:-margin, margin:-margin])
             frame = shot_noise(expected, self.__rng)
             artefacts = self.artefacts
             record = FrameRecord(t_s, (float(offset[0]), float(offset[1])), exposure_s, (top, left, bottom, right),
@@ -368,3 +381,57 @@ def make_insitu_camera(instrument: SimInstrument, scene: InSituScene, *, seed: i
     settings.apply_settings({"settings": profiles, "current_settings_index": 0, "current_settings": profiles[0]})
     module = CameraDevice.CameraModule(instrument.instrument_id, device, settings)
     return InSituCameraParts(simulator, device, settings, module)
+
+
+class SimulatorSeriesDevice:
+    """The in-situ camera simulator as a series device (:class:`processing.stack.series.SeriesDevice`) without
+    Swift: frames rendered at the instrument's clock; with a :class:`~instrument_sim.instrument.ManualClock` the
+    clock advances by each exposure (plus ``overhead_s``), so the sample drifts during the series as it would.
+    Darks blank the beam (``C_Blank``)."""
+
+    def __init__(self, simulator: InSituCameraSimulator, *, overhead_s: float = 0.05) -> None:
+        self.simulator = simulator
+        self.instrument = simulator.instrument
+        self.overhead_s = float(overhead_s)
+        #: the frame record of every acquire() (not darks), in order: the ground truth of each frame
+        self.records: list[FrameRecord] = []
+
+    @property
+    def full_scale_counts(self) -> float:
+        artefacts = self.simulator.artefacts
+        return float(artefacts.full_scale_counts) if artefacts is not None else float(2 ** 32 - 1)
+
+    def has_control(self, name: str) -> bool:
+        return self.instrument.sim_value_manager.has_control(name)
+
+    def get_control(self, name: str) -> float:
+        value = self.instrument.get_value(name)
+        if value is None:
+            raise SimulatorParameterError(f"the simulated instrument has no control {name!r}.")
+        return float(value)
+
+    def set_control(self, name: str, value: float) -> None:
+        if not self.instrument.set_value(name, float(value)):
+            raise SimulatorParameterError(f"the simulated instrument has no control {name!r}.")
+
+    def __frame(self, exposure_s: float, binning: int) -> NDArray[np.float32]:
+        t = self.instrument.time_s()
+        frame = self.simulator.render(t_s=t, exposure_s=exposure_s, binning=binning)
+        clock = self.instrument.clock
+        advance = getattr(clock, "advance", None)
+        if callable(advance):
+            advance(exposure_s + self.overhead_s)
+        return frame
+
+    def acquire(self, exposure_s: float, binning: int) -> NDArray[np.float32]:
+        frame = self.__frame(exposure_s, binning)
+        self.records.append(self.simulator.frame_log[-1])
+        return frame
+
+    def acquire_dark(self, exposure_s: float, binning: int) -> NDArray[np.float32]:
+        blank = self.get_control("C_Blank")
+        self.set_control("C_Blank", 1.0)
+        try:
+            return self.__frame(exposure_s, binning)
+        finally:
+            self.set_control("C_Blank", blank)

@@ -373,12 +373,21 @@ class InSituScene:
         return self.drift.offset_nm(t_s)
 
     def clean_image(self, t_s: float, *, offset_nm: ArrayLike | None = None,
-                    area: tuple[int, int, int, int] | None = None, binning: int = 1) -> Float32Array:
-        """Noise-free intensity (1 = support mean), float32 ``(h // binning, w // binning)``; binning sums."""
+                    area: tuple[int, int, int, int] | None = None, binning: int = 1,
+                    margin_px: int = 0) -> Float32Array:
+        """Noise-free intensity (1 = support mean), float32 ``(h // binning, w // binning)``; binning sums.
+
+        ``margin_px`` (a multiple of ``binning``) extends the area by that many unbinned pixels on every side (the
+        specimen continues beyond the field of view: what a delocalising contrast transfer brings in)."""
         t_s = _time(t_s)
         offset = self.offset_nm(t_s) if offset_nm is None else _offset(offset_nm)
         top, left, bottom, right = self.__check_area(area)
         b = _binning(binning, bottom - top, right - left)
+        if margin_px:
+            if margin_px < 0 or margin_px % b:
+                raise SimulatorParameterError(f"margin_px must be >= 0 and a multiple of the binning {b}; "
+                                              f"got {margin_px!r}.")
+            top, left, bottom, right = top - margin_px, left - margin_px, bottom + margin_px, right + margin_px
         sy, sx = offset / self.pixel_size_nm
         ph, pw = self.tile_shape_px
         ty = (top + self.pad_px - sy) % ph

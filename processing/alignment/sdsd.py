@@ -304,15 +304,43 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
     """
     opts = sdsd_options(**options)
     stack = validate_stack(frames)
-    n = stack.shape[0]
-    spectra = prefilter_spectra(stack, opts)
+    n, h, w = stack.shape
     pairs = pair_list(n, str(opts["reference"]), int(opts["band_k"]))
-    measurements = measure_pairs(spectra, pairs, subpixel_px=float(opts["subpixel_px"]),
+    offsets = np.zeros((n, 2), dtype=np.int64)
+    notes: list[str] = []
+    for _pass in range(5):
+        spectra = prefilter_spectra(_integer_shifted(stack, offsets) if offsets.any() else stack, opts)
+        measured = measure_pairs(spectra, pairs, subpixel_px=float(opts["subpixel_px"]),
                                  max_shift_px=float(opts["max_shift_px"]) or None,
                                  inverted_contrast=bool(opts["inverted_contrast"]))
-    shifts, uncertainty, rejected, rms, notes = solve_shifts(n, measurements, reject_sigma=float(opts["reject_sigma"]))
+        # pair shifts of the original frames = residual pair shift + the integer pre-shifts
+        measurements = [PairMeasurement(m.i, m.j, (m.shift_px[0] + float(offsets[m.j, 0] - offsets[m.i, 0]),
+                                                   m.shift_px[1] + float(offsets[m.j, 1] - offsets[m.i, 1])),
+                                        m.correlation) for m in measured]
+        shifts, uncertainty, rejected, rms, notes = solve_shifts(n, measurements,
+                                                                 reject_sigma=float(opts["reject_sigma"]))
+        # the window and the content entering/leaving the frame bias large shifts towards zero: when any frame
+        # moved more than 2 % of the frame, measure again on frames pre-shifted by the whole-pixel estimate, until
+        # the whole-pixel estimate no longer changes (residuals < 1 px, bias negligible)
+        new_offsets = np.rint(shifts).astype(np.int64)
+        if np.array_equal(new_offsets, offsets) or (not offsets.any()
+                                                    and float(np.abs(shifts).max()) <= 0.02 * min(h, w)):
+            break
+        offsets = new_offsets
+    notes = notes + spectra.notes
     sizes = np.broadcast_to(np.asarray(pixel_size_nm, dtype=np.float64), (2,))
     py, px = float(sizes[0]), float(sizes[1])
     return SDSDResult(shifts_px=shifts, shifts_nm=shifts * np.asarray([py, px]), uncertainty_px=uncertainty,
                       pairs=tuple(measurements), rejected=rejected, residual_rms_px=rms,
-                      reference=str(opts["reference"]), pixel_size_nm=(py, px), notes=tuple(notes + spectra.notes))
+                      reference=str(opts["reference"]), pixel_size_nm=(py, px), notes=tuple(notes))
+
+
+def _integer_shifted(stack: NDArray[np.float32], offsets: NDArray[np.int64]) -> NDArray[np.float32]:
+    """Frames moved back by whole pixels (``out_k[y, x] = frame_k[y + oy, x + ox]``), edges repeated."""
+    n, h, w = stack.shape
+    out = np.empty_like(stack)
+    for k in range(n):
+        rows = np.clip(np.arange(h) + offsets[k, 0], 0, h - 1)
+        cols = np.clip(np.arange(w) + offsets[k, 1], 0, w - 1)
+        out[k] = stack[k][np.ix_(rows, cols)]
+    return out
