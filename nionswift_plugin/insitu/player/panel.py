@@ -53,45 +53,60 @@ def stack_from_data_item(data_item: typing.Any) -> Stack:
                             metadata={"holder": {}, "original": dict(xdata.metadata)})
 
 
+def _draw_shifts(drawing_context: typing.Any, rect: typing.Any, shifts: list[tuple[int, float, float]]) -> None:
+    """dy (blue) and dx (orange) in px versus frame, in ``rect`` (canvas coordinates)."""
+    x0, y0, w, h = float(rect.left), float(rect.top), float(rect.width), float(rect.height)
+    with drawing_context.saver():
+        drawing_context.begin_path()
+        drawing_context.rect(x0, y0, w, h)
+        drawing_context.fill_style = "#F4F4F4"
+        drawing_context.fill()
+        drawing_context.font = "11px"
+        drawing_context.fill_style = "#444"
+        if len(shifts) < 2:
+            drawing_context.fill_text("drift shifts (px) appear here during drift-corrected playback", x0 + 6,
+                                      y0 + h / 2)
+            return
+        data = np.asarray(shifts[-2000:], dtype=np.float64)
+        lo, hi = float(np.min(data[:, 1:])), float(np.max(data[:, 1:]))
+        span = max(hi - lo, 0.5)
+        last = max(1.0, float(len(data) - 1))
+        for column, colour in ((1, "#1f77b4"), (2, "#ff7f0e")):
+            drawing_context.begin_path()
+            for i, value in enumerate(data[:, column]):
+                px = x0 + 4 + (w - 8) * i / last
+                py = y0 + h - 6 - (h - 24) * (value - lo) / span
+                if i == 0:
+                    drawing_context.move_to(px, py)
+                else:
+                    drawing_context.line_to(px, py)
+            drawing_context.stroke_style = colour
+            drawing_context.line_width = 1.5
+            drawing_context.stroke()
+        drawing_context.fill_text(f"dy (blue) {data[-1, 1]:+.2f} px, dx (orange) {data[-1, 2]:+.2f} px; "
+                                  f"range {lo:+.1f} to {hi:+.1f} px over {len(data)} frames", x0 + 6, y0 + 12)
+
+
+class _ShiftPlotComposer(CanvasItem.BaseComposer):
+    def __init__(self, canvas_item: CanvasItem.AbstractCanvasItem, layout_sizing: typing.Any,
+                 composer_cache: CanvasItem.ComposerCache, shifts: list[tuple[int, float, float]]) -> None:
+        super().__init__(canvas_item, layout_sizing, composer_cache)
+        self.__shifts = shifts
+
+    def _repaint(self, drawing_context: typing.Any, canvas_rect: typing.Any,
+                 composer_cache: CanvasItem.ComposerCache) -> None:
+        _draw_shifts(drawing_context, canvas_rect, self.__shifts)
+
+
 class ShiftPlot(CanvasItem.AbstractCanvasItem):
-    """dy (blue) and dx (orange) in px versus frame index of the drift-corrected frames."""
+    """The drift-corrected playback's shifts: dy (blue) and dx (orange) in px versus frame."""
 
     def __init__(self) -> None:
         super().__init__()
         self.shifts: list[tuple[int, float, float]] = []
 
-    def _repaint(self, drawing_context: typing.Any) -> None:
-        size = self.canvas_size
-        if size is None:
-            return
-        w, h = float(size.width), float(size.height)
-        drawing_context.save()
-        drawing_context.begin_path()
-        drawing_context.rect(0, 0, w, h)
-        drawing_context.fill_style = "#F4F4F4"
-        drawing_context.fill()
-        drawing_context.font = "10px"
-        drawing_context.fill_style = "#444"
-        if len(self.shifts) < 2:
-            drawing_context.fill_text("drift shifts (px) appear here", 6, h / 2)
-            drawing_context.restore()
-            return
-        data = np.asarray(self.shifts[-2000:], dtype=np.float64)
-        x = np.arange(len(data), dtype=np.float64)
-        lo, hi = float(np.min(data[:, 1:])), float(np.max(data[:, 1:]))
-        span = max(hi - lo, 0.5)
-        for column, colour in ((1, "#1f77b4"), (2, "#ff7f0e")):
-            drawing_context.begin_path()
-            for i, value in enumerate(data[:, column]):
-                px = 4 + (w - 8) * x[i] / max(1.0, x[-1])
-                py = h - 12 - (h - 24) * (value - lo) / span
-                drawing_context.move_to(px, py) if i == 0 else drawing_context.line_to(px, py)
-            drawing_context.stroke_style = colour
-            drawing_context.line_width = 1.5
-            drawing_context.stroke()
-        drawing_context.fill_text(f"dy (blue) {data[-1, 1]:+.2f} px   dx (orange) {data[-1, 2]:+.2f} px   "
-                                  f"range {lo:+.1f}..{hi:+.1f}", 6, 11)
-        drawing_context.restore()
+    def _get_composer(self, composer_cache: CanvasItem.ComposerCache) -> CanvasItem.BaseComposer | None:
+        return _ShiftPlotComposer(self, self.layout_sizing, composer_cache, list(self.shifts))
 
 
 class PlayerPanel(Panel.Panel):
@@ -241,7 +256,8 @@ class PlayerPanel(Panel.Panel):
         playback = self.module.player.load(stack, fps=self.__number(self.fps_edit.text, "fps", 20.0), speed=speed,
                                            loop=bool(self.loop_box.checked))
         start_unix = stack.metadata.get("original", {}).get("insitu", {}).get("start_time_unix_s")
-        self.module.camera_device.set_time_base(float(start_unix) if isinstance(start_unix, (int, float))
+        recorded_epoch = isinstance(start_unix, (int, float)) and start_unix > 1e9  # a wall-clock start, not 0
+        self.module.camera_device.set_time_base(float(typing.cast(float, start_unix)) if recorded_epoch
                                                 else datetime.datetime.now().timestamp())
         self.pace_box.checked = playback.state().pace_by_timestamps
         self.pace_box.enabled = stack.timestamps_s is not None
