@@ -101,34 +101,66 @@ class SIGeometry:
     shape_px: tuple[int, int]
     field_size_nm: tuple[float, float]
     field_center_nm: tuple[float, float]
+    #: scan rotation (rad): the SI grid is rotated about its centre (nion Geometry convention); residuals are then
+    #: reported in the SI's own (scan) axes
+    rotation_rad: float = 0.0
 
     @property
     def pixel_size_nm(self) -> tuple[float, float]:
         return self.field_size_nm[0] / self.shape_px[0], self.field_size_nm[1] / self.shape_px[1]
 
     def nominal_positions_nm(self) -> tuple[FloatArray, FloatArray]:
-        h, w = self.shape_px
-        sy, sx = self.pixel_size_nm
-        y = self.field_center_nm[0] - self.field_size_nm[0] / 2 + np.arange(h) * sy
-        x = self.field_center_nm[1] - self.field_size_nm[1] / 2 + np.arange(w) * sx
-        yy, xx = np.meshgrid(y, x, indexing="ij")
-        return yy, xx
+        """Drift-free sample positions (y, x) nm of the SI pixels, each (H, W)."""
+        from instrument_sim.samples import scan_positions_nm
+        return scan_positions_nm(self.shape_px, fov_size_nm=self.field_size_nm, center_nm=self.field_center_nm,
+                                 rotation_rad=self.rotation_rad)
+
+    def to_scan_axes(self, vectors: FloatArray) -> FloatArray:
+        """(..., 2) sample-axis (y, x) vectors in the SI's scan axes (inverse rotation)."""
+        c, s = np.cos(-self.rotation_rad), np.sin(-self.rotation_rad)
+        y, x = vectors[..., 0], vectors[..., 1]
+        return np.stack([s * x + c * y, c * x - s * y], axis=-1)
 
 
 def si_residual_px(frames: typing.Sequence[FrameTruth], geometry: SIGeometry, *, section_lines: int,
-                   section_rows: typing.Sequence[int] | None = None) -> tuple[FloatArray, FloatArray]:
+                   section_rows: typing.Sequence[int] | None = None,
+                   section_windows: typing.Sequence[tuple[int, int, float, float]] | None = None
+                   ) -> tuple[FloatArray, FloatArray]:
     """Per-pixel residual (H, W, 2) of an SI acquired in sections of ``section_lines`` rows, and its times (H, W).
 
     The SI's section frames are the recorded frames whose shape is (rows, W) with the SI's pixel size (drift-
     reference sub-scans and other frames are skipped). ``section_rows``: first row of each section in acquisition
     order (a section scanned again appears twice; the later scan wins); default consecutive sections.
-    Pixels never visited are NaN.
+    Pixels never visited are NaN. ``section_windows``: (row0, rows, t_start_s, t_end_s) of each section in
+    acquisition order (variable heights; the frame whose first visit time lies in the window is the section's),
+    which replaces ``section_lines`` / ``section_rows``.
     """
     h, w = geometry.shape_px
     sy, sx = geometry.pixel_size_nm
     ny, nx = geometry.nominal_positions_nm()
     residual = np.full((h, w, 2), np.nan)
     times = np.full((h, w), np.nan)
+    if section_windows is not None:
+        matched = 0
+        for row0, rows, t0, t1 in section_windows:
+            for f in frames:
+                fr, fw = f.geometry.shape_px
+                first = f.times_s[np.isfinite(f.times_s)]
+                if fr != rows or fw != w or first.size == 0 or not (t0 - 1e-9 <= first.min() <= t1 + 1e-9):
+                    continue
+                if not np.isclose(f.geometry.fov_size_nm[1] / fw, sx, rtol=1e-6):
+                    continue
+                pos = f.positions_nm.reshape(rows, fw, 2)
+                off = f.content_offset_nm.reshape(rows, fw, 2)
+                residual[row0:row0 + rows, :, 0] = (ny[row0:row0 + rows] - (pos[..., 0] - off[..., 0])) / sy
+                residual[row0:row0 + rows, :, 1] = (nx[row0:row0 + rows] - (pos[..., 1] - off[..., 1])) / sx
+                times[row0:row0 + rows] = f.times_s.reshape(rows, fw)
+                matched += 1
+                break
+        if matched == 0:
+            raise SimulatorParameterError("no recorded frame matches any of the SI sections' time windows; record "
+                                          "the run with a ScanTruthRecorder.")
+        return _in_scan_axes(residual, geometry), times
     starts = list(section_rows) if section_rows is not None else list(range(0, h, section_lines))
     k = 0
     matched = 0
@@ -155,7 +187,16 @@ def si_residual_px(frames: typing.Sequence[FrameTruth], geometry: SIGeometry, *,
         raise SimulatorParameterError(
             f"no recorded frame matches an SI section of ({section_lines}, {w}) px; record the run with a "
             f"ScanTruthRecorder and pass the SI geometry and section height used.")
-    return residual, times
+    return _in_scan_axes(residual, geometry), times
+
+
+def _in_scan_axes(residual_sample: FloatArray, geometry: SIGeometry) -> FloatArray:
+    """Residual (H, W, 2) from sample axes (nm / pixel size) to the SI's scan axes (SI pixels)."""
+    if geometry.rotation_rad == 0.0:
+        return residual_sample
+    sy, sx = geometry.pixel_size_nm
+    nm = residual_sample * np.array([sy, sx])
+    return np.asarray(geometry.to_scan_axes(nm) / np.array([sy, sx]), dtype=np.float64)
 
 
 def effective_residual_px(residual_px: typing.Any, correction_px: typing.Any) -> FloatArray:

@@ -126,6 +126,9 @@ class FrameTiming:
     shape_px: tuple[int, int]
     pixels_visited: int
     clocked: bool
+    #: per line (NaN: not reached): the time of its first pixel and its pixel period (s)
+    line_start_times_s: tuple[float, ...] = ()
+    line_pixel_periods_s: tuple[float, ...] = ()
 
 
 class _Frame:
@@ -354,8 +357,14 @@ class SimScanSimulator:
             line = pixel * (w + self.flyback_pixels)
         else:
             line = w * frame.geometry.pixel_time_s + frame.geometry.flyback_s
+        # per line: its first pixel's time and its pixel period (a loaded camera clock is not regular)
+        line_starts = tuple(float(v) for v in starts)
+        with np.errstate(invalid="ignore"):
+            per_line = [float(np.nanmedian(row)) if np.isfinite(row).any() else pixel for row in along] if w > 1 \
+                else [pixel] * h
         return FrameTiming(first_pixel_time_s=first, pixel_period_s=pixel, line_period_s=line,
-                           shape_px=(h, w), pixels_visited=int(np.count_nonzero(visited)), clocked=clocked)
+                           shape_px=(h, w), pixels_visited=int(np.count_nonzero(visited)), clocked=clocked,
+                           line_start_times_s=line_starts, line_pixel_periods_s=tuple(per_line))
 
     @property
     def last_frame_truth(self) -> FrameTruth | None:

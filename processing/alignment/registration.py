@@ -34,7 +34,8 @@ from numpy.typing import NDArray
 
 from processing.base import InputError, ParameterError
 
-__all__ = ["RegistrationResult", "prefilter", "ncc_surface", "register_translation", "shift_image"]
+__all__ = ["RegistrationResult", "prefilter", "ncc_surface", "register_translation", "translation_candidates",
+           "shift_image"]
 
 FloatArray = NDArray[np.float64]
 
@@ -270,9 +271,61 @@ def register_translation(reference: typing.Any, moving: typing.Any, *, lowpass_s
         raise ParameterError(f"max_shift_px must be >= 0; got {max_shift_px}.")
     if overlap_power < 0:
         raise ParameterError(f"overlap_power must be >= 0; got {overlap_power}.")
+    found = _refined_candidates(a, b, limits, min_overlap_fraction=min_overlap_fraction,
+                                refine_iterations=refine_iterations, overlap_power=overlap_power,
+                                max_candidates=max_candidates)
+    _score, dy, dx, quality = max(found, key=lambda c: c[0])
+    overlap = (1.0 - abs(dy) / h) * (1.0 - abs(dx) / w)
+    return RegistrationResult((dy, dx), quality, overlap)
+
+
+def translation_candidates(reference: typing.Any, moving: typing.Any, *, lowpass_sigma_px: float = 1.0,
+                           highpass_sigma_px: float | None = None,
+                           max_shift_px: float | tuple[float, float] | None = None,
+                           min_overlap_fraction: float = 0.25, refine_iterations: int = 1,
+                           max_candidates: int = 12) -> list[RegistrationResult]:
+    """Every well-matching translation of ``moving`` relative to ``reference``, best NCC first.
+
+    The local maxima of the NCC surface within 0.25 of the best (up to ``max_candidates``), each refined to
+    sub-pixel precision like :func:`register_translation` (plain NCC, no overlap weighting). On a periodic specimen
+    these are the lattice aliases of the true shift: a caller that knows where the shift should be (a prediction
+    with an uncertainty) tells them apart, or learns that it cannot (several aliases of nearly the same quality
+    inside its uncertainty window). Same conventions and parameters as :func:`register_translation`.
+    """
+    if refine_iterations < 0:
+        raise ParameterError(f"refine_iterations must be >= 0; got {refine_iterations}.")
+    if not 0.0 < min_overlap_fraction <= 1.0:
+        raise ParameterError(f"min_overlap_fraction must be in (0, 1]; got {min_overlap_fraction}.")
+    a = prefilter(reference, lowpass_sigma_px=lowpass_sigma_px, highpass_sigma_px=highpass_sigma_px)
+    b = prefilter(moving, lowpass_sigma_px=lowpass_sigma_px, highpass_sigma_px=highpass_sigma_px)
+    h, w = a.shape
+    if max_shift_px is None:
+        limits = (h / 2.0, w / 2.0)
+    elif isinstance(max_shift_px, (int, float)):
+        limits = (float(max_shift_px), float(max_shift_px))
+    else:
+        limits = (float(max_shift_px[0]), float(max_shift_px[1]))
+    if min(limits) < 0:
+        raise ParameterError(f"max_shift_px must be >= 0; got {max_shift_px}.")
+    found = _refined_candidates(a, b, limits, min_overlap_fraction=min_overlap_fraction,
+                                refine_iterations=refine_iterations, overlap_power=0.0,
+                                max_candidates=max_candidates)
+    out: list[RegistrationResult] = []
+    for _score, dy, dx, quality in sorted(found, key=lambda c: -c[3]):
+        if any(abs(dy - r.shift_px[0]) < 0.5 and abs(dx - r.shift_px[1]) < 0.5 for r in out):
+            continue  # two integer maxima refined onto the same peak
+        out.append(RegistrationResult((dy, dx), quality, (1.0 - abs(dy) / h) * (1.0 - abs(dx) / w)))
+    return out
+
+
+def _refined_candidates(a: FloatArray, b: FloatArray, limits: tuple[float, float], *, min_overlap_fraction: float,
+                        refine_iterations: int, overlap_power: float, max_candidates: int
+                        ) -> list[tuple[float, float, float, float]]:
+    """(score, dy, dx, quality) of the refined local maxima of the (overlap-weighted) NCC of prefiltered images."""
+    h, w = a.shape
     ncc, n = ncc_surface(a, b, min_overlap_fraction=min_overlap_fraction)
     weight = (n / float(h * w)) ** overlap_power if overlap_power > 0 else np.ones_like(ncc)
-    best: tuple[float, float, float, float] | None = None  # (score, dy, dx, quality)
+    found: list[tuple[float, float, float, float]] = []
     for iy, ix in _candidates(ncc * weight, (h - 1, w - 1), limits, max_candidates):
         oy, ox = _subpixel(ncc, iy, ix)
         dy, dx = iy - (h - 1) + oy, ix - (w - 1) + ox
@@ -287,13 +340,8 @@ def register_translation(reference: typing.Any, moving: typing.Any, *, lowpass_s
         dy = float(np.clip(dy, -limits[0], limits[0]))
         dx = float(np.clip(dx, -limits[1], limits[1]))
         frac = (1.0 - abs(dy) / h) * (1.0 - abs(dx) / w)
-        score = quality * frac ** overlap_power
-        if best is None or score > best[0]:
-            best = (score, dy, dx, quality)
-    assert best is not None
-    _score, dy, dx, quality = best
-    overlap = (1.0 - abs(dy) / h) * (1.0 - abs(dx) / w)
-    return RegistrationResult((dy, dx), quality, overlap)
+        found.append((quality * frac ** overlap_power, dy, dx, quality))
+    return found
 
 
 def phase_correlation_shift_px(reference: NDArray[np.floating[typing.Any]],

@@ -20,6 +20,17 @@ Improvements over Nion's ``DriftTracker`` (``docs/acquisition-reference.md`` §2
   accepted measurements, and :meth:`DriftEstimator.predict_offset_nm` extrapolates from the last accepted position
   with that rate (not only the last measurement).
 
+Prediction, jumps and aliases (issue 13): the estimator owns a :class:`~processing.spectroscopy.drift_model.DriftPredictor`
+(prediction with an uncertainty; jumps are steps, not rate). Each reference scan is matched against *every*
+well-matching translation (:func:`processing.alignment.registration.translation_candidates`): on a periodic specimen
+these are lattice aliases. A candidate is chosen by content when it alone matches (quality margin
+``alias_quality_margin``), else by the prediction when exactly one alias lies inside the prediction window
+(``alias_window_sigma`` sigma); otherwise the measurement is **ambiguous**: the candidate nearest the prediction is
+used and the measurement is flagged (``ambiguous``), never reported as a clean 0.98-quality match. A measurement
+farther from the prediction than ``jump_sigma`` sigma (and than ``jump_floor_nm``) is a **jump** (``jump_nm``). All
+drifts are in sample coordinates (the frame of the scan offset); shifts measured on a scan rotated by
+``rotation_rad`` are rotated into it.
+
 The record list (:attr:`DriftEstimator.records`) is an immutable tuple of frozen :class:`DriftMeasurement`
 objects, JSON-serialisable through :meth:`DriftEstimator.to_json` / :func:`records_from_json`.
 """
@@ -27,13 +38,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 
 import numpy as np
 from numpy.typing import NDArray
 
 from processing.base import InputError, ParameterError
-from processing.alignment.registration import prefilter, register_translation, shift_image
+from processing.alignment.registration import prefilter, shift_image, translation_candidates
+from processing.spectroscopy.drift_model import DriftPredictor, Prediction, scan_to_sample
 
 __all__ = ["DriftMeasurement", "DriftEstimator", "robust_rate", "records_from_json", "drift_trajectory_nm"]
 
@@ -62,22 +75,47 @@ class DriftMeasurement:
     accepted: bool
     reason: str = ""
     predicted_drift_nm: Vec2 | None = None
+    #: 1-sigma uncertainty (nm, per axis) of the prediction (None for the first)
+    predicted_sigma_nm: float | None = None
+    #: the step (nm) when the measurement lies outside the prediction's uncertainty (a jump), else None
+    jump_nm: Vec2 | None = None
+    #: several lattice aliases fit and the prediction cannot tell them apart: the value may be off by an alias
+    ambiguous: bool = False
+    #: number of well-matching translations (aliases) and the smallest distance between them (nm)
+    n_candidates: int = 1
+    alias_spacing_nm: float | None = None
+    #: scan rotation (rad) of the reference scan: shift_px is in scan-image axes, drift_nm in sample axes
+    rotation_rad: float = 0.0
+
+    @property
+    def flagged(self) -> bool:
+        """Not trustworthy: rejected, or ambiguous between lattice aliases."""
+        return (not self.accepted) or self.ambiguous
 
     def to_dict(self) -> dict[str, typing.Any]:
         d = dataclasses.asdict(self)
         for key, value in d.items():
             if isinstance(value, tuple):
                 d[key] = [float(v) for v in value]
+        d["flagged"] = self.flagged
         return d
 
     @classmethod
     def from_dict(cls, d: typing.Mapping[str, typing.Any]) -> DriftMeasurement:
         pred = d.get("predicted_drift_nm")
+        jump = d.get("jump_nm")
+        sigma = d.get("predicted_sigma_nm")
+        spacing = d.get("alias_spacing_nm")
         return cls(index=int(d["index"]), time_s=float(d["time_s"]),
                    applied_offset_nm=_vec(d["applied_offset_nm"]), shift_px=_vec(d["shift_px"]),
                    pixel_size_nm=_vec(d["pixel_size_nm"]), drift_nm=_vec(d["drift_nm"]),
                    quality=float(d["quality"]), accepted=bool(d["accepted"]), reason=str(d.get("reason", "")),
-                   predicted_drift_nm=None if pred is None else _vec(pred))
+                   predicted_drift_nm=None if pred is None else _vec(pred),
+                   predicted_sigma_nm=None if sigma is None else float(sigma),
+                   jump_nm=None if jump is None else _vec(jump), ambiguous=bool(d.get("ambiguous", False)),
+                   n_candidates=int(d.get("n_candidates", 1)),
+                   alias_spacing_nm=None if spacing is None else float(spacing),
+                   rotation_rad=float(d.get("rotation_rad", 0.0)))
 
 
 def _vec(v: typing.Any) -> Vec2:
@@ -146,12 +184,20 @@ class DriftEstimator:
     quality_threshold : NCC below which a measurement is rejected (0..1).
     template_weight : weight of the newest accepted image in the running-average template (0 = fixed reference;
         1 = always the last image).
-    rate_window : number of most recent accepted measurements used for the rate fit (>= 2).
+    rate_window : measurements of the drift model's local fit (>= 2), see :class:`DriftPredictor`.
     max_step_nm : reject a measurement whose drift differs from the prediction by more than this (None = off).
     lowpass_sigma_px, highpass_sigma_px : registration pre-filter (see :func:`processing.alignment.registration.prefilter`).
     max_shift_fraction : largest residual shift searched, as a fraction of the sub-scan size.
     template_min_quality : an accepted measurement updates the template only if its quality reaches this value
         (a sub-scan sheared by a jump during the scan is used for the correction but does not blur the template).
+    jump_sigma, jump_floor_nm : a jump is a miss of the prediction larger than both ``jump_sigma`` sigma and
+        ``jump_floor_nm`` (the size below which a jump does not matter for the acquisition).
+    alias_quality_margin, alias_noise_factor : candidates whose NCC is within ``max(alias_quality_margin,
+        alias_noise_factor * (1 - best NCC))`` of the best are indistinguishable by content (the noise scale).
+    alias_window_sigma : half-width of the prediction window (sigma) used to tell aliases apart.
+    jump_alias_ratio : a jump (no alias in the window) is resolved to the nearest alias only when its miss is at
+        most this fraction of the next alias's miss (else ambiguous).
+    predictor : the drift model (default :class:`DriftPredictor` with ``window=rate_window``).
 
     Usage
     -----
@@ -164,7 +210,10 @@ class DriftEstimator:
     def __init__(self, *, quality_threshold: float = 0.5, template_weight: float = 0.3, rate_window: int = 4,
                  max_step_nm: float | None = None, lowpass_sigma_px: float = 1.0,
                  highpass_sigma_px: float | None = None, max_shift_fraction: float = 0.4,
-                 template_min_quality: float = 0.9) -> None:
+                 template_min_quality: float = 0.9, jump_sigma: float = 4.5, jump_floor_nm: float = 0.02,
+                 alias_quality_margin: float = 0.002, alias_noise_factor: float = 2.0,
+                 alias_window_sigma: float = 3.0, jump_alias_ratio: float = 0.4,
+                 predictor: DriftPredictor | None = None) -> None:
         if not 0.0 <= quality_threshold < 1.0:
             raise ParameterError(f"quality_threshold must be in [0, 1); got {quality_threshold}. Typical: 0.3-0.7.")
         if not 0.0 <= template_weight <= 1.0:
@@ -175,6 +224,10 @@ class DriftEstimator:
             raise ParameterError(f"max_step_nm must be > 0 or None; got {max_step_nm}.")
         if not 0.0 < max_shift_fraction <= 0.5:
             raise ParameterError(f"max_shift_fraction must be in (0, 0.5]; got {max_shift_fraction}.")
+        if not (jump_sigma > 0 and jump_floor_nm >= 0 and alias_quality_margin >= 0 and alias_window_sigma > 0):
+            raise ParameterError(f"jump_sigma ({jump_sigma}) and alias_window_sigma ({alias_window_sigma}) must be "
+                                 f"> 0, jump_floor_nm ({jump_floor_nm}) and alias_quality_margin "
+                                 f"({alias_quality_margin}) >= 0.")
         self.quality_threshold = float(quality_threshold)
         self.template_weight = float(template_weight)
         self.rate_window = int(rate_window)
@@ -183,6 +236,14 @@ class DriftEstimator:
         self.highpass_sigma_px = highpass_sigma_px
         self.max_shift_fraction = float(max_shift_fraction)
         self.template_min_quality = float(template_min_quality)
+        self.jump_sigma = float(jump_sigma)
+        self.jump_floor_nm = float(jump_floor_nm)
+        self.alias_quality_margin = float(alias_quality_margin)
+        self.alias_noise_factor = float(alias_noise_factor)
+        self.jump_alias_ratio = float(jump_alias_ratio)
+        self.alias_window_sigma = float(alias_window_sigma)
+        self._predictor_template = predictor
+        self.predictor = predictor if predictor is not None else DriftPredictor(window=self.rate_window)
         self._records: list[DriftMeasurement] = []
         self._template: NDArray[np.float64] | None = None
         self._shape: tuple[int, int] | None = None
@@ -206,36 +267,63 @@ class DriftEstimator:
         """The current reference template (H, W) (a copy), or None before the first image."""
         return None if self._template is None else self._template.copy()
 
+    @property
+    def alias_spacing_nm(self) -> float | None:
+        """Smallest alias distance (nm) seen so far (the lattice period of a crystal), None when never seen."""
+        spacings = [m.alias_spacing_nm for m in self._records if m.alias_spacing_nm is not None]
+        return min(spacings) if spacings else None
+
     def reset(self) -> None:
         self._records.clear()
         self._template = None
         self._shape = None
+        p = self.predictor
+        self.predictor = DriftPredictor(window=p.window, measurement_sigma_nm=p.measurement_sigma_nm,
+                                        walk_nm_per_sqrt_s=p.walk_nm_per_sqrt_s, max_rate_nm_per_s=p.max_rate_nm_per_s,
+                                        max_accel_nm_per_s2=p.max_accel_nm_per_s2,
+                                        max_jerk_nm_per_s3=p.max_jerk_nm_per_s3)
 
     # -- prediction ----------------------------------------------------------------------------------------
     def rate_nm_per_s(self) -> Vec2:
-        """Robust drift rate (dy, dx) in nm/s over the last ``rate_window`` accepted measurements (0 if < 2)."""
-        recent = self.accepted[-self.rate_window:]
-        if len(recent) < 2:
-            return 0.0, 0.0
-        rate = robust_rate([m.time_s for m in recent], np.array([m.drift_nm for m in recent]))
-        return float(rate[0]), float(rate[1])
+        """Drift rate (dy, dx) in nm/s of the smooth drift at the last accepted measurement (0 if < 2)."""
+        return self.predictor.rate_nm_per_s()
+
+    def predict(self, time_s: float) -> Prediction:
+        """Predicted drift at ``time_s`` with its 1-sigma uncertainty (nm)."""
+        return self.predictor.predict(time_s)
 
     def predict_offset_nm(self, time_s: float) -> Vec2:
-        """Predicted drift (dy, dx) in nm at ``time_s``: last accepted drift + rate * elapsed time.
+        """Predicted drift (dy, dx) in nm at ``time_s``: the scan offset to apply so that the scan follows the
+        specimen. (0, 0) before any measurement."""
+        return self.predictor.predict(time_s).drift_nm
 
-        This is the scan offset to apply so that the scan follows the specimen. (0, 0) before any measurement.
-        """
-        acc = self.accepted
-        if not acc:
-            return 0.0, 0.0
-        last = acc[-1]
-        ry, rx = self.rate_nm_per_s()
-        dt = float(time_s) - last.time_s
-        return last.drift_nm[0] + ry * dt, last.drift_nm[1] + rx * dt
+    def alias_safe_interval_s(self, time_s: float, max_interval_s: float, *, fraction: float = 0.4) -> float:
+        """Longest interval (<= ``max_interval_s``) after ``time_s`` whose prediction window (``alias_window_sigma``
+        sigma) stays within ``fraction`` of the alias spacing, so the next reference scan can tell the aliases apart
+        by the prediction; ``max_interval_s`` when no alias has been seen (non-periodic reference)."""
+        spacing = self.alias_spacing_nm
+        if spacing is None or max_interval_s <= 0:
+            return max_interval_s
+        limit = fraction * spacing
+
+        def ok(dt: float) -> bool:
+            return self.alias_window_sigma * self.predictor.predict(time_s + dt).sigma_nm <= limit
+
+        if ok(max_interval_s):
+            return max_interval_s
+        lo, hi = 0.0, max_interval_s
+        for _ in range(12):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+        return lo
+
+    def trajectory_nm(self, times_s: typing.Any) -> NDArray[np.float64]:
+        """A-posteriori drift (..., 2) nm at ``times_s`` (:meth:`DriftPredictor.trajectory_nm`)."""
+        return self.predictor.trajectory_nm(times_s)
 
     # -- measurement ---------------------------------------------------------------------------------------
     def add_image(self, image: typing.Any, *, time_s: float, pixel_size_nm: Vec2,
-                  applied_offset_nm: Vec2 = (0.0, 0.0)) -> DriftMeasurement:
+                  applied_offset_nm: Vec2 = (0.0, 0.0), rotation_rad: float = 0.0) -> DriftMeasurement:
         """Register a reference sub-scan and record the measurement.
 
         Parameters
@@ -243,7 +331,8 @@ class DriftEstimator:
         image : (H, W) reference-region sub-scan. The first image becomes the template (drift = applied offset).
         time_s : acquisition time (s), increasing.
         pixel_size_nm : (y, x) pixel size of the sub-scan in nm.
-        applied_offset_nm : scan offset (dy, dx) in force during this sub-scan.
+        applied_offset_nm : scan offset (dy, dx) in force during this sub-scan (sample axes, as the scan centre).
+        rotation_rad : scan rotation of the sub-scan; its pixel shifts are rotated into sample axes.
 
         Returns
         -------
@@ -261,34 +350,80 @@ class DriftEstimator:
         pixel = _vec(pixel_size_nm)
         index = len(self._records)
         if self._template is None:
-            filtered = prefilter(data, lowpass_sigma_px=0.0)  # validates; template kept unfiltered
-            del filtered
+            prefilter(data, lowpass_sigma_px=0.0)  # validates; the template is kept unfiltered
             self._template = data.copy()
             self._shape = typing.cast(tuple[int, int], data.shape)
-            m = DriftMeasurement(index, float(time_s), applied, (0.0, 0.0), pixel, applied, 1.0, True, "reference")
+            m = DriftMeasurement(index, float(time_s), applied, (0.0, 0.0), pixel, applied, 1.0, True, "reference",
+                                 rotation_rad=float(rotation_rad))
             self._records.append(m)
+            self.predictor.add(float(time_s), applied)
             return m
         if data.shape != self._shape:
             raise InputError(f"reference sub-scan shape {data.shape} differs from the first one {self._shape}; "
                              f"keep the reference-region size constant during a run.")
-        predicted = self.predict_offset_nm(time_s)
+        prediction = self.predictor.predict(time_s)
+        predicted = prediction.drift_nm
         h, w = data.shape
-        result = register_translation(self._template, data, lowpass_sigma_px=self.lowpass_sigma_px,
-                                      highpass_sigma_px=self.highpass_sigma_px,
-                                      max_shift_px=(self.max_shift_fraction * h, self.max_shift_fraction * w))
+        candidates = translation_candidates(self._template, data, lowpass_sigma_px=self.lowpass_sigma_px,
+                                            highpass_sigma_px=self.highpass_sigma_px,
+                                            max_shift_px=(self.max_shift_fraction * h, self.max_shift_fraction * w))
+        pix = np.asarray(pixel)
+        drifts = [np.asarray(applied) + scan_to_sample(np.asarray(c.shift_px) * pix, rotation_rad)
+                  for c in candidates]
+        # the content's best match (NCC times overlap, as register_translation: small-overlap noise peaks lose),
+        # and every other match as good by NCC with a fair overlap: the aliases it cannot be told from
+        primary = max(range(len(candidates)), key=lambda i: candidates[i].quality * candidates[i].overlap_fraction)
+        best_q = candidates[primary].quality
+        # non-periodic content (defects, thickness, contamination) lowers an alias's NCC by more than the noise
+        # does: the margin scales with the noise level (1 - best NCC), at least alias_quality_margin
+        margin = max(self.alias_quality_margin, self.alias_noise_factor * (1.0 - best_q))
+        competitive = [primary] + [i for i, c in enumerate(candidates) if i != primary and c.overlap_fraction >= 0.5
+                                   and c.quality >= best_q - margin]
+        miss = [float(np.hypot(*(drifts[i] - np.asarray(predicted)))) for i in range(len(candidates))]
+        sigma = prediction.sigma_nm
+        window = max(self.alias_window_sigma * sigma, self.jump_floor_nm)
+        spacing: float | None = None
+        if len(competitive) > 1:
+            spacing = min(float(np.hypot(*(drifts[i] - drifts[j]))) for i in competitive for j in competitive
+                          if i < j)
+        ambiguous = False
+        note = ""
+        if len(competitive) == 1:
+            chosen = competitive[0]
+        else:
+            inside = [i for i in competitive if miss[i] <= window]
+            ranked = sorted(competitive, key=lambda i: miss[i])
+            chosen = ranked[0]
+            # a jump (nothing in the window): the smaller jump is taken only when it is clearly smaller than the
+            # next alias (a miss of at most jump_alias_ratio times the next one); a jump near half a period is
+            # ambiguous and flagged, never silently locked onto an alias
+            clear_jump = not inside and miss[ranked[0]] <= self.jump_alias_ratio * miss[ranked[1]]
+            if len(inside) > 1 or (not inside and not clear_jump):
+                ambiguous = True
+                note = (f"ambiguous: {len(competitive)} lattice aliases {spacing:.3f} nm apart match within "
+                        f"{margin:.4f} NCC and {len(inside)} lie in the prediction window "
+                        f"(±{window:.3f} nm); the one nearest the prediction is used")
+        result = candidates[chosen]
         shift = result.shift_px
-        drift = (applied[0] + shift[0] * pixel[0], applied[1] + shift[1] * pixel[1])
+        drift_arr = drifts[chosen]
+        drift = (float(drift_arr[0]), float(drift_arr[1]))
+        step = (drift[0] - predicted[0], drift[1] - predicted[1])
+        jump = (len(self.predictor.steps) >= 0 and math.isfinite(sigma)
+                and miss[chosen] > max(self.jump_sigma * sigma, self.jump_floor_nm))
         reason = ""
         if result.quality < self.quality_threshold:
             reason = f"quality {result.quality:.3f} < threshold {self.quality_threshold:.3f}"
-        elif self.max_step_nm is not None and len(self.accepted) >= 2:
-            step = float(np.hypot(drift[0] - predicted[0], drift[1] - predicted[1]))
-            if step > self.max_step_nm:
-                reason = f"jump {step:.2f} nm from prediction > max_step_nm {self.max_step_nm:.2f}"
+        elif self.max_step_nm is not None and len(self.accepted) >= 2 and miss[chosen] > self.max_step_nm:
+            reason = f"jump {miss[chosen]:.2f} nm from prediction > max_step_nm {self.max_step_nm:.2f}"
         accepted = not reason
         m = DriftMeasurement(index, float(time_s), applied, (float(shift[0]), float(shift[1])), pixel, drift,
-                             float(result.quality), accepted, reason, predicted)
+                             float(result.quality), accepted, reason or note, predicted,
+                             predicted_sigma_nm=float(sigma) if math.isfinite(sigma) else None,
+                             jump_nm=step if (jump and accepted) else None, ambiguous=ambiguous and accepted,
+                             n_candidates=len(competitive), alias_spacing_nm=spacing, rotation_rad=float(rotation_rad))
         self._records.append(m)
+        if accepted:
+            self.predictor.add(float(time_s), drift, step_nm=step if jump else None)
         if accepted and self.template_weight > 0 and result.quality >= self.template_min_quality:
             aligned = shift_image(data, (-shift[0], -shift[1]))
             # match brightness/contrast to the template before averaging (dose or damage changes the level)
@@ -305,7 +440,10 @@ class DriftEstimator:
                              "rate_window": self.rate_window, "max_step_nm": self.max_step_nm,
                              "lowpass_sigma_px": self.lowpass_sigma_px, "highpass_sigma_px": self.highpass_sigma_px,
                              "max_shift_fraction": self.max_shift_fraction,
-                             "template_min_quality": self.template_min_quality},
+                             "template_min_quality": self.template_min_quality, "jump_sigma": self.jump_sigma,
+                             "jump_floor_nm": self.jump_floor_nm, "alias_quality_margin": self.alias_quality_margin, "alias_noise_factor": self.alias_noise_factor,
+                             "jump_alias_ratio": self.jump_alias_ratio,
+                             "alias_window_sigma": self.alias_window_sigma},
                 "measurements": [m.to_dict() for m in self._records]}
 
     def to_json(self) -> str:

@@ -158,3 +158,77 @@ def resample_displacement(si: typing.Any, displacement_px: typing.Any, *,
     out[~rows] = 0.0
     result = out[..., 0] if squeeze else out
     return np.asarray(result, dtype=np.float64)
+
+
+def align_section_energy(spectra: typing.Any, axis: typing.Any, *, width: int, mode: str = "spectrum",
+                         search_eV: tuple[float, float] | None = (-5.0, 5.0), correct: bool = True
+                         ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """ZLP of every spectrum of a section (sub-channel precision) and the spectra aligned on it (gain side kept).
+
+    ``spectra``: (n, E) in raster order (n may stop inside a row: an aborted section). ``mode`` "row" aligns every
+    row on its median ZLP. A spectrum without a measurable ZLP is aligned on the section median. Returns
+    (aligned (n, E), zlp_eV (n,) NaN where not found, applied shift_eV (n,)). When the ZLP cannot be measured at all
+    (e.g. outside the recorded range), nothing is shifted and zlp is all NaN.
+    """
+    from processing.spectroscopy.spectrum_alignment import align_zlp, zlp_position_eV
+    flat = np.asarray(spectra, dtype=np.float64)
+    n = flat.shape[0]
+    try:
+        zlp = np.asarray(zlp_position_eV(flat, axis, search_eV=search_eV), dtype=np.float64)
+    except Exception:  # ZLP outside the recorded range: keep the raw data, the caller records why
+        zlp = np.full(n, np.nan)
+    ok = np.isfinite(zlp)
+    if not (correct and ok.any()):
+        return flat, zlp, np.zeros(n)
+    used = zlp.copy()
+    if mode == "row":
+        rows_idx = np.arange(n) // max(width, 1)
+        for r in np.unique(rows_idx):
+            sel = (rows_idx == r) & ok
+            if sel.any():
+                used[rows_idx == r] = np.median(zlp[sel])
+    used[~np.isfinite(used)] = np.median(zlp[ok])
+    aligned = np.asarray(align_zlp(flat, axis, zlp_eV=used).aligned, dtype=np.float64)
+    return aligned, zlp, -used
+
+
+def resample_scattered(si: typing.Any, residual_px: typing.Any, valid: typing.Any
+                       ) -> tuple[NDArray[typing.Any], FloatArray]:
+    """Resample an SI whose pixels were not where they should be, from their true positions.
+
+    Pixel ``q`` (row, col) shows the drift-free content of position ``q - residual_px[q]`` (SI pixels). Every
+    valid pixel is placed there and the SI is interpolated (linear, on the Delaunay triangulation of those
+    positions; nearest pixel outside their hull) back onto the regular grid, so the sections' offsets and the
+    drift inside them are undone without mixing a section's rows with the wrong positions of its neighbours.
+
+    Parameters: si (H, W, E) or (H, W); residual_px (H, W, 2) (dy, dx); valid (H, W) bool (pixels to use).
+    Returns (resampled SI, same shape and dtype; invalid pixels unchanged) and ``correction_px`` (H, W, 2): the
+    residual interpolated at each output pixel (``out[q] ~= si[q + correction_px[q]]``).
+    """
+    import scipy.interpolate
+    data = np.asarray(si)
+    squeeze = data.ndim == 2
+    cube = data[..., None] if squeeze else data
+    r = np.asarray(residual_px, dtype=np.float64)
+    mask = np.asarray(valid, dtype=bool) & np.isfinite(r).all(axis=-1)
+    h, w, e = cube.shape
+    if r.shape != (h, w, 2) or mask.shape != (h, w):
+        raise InputError(f"residual_px {r.shape} and valid {mask.shape} must match the SI ({h}, {w}).")
+    correction = np.zeros((h, w, 2))
+    out = cube.copy()
+    if np.count_nonzero(mask) < 3:
+        return (out[..., 0] if squeeze else out), correction
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    points = np.stack([yy[mask] - r[mask][:, 0], xx[mask] - r[mask][:, 1]], axis=1)
+    values = np.concatenate([cube[mask].astype(np.float64), r[mask]], axis=1)
+    targets = np.stack([yy[mask], xx[mask]], axis=1)
+    try:
+        interpolated = scipy.interpolate.LinearNDInterpolator(points, values)(targets)
+    except Exception:  # degenerate geometry (e.g. a single row): nearest only
+        interpolated = np.full((targets.shape[0], values.shape[1]), np.nan)
+    missing = ~np.isfinite(interpolated).all(axis=1)
+    if missing.any():
+        interpolated[missing] = scipy.interpolate.NearestNDInterpolator(points, values)(targets[missing])
+    out[mask] = interpolated[:, :e].astype(cube.dtype)
+    correction[mask] = interpolated[:, e:]
+    return (out[..., 0] if squeeze else out), correction

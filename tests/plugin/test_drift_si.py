@@ -72,7 +72,8 @@ def _run_with_truth(session: Session, s: drift_si.DriftSISettings) -> tuple[drif
     ref_offset = session.instrument.true_sample_offset_nm(t_ref) - beam_shift_nm
     geometry = _geometry(s)
     residual, _times = si_residual_px(recorder.frames, geometry, section_lines=s.section_lines,
-                                      section_rows=[r.row0 for r in result.sections])
+                                      section_windows=[(r.row0, r.rows, r.t_start_s, r.t_end_s)
+                                                       for r in result.sections])
     residual -= (ref_offset / np.asarray(geometry.pixel_size_nm))[None, None]
     assert result.main is not None
     return result, effective_residual_px(residual, result.main.correction_px)
@@ -102,7 +103,9 @@ def test_drift_corrected_si_against_ground_truth(session: Session) -> None:
     assert rms_px(r_cor) < 0.25
     # every accepted measurement agrees with the true drift since the first reference scan
     ms = corrected.measurements
-    assert len(ms) == 7 and all(m.accepted for m in ms)  # start + 2 bootstrap + 1 after each of the 4 sections
+    n_sections = len(corrected.sections)
+    assert len(ms) == 3 + n_sections and all(m.accepted for m in ms)  # start + 2 bootstrap + 1 after each section
+    assert all(r.trusted for r in corrected.sections)
     true = session.instrument.true_sample_offset_nm(np.array([m.time_s for m in ms]))
     true -= true[0]
     assert np.abs(np.array([m.drift_nm for m in ms]) - true).max() < 0.03  # nm (0.4 reference pixels)
@@ -118,9 +121,9 @@ def test_drift_corrected_si_against_ground_truth(session: Session) -> None:
     assert [c.units for c in xdata.dimensional_calibrations] == ["nm", "nm", "eV"]
     assert xdata.dimensional_calibrations[0].scale == pytest.approx(0.25)
     meta = xdata.metadata["drift_si"]
-    assert meta["complete"] and meta["n_measurements"] == 7 and len(meta["sections"]) == 4
+    assert meta["complete"] and meta["n_measurements"] == len(ms) and len(meta["sections"]) == n_sections
     json.dumps(meta)  # auditable: JSON-serialisable
-    assert corrected.drift_log_xdata().data_shape == (3, 7)
+    assert corrected.drift_log_xdata().data_shape == (4, len(ms))
 
 
 def test_low_quality_reference_is_rejected_and_not_applied(session: Session) -> None:
@@ -176,7 +179,8 @@ def test_abort_keeps_exactly_the_acquired_rows_and_refuses_second_run(session: S
     main = result.main
     assert main is not None
     rows = main.aligned.acquired_rows
-    assert 8 <= rows < 16
+    assert rows == sum(r.rows for r in result.sections) and len(result.sections) >= 4 and rows < 16
+    assert all(r.complete for r in result.sections)  # the section being scanned at the abort was finished
     xdata = result.si_xdata()
     partial = int(main.aligned.valid_pixels.any(axis=1).sum())
     assert xdata.data_shape[0] == partial  # exactly the rows holding acquired pixels
@@ -206,8 +210,9 @@ def test_scan_error_mid_run_ends_cleanly_with_data(session: Session) -> None:
     finally:
         del scan.record_immediate
     assert result.state == "error" and "scan controller not responding" in result.message
-    assert result.main is not None and result.main.aligned.acquired_rows == 8  # two sections before the failure
-    assert result.si_xdata().data_shape[0] == 8
+    before = sum(r.rows for r in result.sections)  # the sections before the failure
+    assert len(result.sections) == 2 and result.main is not None and result.main.aligned.acquired_rows == before
+    assert result.si_xdata().data_shape[0] == before
     assert drift_si.DriftCorrectedSI.active_run() is None
 
 
@@ -243,9 +248,8 @@ def test_eegs_point_scan_records_power_and_finds_gain(session: Session) -> None:
 
 
 def test_jump_detected_after_a_section_triggers_one_reacquisition(session: Session) -> None:
-    """A sudden 0.16 nm jump (beam-shift step, seen by the scan like a specimen jump; below half the 0.395 nm
-    lattice period of the reference, beyond which a crystal cannot tell a jump from its alias) right after the first
-    section: the measurement after it misses the prediction, the section is scanned again at the new offset, the
+    """A sudden 0.10 nm jump (beam-shift step, seen by the scan like a specimen jump; well below half the 0.395 nm
+    lattice period of the reference, so its aliases are clearly farther) right after the third section: the measurement after it misses the prediction, the section is scanned again at the new offset, the
     earlier record is kept in the log as superseded, and the assembled SI has no jump."""
     scan = session.scan
     original = scan.record_immediate
@@ -254,8 +258,8 @@ def test_jump_detected_after_a_section_triggers_one_reacquisition(session: Sessi
 
     def jumping_record(*args: typing.Any, **kw: typing.Any) -> typing.Any:
         calls["n"] += 1
-        if calls["n"] == 4:  # start + 2 bootstrap scans, then the scan after section 1
-            session.instrument.SetVal2D("CSH", Geometry.FloatPoint(y=start.y - 0.16e-9, x=start.x))
+        if calls["n"] == 6:  # start + 2 bootstrap scans, then the scans after sections 1, 2 and 3
+            session.instrument.SetVal2D("CSH", Geometry.FloatPoint(y=start.y - 0.10e-9, x=start.x))
         return original(*args, **kw)
 
     scan.record_immediate = jumping_record
@@ -264,7 +268,11 @@ def test_jump_detected_after_a_section_triggers_one_reacquisition(session: Sessi
     finally:
         del scan.record_immediate
         session.instrument.SetVal2D("CSH", start)
-    assert [(r.row0, r.superseded) for r in result.sections] == [(0, True), (0, False), (4, False), (8, False),
-                                                                  (12, False)]
-    assert "jumped" in result.sections[0].note
+    first, again = result.sections[2], result.sections[3]
+    assert [r.superseded for r in result.sections].count(True) == 1
+    assert first.superseded and (again.row0, again.rows, again.repeat) == (first.row0, first.rows, 1)
+    assert "re-acquired" in first.note and not again.superseded
+    assert result.measurements[5].jump_nm is not None
+    assert sum(r.rows for r in result.sections if not r.superseded) == 16
+    assert all(r.trusted for r in result.sections if not r.superseded), [m.reason for m in result.measurements]
     assert rms_px(residual) < 0.25

@@ -98,8 +98,9 @@ def test_updated_template_survives_contrast_loss_where_fixed_reference_fails() -
         results[weight] = (len(est.rejected), final_error, max(errors))
     # updated template: every measurement accepted, error stays below 0.7 px although the pattern was replaced
     assert results[0.5][0] == 0 and results[0.5][2] < 0.35 and results[0.5][1] < 0.35
-    # fixed first image (Nion's DriftTracker behaviour): the late images no longer match and are rejected
-    assert results[0.0][0] >= 3
+    # fixed first image (Nion's DriftTracker behaviour): the late images no longer match: rejected, or matched to
+    # the wrong content (the final position is then off by nanometres)
+    assert results[0.0][0] >= 3 or results[0.0][1] > 1.0
 
 
 def test_rate_is_robust_to_a_jump() -> None:

@@ -31,8 +31,10 @@ class MeanSpectrum:
         self.gate = gate
         self.seen: list[int] = []
         self.closed = False
+        self.started = threading.Event()
 
     def update(self, update: la.SectionUpdate) -> base.Outputs:
+        self.started.set()
         if self.gate is not None:
             self.gate.wait(10.0)
         self.seen.append(update.section_index)
@@ -68,7 +70,9 @@ def test_runner_keeps_only_the_newest_update_and_counts_the_skipped() -> None:
     gate = threading.Event()
     analysis = MeanSpectrum(gate=gate)
     runner = la.LiveAnalysisRunner(analysis)
-    for i in range(5):  # the worker is held at the first update: 1..3 are replaced by newer ones
+    runner.submit(_update(0))
+    assert analysis.started.wait(10.0)  # the worker is held inside the first update ...
+    for i in range(1, 5):  # ... so 1..3 wait in the one-slot mailbox and are replaced by newer ones
         runner.submit(_update(i, final=i == 4))
     gate.set()
     assert runner.finish(timeout_s=30.0)
