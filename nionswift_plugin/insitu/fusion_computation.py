@@ -12,6 +12,7 @@ changes; an error (bad input) becomes the computation's error text.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import typing
 
@@ -188,6 +189,15 @@ def _processing_description() -> dict[str, typing.Any]:
     return {"title": TITLE, "sources": [{"name": "haadf", "label": "HAADF", "data_type": "xdata"}], "parameters": []}
 
 
+def _warm_up() -> None:
+    """Load (or compile) the fusion's numba kernel off the UI thread, so the first fusion does not wait for it."""
+    try:
+        from processing.fusion.model import tv_prox
+        tv_prox(np.zeros((1, 4, 4), np.float32), 0.1, None, 1)
+    except Exception as e:  # never fail plug-in loading because of a cache problem
+        logging.warning("In-situ: fusion warm-up failed (%s); the kernel compiles on first use.", e)
+
+
 def register() -> None:
     """Register the computation type with Swift (idempotent)."""
     global _registered
@@ -196,6 +206,7 @@ def register() -> None:
     _registered = True
     DocumentModel.DocumentModel.register_processing_descriptions({FUSION_ID: _processing_description()})
     Symbolic.register_computation_type(FUSION_ID, FusionComputation)
+    threading.Thread(target=_warm_up, name="insitu-fusion-warmup", daemon=True).start()
     try:  # live fusion in the Drift-corrected SI panel ("Live analysis")
         from processing.fusion import live
         live.register()
