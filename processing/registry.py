@@ -21,6 +21,7 @@ BUILTIN: tuple[str, ...] = (
     "processing.live.fft_analysis:MaxFFTProcessor",
     "processing.live.fft_analysis:RadialKymographProcessor",
     "processing.live.fft_analysis:OrientationMapProcessor",
+    "processing.stack.corrections:CameraCorrectionsProcessor",
 )
 
 _lock = threading.Lock()
