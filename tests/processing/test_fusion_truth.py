@@ -67,8 +67,10 @@ def test_fused_maps_beat_raw_maps_against_truth(dose: float) -> None:
     worst = {el: min(g[el] for g in per_seed) for el in ELEMENTS}
     # every fused map is closer to the truth than the raw map, by a clear margin
     assert all(v > 1.2 for v in worst.values()), f"{dose=} {worst=}"
-    # Dy (dominant in the HAADF) gains at least 3x at every dose
+    # Dy (dominant in the HAADF) gains at least 3x at every dose; every element at the lowest dose
     assert worst["Dy"] >= 3.0, f"{dose=} {worst=}"
+    if dose <= 3e3:
+        assert min(worst.values()) >= 3.0, f"{dose=} {worst=}"
 
 
 def test_haadf_term_is_what_helps_dy() -> None:
