@@ -14,6 +14,7 @@ import time
 import typing
 
 import numpy as np
+import threadpoolctl
 
 from processing import base
 from processing.decomposition.engine import Decomposer
@@ -47,6 +48,12 @@ class LiveDecomposition:
         Decomposer((1, 1, max(self.n_components, 1)), method=method, n_components=self.n_components)  # validates
 
     def update(self, update: live_analysis.SectionUpdate) -> base.Outputs:
+        # one BLAS thread: on a loaded machine (acquisition, display, other analyses) more OpenBLAS threads only
+        # spin against each other (measured 10x slower with 2 threads on 2 busy cores, bench_decomposition.py)
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            return self._update(update)
+
+    def _update(self, update: live_analysis.SectionUpdate) -> base.Outputs:
         t0 = time.perf_counter()
         si = update.si
         if self.engine is None or self.engine.shape != si.shape:

@@ -124,7 +124,7 @@ class StreamingPCA:
     """
 
     def __init__(self, n_channels: int, *, n_components: int, poisson: bool = False, oversample: int = 10,
-                 seed: int = 0) -> None:
+                 sketch_width: int | None = None, power_iteration: bool = True, seed: int = 0) -> None:
         if int(n_channels) != n_channels or n_channels < 1:
             raise ParameterError(f"n_channels must be a positive whole number; got {n_channels!r}.")
         self.n_channels = int(n_channels)
@@ -132,6 +132,9 @@ class StreamingPCA:
         if int(oversample) != oversample or oversample < 0:
             raise ParameterError(f"oversample must be a whole number >= 0; got {oversample!r}.")
         self.rank = min(self.n_components + int(oversample), self.n_channels)
+        #: new directions looked for in each block's residual, and whether one power iteration sharpens them
+        self.sketch_width = int(sketch_width) if sketch_width is not None else self.rank
+        self.power_iteration = bool(power_iteration)
         self.poisson = bool(poisson)
         self.seed = int(seed)
         self._rng = np.random.default_rng(seed)
@@ -202,21 +205,26 @@ class StreamingPCA:
         basis32 = basis.astype(rows.dtype)                         # heavy products in the block's precision
         p = rows @ basis32                                         # (b, r0)
         resid = rows - p @ basis32.T                               # (b, d)
-        q = min(r, resid.shape[0], self.n_channels - basis.shape[1])
+        q = min(self.sketch_width, resid.shape[0], self.n_channels - basis.shape[1])
+        p64 = p.astype(np.float64)
         if q > 0:
             g = self._rng.standard_normal((resid.shape[0], q)).astype(resid.dtype)
-            sketch = resid.T @ g                                   # (d, q)
-            sketch = resid.T @ (resid @ sketch)                    # one power iteration
-            qb, _ = np.linalg.qr(sketch.astype(np.float64))
-            qb -= basis @ (basis.T @ qb)                           # re-orthogonalise against the basis
-            qb, _ = np.linalg.qr(qb)
-            core = np.block([[np.diag(sv), np.zeros((sv.size, q))], [p, resid @ qb.astype(resid.dtype)]])
+            sketch = resid.T @ g                                   # range of the residual (randomized)
+            if self.power_iteration:
+                sketch = resid.T @ (resid @ sketch)
+            sketch64 = sketch.astype(np.float64)
+            sketch64 -= basis @ (basis.T @ sketch64)               # orthogonal to the basis (round-off)
+            qb, _ = np.linalg.qr(sketch64)
+            rq = (resid @ qb.astype(resid.dtype)).astype(np.float64)   # (b, q)
+            # Gram of the core [[diag(sv), 0], [p, rq]]: (r0 + q) x (r0 + q), from small matrices only
+            gram = np.block([[np.diag(sv * sv) + p64.T @ p64, p64.T @ rq], [rq.T @ p64, rq.T @ rq]])
             full = np.hstack([basis, qb])
         else:
-            core = np.vstack([np.diag(sv), p])
+            gram = np.diag(sv * sv) + p64.T @ p64
             full = basis
-        _, s, wt = np.linalg.svd(core, full_matrices=False)
-        return s[:r].copy(), full @ wt[:r].T
+        evals, evecs = np.linalg.eigh((gram + gram.T) / 2)
+        order = np.argsort(evals)[::-1][:r]
+        return np.sqrt(np.maximum(evals[order], 0.0)), full @ evecs[:, order]
 
     # -- results ------------------------------------------------------------------------------------------------
     def refined_model(self, spectra: NDArray[np.floating[typing.Any]], *, n_passes: int = 8,
