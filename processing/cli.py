@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "processing.execution.cli",
     "processing.fusion.cli",
     "processing.decomposition.cli",
+    "processing.stack.cli",
 )
 
 
