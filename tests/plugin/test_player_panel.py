@@ -168,3 +168,59 @@ def test_recorder_start_stop_in_the_panel(swift: HeadlessSwift, panel: PlayerPan
     stack = open_stack(tmp_path / "cam.hspy")
     assert stack.n_frames >= 5 and stack.frame_shape == (96, 96)
     assert panel.open_path(tmp_path / "cam.hspy")  # and the player opens what the recorder wrote
+
+
+def test_a_swift_sequence_data_item_plays_with_its_calibrations(swift: HeadlessSwift, panel: PlayerPanel) -> None:
+    from nion.data import Calibration as NionCalibration
+    from nion.data import DataAndMetadata
+    from nion.swift.model import DataItem
+    frames, _ = _drifting(6)
+    xdata = DataAndMetadata.new_data_and_metadata(
+        frames, dimensional_calibrations=[NionCalibration.Calibration(0, 0.2, "s"),
+                                          NionCalibration.Calibration(0, 0.4, "nm"),
+                                          NionCalibration.Calibration(0, 0.4, "nm")],
+        data_descriptor=DataAndMetadata.DataDescriptor(True, 0, 2))
+    data_item = DataItem.new_data_item(xdata)
+    swift.document_model.append_data_item(data_item)
+    panel.document_controller.selected_display_panel = None
+    swift.document_controller.select_display_items_in_data_panel(
+        [swift.document_model.get_display_item_for_data_item(data_item)])
+    assert panel.use_selected_data_item(), panel.message.text
+    stack = device.get_player().player.stack
+    assert stack.n_frames == 6 and stack.calibrations[0].scale == pytest.approx(0.4)
+    np.testing.assert_allclose(stack.timestamps_s, 0.2 * np.arange(6))
+    source = swift.hardware_source(device.PLAYER_ID)
+    got: list[typing.Any] = []
+    listener = source.xdatas_available_event.listen(lambda promises: got.append(promises[0].xdata))
+    panel.set_speed(10.0)
+    panel.toggle_play()
+    _wait(swift, lambda: not source.is_playing and len(got) >= 6)
+    listener.close()
+    np.testing.assert_array_equal(got[5].data, frames[5])
+    assert got[0].dimensional_calibrations[1].units == "nm"
+
+
+def test_not_an_image_sequence_data_item_and_a_full_disk_while_recording(swift: HeadlessSwift, panel: PlayerPanel,
+                                                                        tmp_path: pathlib.Path) -> None:
+    from nion.swift.model import DataItem
+    from nionswift_plugin.insitu.player import recorder
+    line = DataItem.new_data_item(__import__("nion.data.DataAndMetadata", fromlist=["x"]).new_data_and_metadata(
+        np.zeros(16, np.float32)))
+    swift.document_model.append_data_item(line)
+    panel.document_controller.selected_display_panel = None
+    swift.document_controller.select_display_items_in_data_panel(
+        [swift.document_model.get_display_item_for_data_item(line)])
+    assert not panel.use_selected_data_item()
+    assert "not a sequence of 2-D images" in panel.message.text
+    camera = swift.hardware_source("insitu_camera")
+    swift.play("insitu_camera", exposure_ms=30)
+    free = {"bytes": 10 ** 12}
+    panel.recording = recorder.start_recording("insitu_camera", tmp_path / "full.hspy", reserve_bytes=1024,
+                                               free_bytes=lambda: free["bytes"])
+    _wait(swift, lambda: panel.recording.status().frames_written >= 3)
+    free["bytes"] = 0  # the disk fills up
+    _wait(swift, lambda: (panel.refresh(), panel.recording is None)[1])
+    camera.stop_playing(sync_timeout=10.0)
+    assert "recording stopped" in panel.message.text and "disk is full" in panel.message.text
+    stack = open_stack(tmp_path / "full.hspy")  # closed and readable up to its last frame
+    assert stack.n_frames >= 3 and stack.metadata["original"]["insitu"]["complete"] is False

@@ -38,7 +38,7 @@ from nion.utils import Registry
 from processing.base import Calibration
 from processing.execution.playback import StackPlayer
 
-__all__ = ["PlayerCamera", "PlayerModule", "register_player", "unregister_player", "get_player",
+__all__ = ["PlayerCamera", "PlayerModule", "register_player", "unregister_player", "get_player", "open_file",
            "PLAYER_ID", "PLAYER_NAME", "PLAYER_TYPE"]
 
 _ = gettext.gettext
@@ -320,3 +320,17 @@ def unregister_player() -> None:
 def get_player() -> PlayerModule | None:
     """The registered player module, or None."""
     return _module
+
+
+def open_file(path: str, *, dataset: str | None = None, fps: float = 20.0, speed: float = 1.0,
+              loop: bool = False) -> typing.Any:
+    """Scripting: open ``path`` in the In-situ Player (registering it if needed) and return its
+    :class:`~processing.execution.playback.Playback` (``play()``, ``pause()``, ``step()``, ``seek()``...).
+    Raises :class:`processing.io.stacks.StackError` (problem, value, remedy) for a file it cannot play."""
+    from processing.io.stacks import open_stack
+    module = register_player()
+    stack = open_stack(path, dataset=dataset)
+    start = stack.metadata.get("original", {}).get("insitu", {}).get("start_time_unix_s")
+    module.camera_device.set_time_base(float(start) if isinstance(start, (int, float)) and start > 1e9
+                                       else time.time())
+    return module.player.load(stack, fps=fps, speed=speed, loop=loop)
