@@ -185,6 +185,8 @@ def analyse(samples: list[dict[str, typing.Any]], n_processors: int) -> dict[str
         "last_over_first": ratios,
         "fraction_ok": all(abs(v - 1.0) <= 0.10 for v in ratios.values() if v == v),
         "threads_after_start_up": {"min": min(threads), "max": max(threads)},
+        "threads_constant_after_s": next((s["t_s"] for i, s in enumerate(series)
+                                          if all(x["threads"] == s["threads"] for x in series[i:])), None),
         "threads_ok": max(threads) == min(threads),
         "rss_mib_after_first_minute": round(rss_start, 1), "rss_mib_end": round(rss_end, 1),
         "rss_growth": round(rss_end / rss_start - 1.0, 4), "rss_ok": rss_end / rss_start - 1.0 < 0.05,
