@@ -1,0 +1,92 @@
+"""Processing > In-situ > Align stack (SDSD) in headless Swift: calibrated outputs against known shifts, parameters
+re-run it, bad input becomes error text."""
+from __future__ import annotations
+
+import pathlib
+import sys
+import typing
+
+import numpy as np
+import pytest
+from nion.data import Calibration, DataAndMetadata
+from nion.swift.model import DataItem
+
+from nionswift_plugin.insitu import stack_computations
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "processing"))
+from test_sdsd import _rms, _series  # noqa: E402
+
+
+def _add(document_controller: typing.Any, data: np.ndarray, title: str, sequence: bool = True) -> typing.Any:
+    cals = [Calibration.Calibration(0, 0.25, "nm"), Calibration.Calibration(0, 0.25, "nm")]
+    if data.ndim == 3:
+        cals = [Calibration.Calibration()] + cals
+    descriptor = DataAndMetadata.DataDescriptor(sequence and data.ndim == 3, 0, 2)
+    item = DataItem.new_data_item(DataAndMetadata.new_data_and_metadata(data, dimensional_calibrations=cals,
+                                                                        data_descriptor=descriptor))
+    item.title = title
+    document_controller.document_model.append_data_item(item)
+    return item
+
+
+def _recompute(document_controller: typing.Any) -> None:
+    for _ in range(4):
+        document_controller.document_model.recompute_all()
+        document_controller.periodic()
+
+
+def test_align_stack_outputs_calibrated_results(document_controller: typing.Any, swift_log: None) -> None:
+    dm = document_controller.document_model
+    frames, true = _series(31, n=8, dose=20.0)
+    source = _add(document_controller, frames, "drifting series")
+    target = stack_computations.align_item(dm, source)
+    _recompute(document_controller)
+    computation = dm.get_data_item_computation(target)
+    assert target.xdata is not None, computation.error_text
+    assert target.xdata.is_sequence and target.xdata.data_shape[0] == 8
+    summary = target.xdata.metadata["insitu"]["sdsd"]
+    assert _rms(summary["shifts_px"], true) < 0.2
+    assert np.allclose(np.asarray(summary["shifts_nm"]), np.asarray(summary["shifts_px"]) * 0.25)
+    cal = target.xdata.dimensional_calibrations
+    assert cal[1].units == "nm" and cal[1].scale == pytest.approx(0.25)
+    by_title = {d.title: d for d in dm.data_items}
+    total = by_title[f"{stack_computations.TITLE}: aligned sum"].xdata
+    assert total.data.shape == target.xdata.data_shape[1:]
+    assert np.allclose(total.data, target.xdata.data.sum(axis=0), rtol=1e-4)
+    shifts = by_title[f"{stack_computations.TITLE}: shifts (px) with uncertainty"].xdata
+    assert shifts.data.shape == (4, 8) and shifts.intensity_calibration.units == "px"
+    assert np.all(shifts.data[2:, 1:] > 0)    # uncertainties
+    # a parameter change re-runs it
+    computation.set_input_value("reference", "first")
+    _recompute(document_controller)
+    assert target.xdata.metadata["insitu"]["sdsd"]["reference"] == "first"
+    assert len(target.xdata.metadata["insitu"]["sdsd"]["notes"]) >= 1
+
+
+@pytest.mark.parametrize("case", ["image", "one frame", "constant frames", "region outside"])
+def test_bad_input_becomes_error_text(document_controller: typing.Any, case: str) -> None:
+    dm = document_controller.document_model
+    frames, _ = _series(32, n=4)
+    values: dict[str, typing.Any] = {}
+    if case == "image":
+        source = _add(document_controller, frames[0], "image")
+        with pytest.raises(ValueError, match="image sequence"):
+            stack_computations.align_selection(type("DC", (), {"selected_display_item": dm.get_display_item_for_data_item(source), "document_model": dm})())
+        target = stack_computations.align_item(dm, source)
+        expected = "image sequence"
+    elif case == "one frame":
+        source = _add(document_controller, frames[:1], "one")
+        target = stack_computations.align_item(dm, source)
+        expected = "at least 2"
+    elif case == "constant frames":
+        source = _add(document_controller, np.zeros_like(frames), "zeros")
+        target = stack_computations.align_item(dm, source)
+        expected = "constant"
+    else:
+        source = _add(document_controller, frames, "ok")
+        target = stack_computations.align_item(dm, source, region="0,0,900,900")
+        expected = "not inside"
+    _recompute(document_controller)
+    error = dm.get_data_item_computation(target).error_text or ""
+    assert expected in error, error
+    assert source.xdata is not None   # the input is untouched
