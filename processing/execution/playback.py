@@ -452,7 +452,10 @@ class StackPlayer:
         upcoming = playback.peek_next()
         with self._lock:
             if upcoming is not None and stack is self.stack:
-                self._prefetch = (upcoming, self._reader.submit(stack.frame, upcoming))
+                try:
+                    self._prefetch = (upcoming, self._reader.submit(stack.frame, upcoming))
+                except RuntimeError:  # the read-ahead thread is shut down (closed player): read when due
+                    self._prefetch = None
             shift = None
             if self.drift_correction:
                 if self._corrector is None or played.index != self._last_index + 1:

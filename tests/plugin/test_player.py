@@ -94,8 +94,12 @@ def test_player_without_the_simulator() -> None:
     with tempfile.TemporaryDirectory() as folder:
         nion_instrumentation_ui.configuration_location = pathlib.Path(folder)
         nion_instrumentation_ui.run()
+        import nionswift_plugin.insitu as plugin
         try:
-            module = device.register_player()
+            assert not plugin.simulator_requested()
+            plugin.run()  # what Swift calls at start-up: the player is registered without simulator mode
+            module = device.get_player()
+            assert module is not None
             assert Registry.get_component("stem_controller") is None
             source = HardwareSource.HardwareSourceManager().get_hardware_source_for_hardware_source_id(PLAYER)
             assert source is not None and source.display_name == device.PLAYER_NAME
@@ -115,7 +119,8 @@ def test_player_without_the_simulator() -> None:
                 document_controller.close()
             assert [int(x.metadata["hardware_source"]["insitu_player"]["frame_index"]) for x in got[:5]] == list(range(5))
         finally:
-            device.unregister_player()
+            plugin.stop()
+            assert device.get_player() is None
             nion_instrumentation_ui.stop()
             del setup
 
@@ -171,3 +176,17 @@ def test_two_processors_on_the_player_match_the_offline_run(swift: HeadlessSwift
                                            rtol=1e-5, atol=1e-5)
                 compared += 1
         assert compared >= 1, (pid, [o.name for o in outputs])
+
+
+def test_playing_with_nothing_loaded_and_stopping_does_not_break(swift: HeadlessSwift) -> None:
+    module = device.get_player()
+    module.player.close()
+    source = swift.hardware_source(PLAYER)
+    got, _listener = _collect(source)
+    source.start_playing()
+    swift.pump(0.5)
+    assert got == []  # nothing to play: no frame
+    source.stop_playing(sync_timeout=10.0)
+    swift.pump(0.2)
+    assert not source.is_playing
+    assert all(x.metadata["hardware_source"]["insitu_player"].get("repeat") for x in got)

@@ -156,3 +156,31 @@ def test_drift_corrector_recovers_shifts(seed: int) -> None:
         assert np.corrcoef(corrected[inner].ravel(), base[inner].ravel())[0, 1] > 0.95
     assert max(errors) < 0.25, errors
     assert len(corrector.history) == 12
+
+
+def test_stack_player_reads_ahead_corrects_drift_and_survives_close() -> None:
+    from processing.execution.playback import StackPlayer
+    from processing.io.stacks import stack_from_array
+    rng = np.random.default_rng(1)
+    base = scipy.ndimage.gaussian_filter(rng.normal(size=(64, 64)), 2.0, mode="wrap").astype(np.float32)
+    frames = np.stack([np.roll(base, (i, 0), axis=(0, 1)) for i in range(6)])
+    clock = ManualClock()
+    player = StackPlayer(clock=clock, wait=clock.wait)
+    player.load(stack_from_array(frames, timestamps_s=0.1 * np.arange(6)))
+    player.playback.play()
+    out = [player.next_frame(timeout_s=5) for _ in range(6)]
+    assert [f.played.index for f in out] == list(range(6))
+    for f, frame in zip(out, frames):
+        np.testing.assert_array_equal(f.data, frame)
+    assert player.next_frame(timeout_s=1) is None
+    player.set_drift_correction(True)
+    player.playback.seek(0)
+    player.playback.play()
+    shifts = [player.next_frame(timeout_s=5).shift_px for _ in range(4)]
+    assert [round(s[0]) for s in shifts] == [0, 1, 2, 3]
+    assert [i for i, _, _ in player.shifts] == [0, 1, 2, 3]
+    player.close()
+    assert player.next_frame(timeout_s=0.1) is None
+    player.load(stack_from_array(frames))  # a closed player can load again (no read-ahead thread)
+    player.playback.play()
+    assert player.next_frame(timeout_s=5).played.index == 0
