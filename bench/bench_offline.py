@@ -25,8 +25,8 @@ import time
 import numpy as np
 
 PROCESSORS = ["insitu.max_fft", "insitu.live_difference", "insitu.radial_kymograph", "insitu.threshold_tracking"]
-KINDS = {"insitu.max_fft": "frame", "insitu.live_difference": "merge", "insitu.radial_kymograph": "merge",
-         "insitu.threshold_tracking": "sequential"}
+#: tracking follows the region nearest the previous one: the sequential kind (with "largest" it is mergeable)
+PARAMETERS = {"insitu.threshold_tracking": {"track": "nearest"}}
 BLOCK_FRAMES = 16
 
 
@@ -76,9 +76,9 @@ def config_single(path: str) -> dict[str, float]:
     from processing import warmup
     from processing.execution.offline import run_offline
     warmup.warm_up()
-    run_offline(PROCESSORS, path, progress=False, block_frames=BLOCK_FRAMES, frames=(0, 4))  # first calls, untimed
+    run_offline(PROCESSORS, path, parameters=PARAMETERS, progress=False, block_frames=BLOCK_FRAMES, frames=(0, 4))  # first calls, untimed
     t0 = time.perf_counter()
-    run = run_offline(PROCESSORS, path, progress=False, block_frames=BLOCK_FRAMES)
+    run = run_offline(PROCESSORS, path, parameters=PARAMETERS, progress=False, block_frames=BLOCK_FRAMES)
     elapsed = time.perf_counter() - t0
     assert run.complete
     return {"seconds": elapsed, "rss_mib": peak_rss_mib()}
@@ -101,9 +101,9 @@ def config_dask(path: str, workers: int) -> dict[str, float]:
             distributed.Client(cluster) as client:
         client.run(warm)
         for _ in range(workers):  # every worker's first calls (imports, kernels), untimed
-            run_offline(PROCESSORS, path, progress=False, block_frames=2, frames=(0, 4 * workers), client=client)
+            run_offline(PROCESSORS, path, parameters=PARAMETERS, progress=False, block_frames=2, frames=(0, 4 * workers), client=client)
         t0 = time.perf_counter()
-        run = run_offline(PROCESSORS, path, progress=False, block_frames=BLOCK_FRAMES, client=client)
+        run = run_offline(PROCESSORS, path, parameters=PARAMETERS, progress=False, block_frames=BLOCK_FRAMES, client=client)
         elapsed = time.perf_counter() - t0
         assert run.complete, run.messages
         worker_rss = list(client.run(rss).values())
@@ -120,7 +120,7 @@ def config_live(path: str) -> dict[str, float]:
     try:
         stream = engine.stream("bench")
         for pid in PROCESSORS:
-            engine.runner_for(pid, pid, {}).attach_stream(stream)
+            engine.runner_for(pid, pid, PARAMETERS.get(pid, {})).attach_stream(stream)
         play(ArraySource(stack[:4], frame_interval_s=0.05), stream, wait=True, timeout_s=600)  # first calls
         for runner in engine.runners:
             runner.reset()
@@ -168,13 +168,16 @@ def main() -> None:
                 raise SystemExit(f"{config} failed:\n{done.stderr[-3000:]}")
             rows[config] = json.loads(line[-1][7:])
             print(config, rows[config], flush=True)
+    from processing.execution.offline import resolve_processors
+    kinds = {s.processor_id: s.cls(**s.parameters).split_kind() for s in resolve_processors(PROCESSORS, PARAMETERS)}
     ref = rows["single"]["seconds"]
     names = {"single": "single process (reference)", "dask1": "Dask, 1 worker process",
              "dask2": "Dask, 2 worker processes", "live": "live engine (scheduler, every frame delivered)"}
     load = os.getloadavg()[0]
     lines = [f"# Offline runs: {args.frames} frames of {args.size}² float32 ({args.frames * args.size ** 2 * 4 / 1e9:.1f} GB, "
              f".npy memory-mapped)", "",
-             f"Processors, all in one run: {', '.join(f'{p} ({KINDS[p]})' for p in PROCESSORS)}; blocks of "
+             f"Processors, all in one run: {', '.join(f'{p} ({kinds[p]})' for p in PROCESSORS)} (tracking with "
+             f"track=nearest); blocks of "
              f"{BLOCK_FRAMES} frames. Machine: {os.cpu_count()} cores, load average {load:.1f} at the end (shared "
              f"with other work: absolute figures are inflated; the ratios are measured in the same run).", "",
              "Command: `.venv/bin/python bench/bench_offline.py" +

@@ -13,6 +13,9 @@ Input stays lazy: a task reads only its block (from the file, opened on the work
 file; otherwise the block is read here and scattered to one worker), so no worker holds the whole stack. Tasks
 return :class:`processing.execution.collect.FrameRecord` s (the kymograph's newest column, not its window).
 
+Results are taken as soon as they are ready, in any order (``as_completed``), and put into the collectors in frame
+order, so the workers release them at once (a worker holds its current blocks, not the run's outputs).
+
 Failures keep what is done: a block whose task fails (a worker died, a processor error) is recorded as failed
 frames with the cause (later blocks of a merge/sequential processor, which need its state, are not run); the run
 is then marked incomplete. An unreachable scheduler raises :class:`DaskError` before anything is computed.
@@ -136,34 +139,35 @@ def run_on_dask(specs: list["ProcessorSpec"], stack: "Stack", blocks: list[range
     order. Returns, per processor, True when every block completed."""
     from processing.io.stacks import Stack
 
+    from distributed import as_completed
+
     kinds = [chunks.split_kind(s.cls, s.parameters) for s in specs]
     c, owned = connect(client)
-    futures: list[typing.Any] = []
+    n = len(specs)
+    # client references to what is in flight: dropped as soon as a result is taken, so workers release it
+    records: dict[typing.Any, tuple[int, int]] = {}   # record future -> (processor index, block index)
+    partials: dict[typing.Any, tuple[int, int]] = {}  # partial-state future -> (processor index, block index)
     try:
         if not c.scheduler_info().get("workers"):
             raise DaskError(f"the Dask cluster at {c.scheduler.address} has no worker; start one "
                             f"('dask worker {c.scheduler.address}') or run without a cluster.")
         info = Stack(data=None, calibrations=stack.calibrations, timestamps_s=stack.timestamps_s,
                      intensity_units=stack.intensity_units, source=stack.source)
-        from_file = isinstance(stack.source, str) and os.path.isfile(stack.source)
-        if from_file:
+        if isinstance(stack.source, str) and os.path.isfile(stack.source):
             sources: list[typing.Any] = [("file", os.path.abspath(stack.source), dataset)] * len(blocks)
         else:
             from processing.execution.offline import read_block
             # each block is a task of its own (not scattered): if the worker holding it dies, the scheduler
             # recomputes it elsewhere from the task, instead of losing it
             sources = [c.submit(_hold, read_block(stack, b), pure=False) for b in blocks]
-            futures.extend(sources)
-        block_futures: list[dict[int, typing.Any]] = [dict() for _ in blocks]
 
         frame_specs = [i for i, k in enumerate(kinds) if k == "frame"]
         if frame_specs:
             group = [specs[i] for i in frame_specs]
             for b, (block, src) in enumerate(zip(blocks, sources)):
                 fut = c.submit(_task_frame_kind, group, info, src, block, pure=False)
-                futures.append(fut)
                 for j, i in enumerate(frame_specs):
-                    block_futures[b][i] = c.submit(operator.getitem, fut, j, pure=False)
+                    records[c.submit(operator.getitem, fut, j, pure=False)] = (i, b)
         for i, (spec, kind) in enumerate(zip(specs, kinds)):
             if kind == "sequential":
                 messages.append(f"{spec.processor_id} is sequential (each frame depends on the one before): it runs "
@@ -173,62 +177,89 @@ def run_on_dask(specs: list["ProcessorSpec"], stack: "Stack", blocks: list[range
                 for b, (block, src) in enumerate(zip(blocks, sources)):
                     fut = c.submit(_task_from_state, spec, info, src, block, state, pure=False)
                     state = c.submit(operator.getitem, fut, 1, pure=False)
-                    block_futures[b][i] = c.submit(operator.getitem, fut, 0, pure=False)
-                    futures.extend((fut, state))
+                    records[c.submit(operator.getitem, fut, 0, pure=False)] = (i, b)
+                del state
         merge_specs = [i for i, k in enumerate(kinds) if k == "merge"]
-        partials = {i: [c.submit(_task_partial, specs[i], info, src, block, pure=False)
-                        for block, src in zip(blocks[:-1], sources[:-1])] for i in merge_specs}
-        for fs in partials.values():
-            futures.extend(fs)
-        stopped_at = {i: len(blocks) for i in merge_specs}
-        for i in merge_specs:  # pass 2 here, then pass 3 for every block whose start state is known
-            done: list[tuple[State, int]] = []
-            for b, fut in enumerate(partials[i]):
+        for i in merge_specs:
+            if len(blocks) == 1:  # nothing to merge
+                fut = c.submit(_task_from_state, specs[i], info, sources[0], blocks[0], None, pure=False)
+                records[c.submit(operator.getitem, fut, 0, pure=False)] = (i, 0)
+            for b, (block, src) in enumerate(zip(blocks[:-1], sources[:-1])):
+                partials[c.submit(_task_partial, specs[i], info, src, block, pure=False)] = (i, b)
+
+        complete = [True] * n
+        halted: set[int] = set()
+        done_partials: dict[int, dict[int, tuple[State, int] | None]] = {
+            i: {} for i in merge_specs if len(blocks) > 1}
+        pending: list[dict[int, list[FrameRecord]]] = [dict() for _ in range(n)]
+        next_block = [0] * n
+        reported = 0
+        queue = as_completed(list(records) + list(partials), loop=c.loop)  # type: ignore[no-untyped-call]
+        for fut in queue:
+            if cancel is not None and cancel.is_set():
+                return [False] * n
+            if fut in partials:  # pass 1 done for one block: when all are, pass 2 here and pass 3 as tasks
+                i, b = partials.pop(fut)
                 try:
-                    done.append(fut.result())
+                    done_partials[i][b] = fut.result()
                 except Exception as error:
-                    stopped_at[i] = b + 1
+                    done_partials[i][b] = None
                     messages.append(f"{specs[i].processor_id}: the partial state of frames {blocks[b].start}-"
                                     f"{blocks[b][-1]} failed ({_failure(error)}); frames from {blocks[b].start} "
                                     f"on were not computed for it.")
-                    break
-            starts = chunks.fold_states(specs[i].cls, specs[i].parameters, done + [({}, 0)])
-            for b in range(min(stopped_at[i], len(starts))):
-                fut = c.submit(_task_from_state, specs[i], info, sources[b], blocks[b], starts[b], pure=False)
-                block_futures[b][i] = c.submit(operator.getitem, fut, 0, pure=False)
-                futures.append(fut)
-
-        complete = [stopped_at.get(i, len(blocks)) == len(blocks) for i in range(len(specs))]
-        halted: set[int] = set()
-        for b, block in enumerate(blocks):
-            if cancel is not None and cancel.is_set():
-                return [False] * len(specs)
-            for i, collector in enumerate(collectors):
-                if i in halted:
-                    continue
-                fut = block_futures[b].get(i)
-                if fut is None:  # a merge processor past its failure
+                if len(done_partials[i]) == len(blocks) - 1:
+                    ok: list[tuple[State, int]] = []
+                    for b2 in range(len(blocks) - 1):
+                        part = done_partials[i][b2]
+                        if part is None:
+                            break
+                        ok.append(part)
+                    if len(ok) < len(blocks) - 1:
+                        complete[i] = False
+                    starts = chunks.fold_states(specs[i].cls, specs[i].parameters, ok + [({}, 0)])
+                    for b2, start in enumerate(starts):
+                        task = c.submit(_task_from_state, specs[i], info, sources[b2], blocks[b2], start, pure=False)
+                        out = c.submit(operator.getitem, task, 0, pure=False)
+                        records[out] = (i, b2)
+                        queue.add(out)  # type: ignore[no-untyped-call]
+                    del done_partials[i]
+                continue
+            if fut not in records:  # a later block of a processor halted by a failure
+                continue
+            i, b = records.pop(fut)
+            try:
+                pending[i][b] = fut.result()
+            except Exception as error:
+                complete[i] = False
+                reason = _failure(error)
+                messages.append(f"{specs[i].processor_id}: frames {blocks[b].start}-{blocks[b][-1]} failed ({reason}).")
+                pending[i][b] = [failed_record(f, float(stack.timestamps_s[f]) if stack.timestamps_s is not None
+                                               else float(f), f"frame {f} not computed: {reason}") for f in blocks[b]]
+                if kinds[i] != "frame":
+                    later = [f for f, (k, _) in records.items() if k == i]
+                    for other in later:
+                        records.pop(other)  # later blocks need this one's state: not computed
+                    c.cancel(later)
                     halted.add(i)
-                    continue
-                try:
-                    records = fut.result()
-                except Exception as error:
-                    complete[i] = False
-                    reason = _failure(error)
-                    messages.append(f"{specs[i].processor_id}: frames {block.start}-{block[-1]} failed ({reason}).")
-                    for n in block:
-                        t = float(stack.timestamps_s[n]) if stack.timestamps_s is not None else float(n)
-                        collector.add(failed_record(n, t, f"frame {n} not computed: {reason}"))
-                    if kinds[i] != "frame":
-                        halted.add(i)  # later blocks need this one's state
-                    continue
-                for record in records:
-                    collector.add(record)
-            progress(len(block))
-        return [ok and i not in halted for i, ok in enumerate(complete)]
+            del fut
+            while next_block[i] in pending[i]:  # in frame order into the collector
+                for record in pending[i].pop(next_block[i]):
+                    collectors[i].add(record)
+                next_block[i] += 1
+            if i in halted:
+                pending[i].clear()
+            active = [collectors[k].frames_added for k in range(n) if k not in halted]
+            now = min(active) if active else reported
+            if now > reported:
+                progress(now - reported)
+                reported = now
+        for i in merge_specs:
+            if i in done_partials or next_block[i] < len(blocks):
+                complete[i] = False
+        return [ok_ and i not in halted and next_block[i] == len(blocks) for i, ok_ in enumerate(complete)]
     finally:
         try:
-            c.cancel(futures)
+            c.cancel(list(records) + list(partials))
         except Exception:  # the connection is already gone: nothing left to cancel
             pass
         if owned:

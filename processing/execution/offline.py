@@ -80,19 +80,22 @@ class OfflineRun:
 
 # ------------------------------------------------------------------------------------------------ inputs
 
-def resolve_processors(processor_ids: typing.Sequence[str] | str,
+def resolve_processors(processor_ids: typing.Sequence[str | type[Processor]] | str | type[Processor],
                        parameters: typing.Mapping[str, typing.Any] | None = None) -> list[ProcessorSpec]:
     """Processor classes and validated parameters.
 
     parameters: ``{processor_id: {name: value}}``, or flat ``{name: value}`` (each name goes to every processor
     of the run that declares it; ``"processor_id:name"`` targets one). A name no processor declares is an error.
     """
-    ids = [processor_ids] if isinstance(processor_ids, str) else list(processor_ids)
+    ids = [processor_ids] if isinstance(processor_ids, (str, type)) else list(processor_ids)
     if not ids:
         raise ParameterError("no processor given; name at least one, e.g. 'insitu.live_difference' "
                              f"(known: {[c.processor_id for c in registry.all_processors()]}).")
     classes = []
     for pid in ids:
+        if isinstance(pid, type) and issubclass(pid, Processor):  # a class, registered or not
+            classes.append(pid)
+            continue
         try:
             classes.append(registry.get(pid))
         except KeyError as error:
@@ -198,7 +201,8 @@ def _default_block_frames(stack: "Stack") -> int:
 
 # ------------------------------------------------------------------------------------------------ the run
 
-def run_offline(processor_ids: typing.Sequence[str] | str, stack_or_path: typing.Any, *,
+def run_offline(processor_ids: typing.Sequence[str | type[Processor]] | str | type[Processor],
+                stack_or_path: typing.Any, *,
                 parameters: typing.Mapping[str, typing.Any] | None = None,
                 frames: slice | tuple[int | None, int | None] | range | None = None,
                 client: typing.Any = None, progress: ProgressLike = True,
@@ -206,7 +210,7 @@ def run_offline(processor_ids: typing.Sequence[str] | str, stack_or_path: typing
                 block_frames: int | None = None, cancel: threading.Event | None = None) -> OfflineRun:
     """Run processors over a recorded stack; the full result of each (see the module docstring).
 
-    processor_ids: one id or several (``processing.registry``). parameters: see :func:`resolve_processors`.
+    processor_ids: one id or several (``processing.registry``); a Processor class may stand for its id. parameters: see :func:`resolve_processors`.
     frames: the frame range (slice or (start, stop); default all). client: None (this process), a
     ``dask.distributed.Client`` or a scheduler address ``"tcp://host:8786"``. progress: True (a tqdm bar on the
     terminal), False, or ``fn(done, total)``. output: a results file (.hspy/.h5), written at the end, also when

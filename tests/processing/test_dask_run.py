@@ -11,7 +11,6 @@ import typing
 import numpy as np
 import pytest
 
-from processing import registry
 from processing.base import Context, Frame, ImageOutput, Outputs, Processor
 from processing.execution.collect import ProcessorResult
 from processing.execution.dask_run import DaskError
@@ -45,7 +44,6 @@ def client() -> typing.Iterator[typing.Any]:
     import dask
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test processor travels by value
-    registry.register(WorkerKiller)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                            dashboard_address=None, env={"INSITU_TEST_DASK_WORKER": "1"})
@@ -77,12 +75,15 @@ def test_every_processor_on_the_cluster_equals_the_single_process_run(client: ty
     movie, _, times = disc_movie(20 + seed, n=23, size=128)
     stack = stack_from_array(movie, timestamps_s=times)
     block = [4, 7][seed]  # uneven last block
-    here = run_offline(ALL, stack, progress=False, block_frames=block)
-    there = run_offline(ALL, stack, progress=False, block_frames=block, client=client)
+    # tracking "largest" is mergeable, "nearest" sequential: one of each seed
+    params = {"insitu.threshold_tracking": {"track": ["largest", "nearest"][seed]}}
+    here = run_offline(ALL, stack, parameters=params, progress=False, block_frames=block)
+    there = run_offline(ALL, stack, parameters=params, progress=False, block_frames=block, client=client)
     assert there.complete and here.complete
     for pid in ALL:
         assert_same(here[pid], there[pid])
-    assert any("insitu.threshold_tracking is sequential" in m and "in order" in m for m in there.messages)
+    said = any("insitu.threshold_tracking is sequential" in m and "in order" in m for m in there.messages)
+    assert said == (seed == 1)
 
 
 def test_a_file_is_read_lazily_by_the_workers_block_by_block(client: typing.Any, tmp_path: pathlib.Path) -> None:
@@ -109,7 +110,7 @@ def test_a_worker_dying_mid_run_keeps_the_other_blocks_and_marks_the_run_incompl
     """allowed-failures is 0 here, so a task queued on the dying worker may fail with it: the assertions hold for
     any such casualty (every frame is either computed, equal to the input, or listed as failed with the cause)."""
     movie, _, _ = disc_movie(32, n=24)
-    run = run_offline(["tests.worker_killer", "insitu.live_difference"], movie, progress=False, block_frames=6,
+    run = run_offline([WorkerKiller, "insitu.live_difference"], movie, progress=False, block_frames=6,
                       client=client)
     killed = run["tests.worker_killer"]
     assert not run.complete and not killed.complete
