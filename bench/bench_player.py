@@ -176,6 +176,41 @@ def recorder_rate(folder: pathlib.Path, seconds: float, fps: float = 20.0, side:
             "burst_mib_s": burst_status.bytes_written / 2 ** 20 / burst_s, "burst_dropped": burst_status.frames_dropped}
 
 
+def swift_playback_rates(folder: pathlib.Path, seconds: float) -> list[tuple[int, str, float, float]]:
+    """Frames/s through the Player camera in headless Swift (xdatas_available_event: what processors get),
+    at 10x of 1000 fps, for each (side, dtype); and the live engine-free reference (StackPlayer alone)."""
+    from instrument_sim import configuration
+    from nionswift_plugin.insitu.headless import HeadlessSwift
+    from nionswift_plugin.insitu.player import device
+    rows = []
+    with HeadlessSwift(configuration.SimulatorConfiguration(frame_shape=(64, 64))) as swift:
+        module = device.register_player()
+        try:
+            for side, dtype in ((1024, np.float32), (1024, np.uint16), (2048, np.float32), (2048, np.uint16)):
+                path = folder / f"bench_player_swift_{side}_{np.dtype(dtype).name}.npy"
+                n = 400 if side == 1024 else 120
+                try:
+                    make_npy(path, n, side, dtype)
+                    module.player.load(open_stack(path), fps=1000.0, speed=10.0, loop=True)
+                    source = swift.hardware_source(device.PLAYER_ID)
+                    count = [0]
+                    listener = source.xdatas_available_event.listen(lambda p: count.__setitem__(0, count[0] + 1))
+                    source.start_playing()
+                    swift.pump(1.0)
+                    c0, t0 = count[0], time.perf_counter()
+                    swift.pump(seconds)
+                    rate = (count[0] - c0) / (time.perf_counter() - t0)
+                    source.stop_playing(sync_timeout=10.0)
+                    listener.close()
+                    engine_rate, _ = playback_rate(path, min(n, 100))
+                finally:
+                    path.unlink(missing_ok=True)
+                rows.append((side, np.dtype(dtype).name, rate, engine_rate))
+        finally:
+            device.unregister_player()
+    return rows
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
@@ -199,6 +234,11 @@ def main() -> None:
             finally:
                 path.unlink(missing_ok=True)
             print(f"| {side}² | {np.dtype(dtype).name} | {n} | {rate:.0f} | {raw:.0f} | {rate / raw:.2f} |")
+    print("\n## Through the Player camera in headless Swift (frames/s reaching processors)\n")
+    print("| frame | dtype | Swift camera fps | engine alone fps | Swift / engine |")
+    print("|---|---|---|---|---|")
+    for side, name, rate, engine in swift_playback_rates(folder, 3.0 if args.quick else 6.0):
+        print(f"| {side}² | {name} | {rate:.0f} | {engine:.0f} | {rate / engine:.2f} |")
     print("\n## Pacing error against the recorded timestamps (1024² uint16, timestamps jittered ±10 %)\n")
     print("| fps | runs | frames/run | RMS ms median / p90 / worst | max ms median / p90 / worst |")
     print("|---|---|---|---|---|")
