@@ -133,14 +133,18 @@ def open_folder(folder: pathlib.Path, *, prefix: str | None) -> Stack:
 
 
 def _image_shape(path: pathlib.Path) -> tuple[int, ...]:
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-        with tifffile.TiffFile(path) as tif:
-            shape = tuple(tif.pages[0].shape)
-    else:
-        from PIL import Image
-        with Image.open(path) as image:
-            shape = (image.size[1], image.size[0])
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+            with tifffile.TiffFile(path) as tif:
+                shape = tuple(tif.pages[0].shape)
+        else:
+            from PIL import Image
+            with Image.open(path) as image:
+                shape = (image.size[1], image.size[0])
+    except Exception as error:
+        raise StackError(f"image file '{path}' cannot be read ({type(error).__name__}: {error}); it is probably "
+                         f"truncated or corrupt: export it again or remove it from the folder.") from error
     return shape[:2]
 
 

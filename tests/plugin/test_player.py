@@ -190,3 +190,25 @@ def test_playing_with_nothing_loaded_and_stopping_does_not_break(swift: Headless
     swift.pump(0.2)
     assert not source.is_playing
     assert all(x.metadata["hardware_source"]["insitu_player"].get("repeat") for x in got)
+
+
+def test_an_unreadable_frame_is_skipped_and_reported(swift: HeadlessSwift) -> None:
+    from processing.io.stacks import StackError, stack_from_array
+    frames = _movie(6)
+
+    class Flaky:
+        shape, dtype, ndim = frames.shape, frames.dtype, 3
+
+        def __getitem__(self, index: typing.Any) -> typing.Any:
+            if index == 3:
+                raise StackError("frame 3 of 'flaky.h5' could not be read (truncated chunk)")
+            return frames[index]
+    module = device.get_player()
+    module.player.load(stack_from_array(Flaky()), fps=30.0)
+    source = swift.hardware_source(PLAYER)
+    got, _listener = _collect(source)
+    source.start_playing()
+    _pump_until(swift, lambda: not source.is_playing)
+    indices = [x.metadata["hardware_source"]["insitu_player"]["frame_index"] for x in got]
+    assert indices == [0, 1, 2, 4, 5]
+    assert "frame 3 of 'flaky.h5' could not be read" in module.camera_device.last_error

@@ -314,3 +314,12 @@ def test_npy_frames_are_read_without_staying_mapped(tmp_path: pathlib.Path) -> N
     frame[0, 0] = 1  # writable, and the file is untouched
     np.testing.assert_array_equal(np.load(tmp_path / "big.npy")[3], FRAMES[3])
     stack.close()
+
+
+def test_folder_with_a_corrupt_image_names_it(tmp_path: pathlib.Path) -> None:
+    import imageio.v3 as iio
+    for i in range(3):
+        iio.imwrite(tmp_path / f"f{i}.png", (FRAMES[i] // 16).astype(np.uint8))
+    (tmp_path / "f3.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    with pytest.raises(StackError, match=r"f3.png.*truncated or corrupt"):
+        open_stack(tmp_path)
