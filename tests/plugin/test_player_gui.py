@@ -97,8 +97,8 @@ def test_real_swift_plays_a_recording_in_the_player_with_two_processors(tmp_path
     titles = {r["title"] for r in status["runners"]}
     assert {"Live Difference", "Radial Kymograph"} <= titles or len(status["runners"]) >= 2, status
     for runner in status["runners"]:
-        assert runner["streaming"] and runner["frames_processed"] >= 20 and not runner["error"], runner
-    assert status["frames_delivered"] >= 40, status
+        assert runner["streaming"] and runner["frames_processed"] >= 10 and not runner["error"], runner
+    assert status["frames_delivered"] >= 20, status
     from PIL import Image
     image = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert image.std() > 10, "screenshot is blank"
