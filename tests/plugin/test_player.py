@@ -66,7 +66,7 @@ def test_player_is_listed_with_the_cameras_and_plays_a_recording(swift: Headless
     cameras = {getattr(c, "hardware_source_id", None) for c in Registry.get_components_by_type("camera_hardware_source")}
     assert {PLAYER, "insitu_camera"} <= cameras
     frames = _movie(12)
-    times = 50.0 + np.cumsum(np.full(12, 0.04))
+    times = 50.0 + np.cumsum(np.random.default_rng(1).uniform(0.02, 0.09, 12))  # irregular, as recorded
     module = device.get_player()
     module.player.load(__import__("processing.io.stacks", fromlist=["open_stack"]).open_stack(
         _record(tmp_path / "rec.hspy", frames, times)))
