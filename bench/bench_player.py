@@ -135,6 +135,41 @@ def big_file_rss(folder: pathlib.Path, gib: float = 4.2) -> dict[str, float]:
         path.unlink(missing_ok=True)
 
 
+def big_file_rss_swift(folder: pathlib.Path, gib: float = 4.2) -> dict[str, float]:
+    """The same > 4 GiB file played once through the Player camera in headless Swift (live view updated)."""
+    from instrument_sim import configuration
+    from nionswift_plugin.insitu.headless import HeadlessSwift
+    from nionswift_plugin.insitu.player import device
+    side = 1024
+    n = int(np.ceil(gib * 2 ** 30 / (side * side * 4)))
+    path = folder / "bench_player_big_swift.npy"
+    try:
+        make_npy(path, n, side, np.float32)
+        with HeadlessSwift(configuration.SimulatorConfiguration(frame_shape=(64, 64))) as swift:
+            module = device.register_player()
+            try:
+                module.player.load(open_stack(path), fps=1000.0, speed=10.0)
+                source = swift.hardware_source(device.PLAYER_ID)
+                count = [0]
+                listener = source.xdatas_available_event.listen(lambda p: count.__setitem__(0, count[0] + 1))
+                base = rss_mib()
+                samples = [base]
+                t = time.perf_counter()
+                source.start_playing()
+                while source.is_playing and time.perf_counter() - t < 600:
+                    swift.pump(0.25)
+                    samples.append(rss_mib())
+                elapsed = time.perf_counter() - t
+                listener.close()
+            finally:
+                device.unregister_player()
+        return {"file_gib": os.path.getsize(path) / 2 ** 30, "frames": count[0], "fps": count[0] / elapsed,
+                "rss_before_mib": base, "rss_max_mib": max(samples), "rss_end_mib": samples[-1],
+                "growth_mib": max(samples) - base}
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def recorder_rate(folder: pathlib.Path, seconds: float, fps: float = 20.0, side: int = 1024) -> dict[str, float]:
     frame = np.random.default_rng(0).random((side, side), dtype=np.float32)
     path = folder / "bench_recorder.hspy"
@@ -256,6 +291,10 @@ def main() -> None:
         print(f"file {r['file_gib']:.2f} GiB, {r['frames']:.0f} frames played at {r['fps']:.0f} fps; RSS before "
               f"{r['rss_before_mib']:.0f} MiB, max {r['rss_max_mib']:.0f} MiB, end {r['rss_end_mib']:.0f} MiB: "
               f"growth {r['growth_mib']:.0f} MiB")
+        r = big_file_rss_swift(folder)
+        print(f"through the Player camera in headless Swift: {r['frames']:.0f} frames at {r['fps']:.0f} fps; RSS "
+              f"before {r['rss_before_mib']:.0f} MiB, max {r['rss_max_mib']:.0f} MiB, end {r['rss_end_mib']:.0f} "
+              f"MiB: growth {r['growth_mib']:.0f} MiB")
     print("\n## Recorder, 1024² float32\n")
     r = recorder_rate(folder, 5.0 if args.quick else 10.0)
     print(f"20 fps for {r['frames']:.0f} frames: {r['written']:.0f} written, {r['dropped']:.0f} dropped, "
