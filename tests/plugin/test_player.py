@@ -212,3 +212,21 @@ def test_an_unreadable_frame_is_skipped_and_reported(swift: HeadlessSwift) -> No
     indices = [x.metadata["hardware_source"]["insitu_player"]["frame_index"] for x in got]
     assert indices == [0, 1, 2, 4, 5]
     assert "frame 3 of 'flaky.h5' could not be read" in module.camera_device.last_error
+
+
+def test_opening_another_file_while_live_switches_the_stream(swift: HeadlessSwift) -> None:
+    from processing.io.stacks import stack_from_array
+    module = device.get_player()
+    module.player.load(stack_from_array(_movie(30, (48, 64))), fps=20.0, loop=True)
+    source = swift.hardware_source(PLAYER)
+    got, _listener = _collect(source)
+    live, _ = swift.play(PLAYER)
+    _pump_until(swift, lambda: len(got) >= 3)
+    other = _movie(4, (32, 40), seed=9)
+    module.player.load(stack_from_array(other), fps=20.0)
+    module.player.playback.play()
+    _pump_until(swift, lambda: not source.is_playing)
+    assert got[-1].data.shape == (32, 40)
+    np.testing.assert_array_equal(got[-1].data, other[3])
+    swift.pump(0.3)
+    assert live.xdata.data_shape == (32, 40)  # the live view follows the new file
