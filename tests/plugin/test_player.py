@@ -156,9 +156,14 @@ def test_two_processors_on_the_player_match_the_offline_run(swift: HeadlessSwift
         assert runner.wait_idle(30.0)
         runner.reset()
     base = [r.stats.frames_processed for r in runners]
+    module.player.playback.set_speed(2.0)  # played at 20 fps; the experiment's clock stays 10 fps
     module.player.playback.seek(0)
     module.player.playback.play()
     _pump_until(swift, lambda: all(r.stats.frames_processed - b >= n for r, b in zip(runners, base)), timeout_s=120)
+    swift.pump(1.0)  # the outputs' display refresh
+    kymograph_item = items[1]
+    time_axis = kymograph_item.xdata.dimensional_calibrations[-1]
+    assert time_axis.units == "s" and abs(time_axis.scale - 0.1) < 1e-3  # the recorded 10 fps, not the pace
     source.stop_playing(sync_timeout=10.0)
     offline = run_offline(ids, path, progress=False)
     for pid, runner in zip(ids, runners):
