@@ -65,6 +65,7 @@ class Decomposer:
         #: (ny, nx) pixels whose spectra are in the decomposition
         self.usable = np.zeros((ny, nx), bool)
         self.nan_spectra = 0
+        self.negative_values = 0
         self.negatives_clipped = 0
         self._nmf_abundances = np.full((ny, nx, self.n_components), np.nan) if method == "nmf" else None
 
@@ -86,6 +87,7 @@ class Decomposer:
         if self.method in ("nmf", "vca"):
             x, clipped = check_nonnegative(x, clip_negative=self.clip_negative, method=self.method)
             self.negatives_clipped += clipped
+        self.negative_values += int(np.count_nonzero(x < 0))
         self.pca.partial_fit(x)
         if self.nmf is not None and self._nmf_abundances is not None:
             self.nmf.partial_fit(x)
@@ -108,6 +110,10 @@ class Decomposer:
         notes: list[str] = []
         if self.nan_spectra:
             notes.append(f"{self.nan_spectra} spectra with NaN values (not acquired) were left out.")
+        if self.negative_values and not self.negatives_clipped:
+            notes.append(f"{self.negative_values} negative count value(s) (read noise or background subtraction)"
+                         + ("; the Poisson weighting uses per-spectrum totals and channel means, which are positive."
+                            if self.poisson else "."))
         if self.negatives_clipped:
             notes.append(f"{self.negatives_clipped} negative count values were set to 0 before {self.method.upper()}.")
         pca: PCAModel = self.pca.refined_model(x) if final else self.pca.model()

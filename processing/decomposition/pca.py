@@ -158,11 +158,7 @@ class StreamingPCA:
     def _block_state(self, x: NDArray[np.floating[typing.Any]]) -> tuple[PCAState, F64]:
         raw_sum = x.sum(axis=0, dtype=np.float64)
         if self.poisson:
-            totals = x.sum(axis=1, dtype=np.float64)
-            if (x < 0).any():
-                raise InputError(
-                    f"Poisson weighting needs non-negative counts; the block has {int((x < 0).sum())} negative "
-                    f"value(s) (minimum {float(x.min()):.3g}). Decompose raw counts or switch Poisson weighting off.")
+            totals = x.sum(axis=1, dtype=np.float64)   # single negative values (read noise) are fine: the
             y = (x / np.sqrt(np.maximum(totals, MIN_TOTAL_COUNTS))[:, None]).astype(np.float32)
         else:
             y = np.asarray(x, np.float32)
@@ -241,9 +237,14 @@ class StreamingPCA:
             raise InputError(f"PCA needs at least 2 spectra; {st.n} seen so far.")
         k = min(self.n_components if n_components is None else n_components, st.sv.size)
         if self.poisson:
-            h = np.maximum(st.raw_sum / st.n, 1e-12)
-            if (st.raw_sum <= 0).any():
-                h = np.maximum(h, max(float(h.mean()), 1e-12) * 1e-6)
+            raw_mean = st.raw_sum / st.n
+            bad = int(np.count_nonzero(raw_mean <= 0))
+            if bad > 0.05 * self.n_channels:
+                raise InputError(
+                    f"Poisson weighting needs positive mean counts per channel; {bad} of {self.n_channels} channels "
+                    f"have a mean <= 0 (background-subtracted data?). Decompose the raw counts or switch Poisson "
+                    f"weighting off.")
+            h = np.maximum(raw_mean, max(float(raw_mean.mean()), 1e-12) * 1e-6)
             w = 1.0 / np.sqrt(h)
             _, s, vt = np.linalg.svd(st.sv[:, None] * st.basis.T * w[None, :], full_matrices=False)
             mean, total = st.mean * w, float(np.sum(st.m2 * w * w))

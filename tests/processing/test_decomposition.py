@@ -178,8 +178,16 @@ def test_negative_counts_are_refused_by_nmf_or_clipped_on_request() -> None:
     assert (result.components >= 0).all()
     assert any("negative count values were set to 0" in n for n in result.notes)
     assert decompose(x, method="pca", n_components=2, poisson=False).components.shape == (2, 64)
-    with pytest.raises(InputError, match="Poisson weighting needs non-negative counts"):
-        decompose(x, method="pca", n_components=2, poisson=True)
+    # read noise: a few small negative values, positive means: Poisson weighting works and says so
+    rng = np.random.default_rng(1)
+    noisy = _mixture(8, n=400, d=64).reshape(20, 20, 64) + rng.normal(0, 1.5, (20, 20, 64)).astype(np.float32)
+    assert (noisy < 0).any()
+    result = decompose(noisy, method="pca", n_components=2, poisson=True)
+    assert any("negative count value(s) (read noise" in n for n in result.notes), result.notes
+    # background-subtracted data: channel means <= 0, Poisson weighting is refused with the remedy
+    subtracted = x - x.mean(axis=(0, 1)) - 1.0
+    with pytest.raises(InputError, match="Poisson weighting needs positive mean counts per channel.*switch Poisson"):
+        decompose(subtracted, method="pca", n_components=2, poisson=True)
 
 
 def test_bad_shapes_and_methods_have_clear_messages() -> None:
