@@ -19,6 +19,8 @@ from nionswift_plugin.insitu import fusion_computation
 from nionswift_plugin.insitu import inspector
 from nionswift_plugin.insitu import panels
 from nionswift_plugin.insitu import run_on_sequence
+from nionswift_plugin.insitu import series_acquisition
+from nionswift_plugin.insitu import stack_computations
 from nionswift_plugin.insitu import simulator_panel
 from nionswift_plugin.insitu.player import panel as player_panel
 from nionswift_plugin.insitu.live_engine import ENGINE
@@ -52,6 +54,9 @@ class InSituExtension:
         player_panel.register_panels()  # Window > In-situ Player
         fusion_computation.register()  # Processing > In-situ > Fuse HAADF + chemical maps, and live fusion
         decompose_computation.register()  # Processing > In-situ > Decompose SI, and live PCA/NMF/VCA
+        stack_computations.register()  # Processing > In-situ > Align stack (SDSD)
+        series_acquisition.register_panels()  # Window > Focal / energy series
+        self.__align_menu_handler = None
         self.__menu_handler = None
         self.__fusion_menu_handler = None
         self.__decompose_menu_handler = None
@@ -62,6 +67,7 @@ class InSituExtension:
             self.__decompose_menu_handler = Application.app.register_menu_handler(decompose_computation.install_menu)
             # Processing > In-situ > Run on sequence... (after panels.install_menu, which makes the submenu)
             self.__sequence_menu_handler = Application.app.register_menu_handler(run_on_sequence.install_menu)
+            self.__align_menu_handler = Application.app.register_menu_handler(stack_computations.install_menu)
         self.__driver_handler = None
         driver_folder = os.environ.get("INSITU_GUI_DRIVER")
         if driver_folder and Application.app is not None:  # the scripted user of the real-GUI check only
@@ -82,6 +88,9 @@ class InSituExtension:
             Application.app.unregister_menu_handler(self.__sequence_menu_handler)
         if self.__driver_handler is not None and Application.app is not None:
             Application.app.unregister_menu_handler(self.__driver_handler)
+        if self.__align_menu_handler is not None and Application.app is not None:
+            Application.app.unregister_menu_handler(self.__align_menu_handler)
+        series_acquisition.unregister_panels()
         panels.unregister_panels()
         inspector.unregister()
         drift_si_panel.unregister_panels()
