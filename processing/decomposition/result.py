@@ -65,22 +65,22 @@ class DecompositionResult:
         name = self.method.upper()
         eV = base.Calibration(self.energy_offset_eV, self.energy_scale_eV, "eV")
         nm = base.Calibration(0.0, self.pixel_size_nm, "nm")
-        state = "final" if self.final else f"live, {self.n_spectra} spectra"
+        # titles stay the same from update to update (a live display keeps its data item); the state is in notes
         out: list[base.Output] = [
             base.LinePlotOutput("scree", np.log10(np.maximum(self.scree, 1e-12)).astype(np.float32),
                                 base.Calibration(1.0, 1.0, "component"), "log10 explained variance ratio",
-                                title=f"{name} scree ({self.n_significant} significant, {state})"),
+                                title=f"{name} scree"),
             base.LinePlotOutput("spectra", self.components.astype(np.float32), eV,
                                 "counts" if self.method != "pca" else "loading",
                                 labels=tuple(f"{name} {i + 1}" for i in range(self.n_components)),
-                                title=f"{name} component spectra ({state})"),
+                                title=f"{name} component spectra"),
         ]
         for i in range(min(self.n_components, MAX_MAP_OUTPUTS)):
             out.append(base.ImageOutput(f"map_{i + 1}", self.maps[..., i].astype(np.float32), (nm, nm),
-                                        self.map_units, title=f"{name} {self.map_units} map {i + 1} ({state})"))
-        notes = list(self.notes)
+                                        self.map_units, title=f"{name} {self.map_units} map {i + 1}"))
+        notes = [f"{name}: {self.n_spectra} spectra, {self.n_significant} significant component(s)"
+                 f"{', final (refined)' if self.final else ', live'}."] + list(self.notes)
         if self.n_components > MAX_MAP_OUTPUTS:
             notes.append(f"maps {MAX_MAP_OUTPUTS + 1}-{self.n_components} are in the result, not shown.")
-        if notes:
-            out.append(base.Notice("notes", " ".join(notes)))
+        out.append(base.Notice("notes", " ".join(notes)))
         return tuple(out)

@@ -51,11 +51,11 @@ def test_decompose_si_outputs_calibrated_results_and_reruns_on_parameters(docume
     expected = decompose(two_phase.counts, method="pca", n_components=3, energy_offset_eV=380.0,
                          energy_scale_eV=1.0, pixel_size_nm=0.5)
     by_title = {d.title: d for d in dm.data_items}
-    spectra = by_title[f"{decompose_computation.TITLE}: PCA component spectra (final)"].xdata
+    spectra = by_title[f"{decompose_computation.TITLE}: PCA component spectra"].xdata
     assert spectra.data.shape == (3, 512)
     assert spectra.dimensional_calibrations[-1].units == "eV" and spectra.dimensional_calibrations[-1].offset == 380
     assert subspace_angles_deg(spectra.data, expected.components).max() < 0.01
-    map_1 = by_title[f"{decompose_computation.TITLE}: PCA score map 1 (final)"].xdata
+    map_1 = by_title[f"{decompose_computation.TITLE}: PCA score map 1"].xdata
     assert map_1.data.shape == (24, 24) and map_1.dimensional_calibrations[0].units == "nm"
     assert map_1.dimensional_calibrations[1].scale == pytest.approx(0.5)
     summary = target.xdata.metadata["insitu"]["decomposition"]
@@ -68,9 +68,9 @@ def test_decompose_si_outputs_calibrated_results_and_reruns_on_parameters(docume
     computation.set_input_value("reconstruct", True)
     _recompute(document_controller)
     titles = {d.title for d in dm.data_items}
-    assert f"{decompose_computation.TITLE}: NMF component spectra (final)" in titles, titles
+    assert f"{decompose_computation.TITLE}: NMF component spectra" in titles, titles
     assert f"{decompose_computation.TITLE}: NMF denoised SI" in titles, titles
-    nmf = next(d for d in dm.data_items if d.title == f"{decompose_computation.TITLE}: NMF component spectra (final)")
+    nmf = next(d for d in dm.data_items if d.title == f"{decompose_computation.TITLE}: NMF component spectra")
     corr = np.corrcoef(np.vstack([nmf.xdata.data, two_phase.spectra]))[:2, 2:]
     assert np.sort(corr.max(axis=0)).min() >= 0.95, corr
 
@@ -146,10 +146,10 @@ def test_live_pca_during_a_drift_corrected_si_equals_the_offline_decomposition(s
     assert stats["section_interval_s_median"] is not None and stats["ms_per_update_median"] is not None
     items = drift_si.create_data_items(stem.document_controller.document_model, result)
     by_title = {i.title: i for i in items}
-    title = next(t for t in by_title if t.endswith("PCA component spectra (final)"))
+    title = next(t for t in by_title if t.endswith("PCA component spectra"))
     live_spectra = by_title[title].xdata
     assert live_spectra.dimensional_calibrations[-1].units == "eV"
-    assert any(t.endswith("PCA score map 1 (final)") for t in by_title), sorted(by_title)
+    assert any(t.endswith("PCA score map 1") for t in by_title), sorted(by_title)
     assert any("scree" in t for t in by_title), sorted(by_title)
     si = result.si_xdata()
     energy = si.dimensional_calibrations[-1]
@@ -183,6 +183,6 @@ def test_panel_offers_the_three_live_decompositions(stem: typing.Any, tmp_path: 
             time.sleep(0.02)
         dc.periodic()
         titles = [d.title for d in dc.document_model.data_items]
-        assert any("VCA component spectra (final)" in t for t in titles), titles
+        assert any("VCA component spectra" in t for t in titles), titles
     finally:
         panel.close()
