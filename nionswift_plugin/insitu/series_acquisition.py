@@ -274,6 +274,29 @@ class SeriesPanel(Panel.Panel):
         column.add(self._status)
         column.add_stretch()
         self.widget = column
+        self.__auto_start()
+
+    def __auto_start(self) -> None:
+        """The real-GUI screenshot run (``scripts/series_screenshot.py``): ``INSITU_GUI_SERIES`` = JSON with panel
+        "values" and instrument "controls" to set; the series starts a few seconds after the panel opens."""
+        import json
+        import os
+        spec = os.environ.get("INSITU_GUI_SERIES")
+        if not spec:
+            return
+        request = json.loads(spec)
+        self.values.update(request.get("values", {}))
+        for name, edit in self.edits.items():
+            edit.text = f"{self.values[name]:g}"
+
+        def go() -> None:
+            from nion.utils import Registry
+            instrument = Registry.get_component("stem_controller")
+            for name, value in request.get("controls", {}).items():
+                if instrument is not None:
+                    instrument.SetVal(name, float(value))
+            self.start()
+        threading.Timer(float(request.get("delay_s", 4.0)), lambda: self.document_controller.queue_task(go)).start()
 
     def _message(self, text: str) -> None:
         def show() -> None:
