@@ -100,10 +100,15 @@ def raster_time_s(shape_px: tuple[int, int], *, pixel_time_s: float, flyback_s: 
 
 def acquire_positions(field: SpectrumField, positions_px: typing.Any, *, shape_px: tuple[int, int],
                       pixel_size_nm: float, pixel_time_s: float = 1e-3, settle_s: float = 30e-6,
-                      drift: DriftModel | None = None,
+                      drift: DriftModel | typing.Callable[[F64], F64] | None = None,
                       correction_nm: typing.Callable[[F64], F64] | None = None, t0_s: float = 0.0,
                       rng: np.random.Generator | None = None) -> SparseScanResult:
-    """Acquire spectra at ``positions_px`` (m, 2) of a ``shape_px`` field (see module doc)."""
+    """Acquire spectra at ``positions_px`` (m, 2) of a ``shape_px`` field (see module doc).
+
+    ``drift``: a :class:`DriftModel`, or any ``offset_nm(times_s) -> (m, 2)`` callable such as the running
+    simulator's ``SimInstrument.scan_content_offset_nm`` (drift - stage - probe shift), with ``t0_s`` its clock
+    (``instrument.time_s()``), so a sparse scan sees the same sample motion as the raster scans of a session.
+    """
     ny, nx = int(shape_px[0]), int(shape_px[1])
     if not (pixel_size_nm > 0 and pixel_time_s > 0 and settle_s >= 0):
         raise SimulatorParameterError(f"pixel_size_nm and pixel_time_s must be > 0 and settle_s >= 0; got "
@@ -127,7 +132,13 @@ def acquire_positions(field: SpectrumField, positions_px: typing.Any, *, shape_p
     scan_nm = np.stack([(-ny / 2 + p[:, 0]) * pixel_size_nm, (-nx / 2 + p[:, 1]) * pixel_size_nm], axis=1)
     aim = scan_nm + (np.asarray(correction_nm(times), np.float64).reshape(-1, 2) if correction_nm is not None
                      else 0.0)
-    seen = aim - (drift.offset_nm(times).reshape(-1, 2) if drift is not None else 0.0)
+    if drift is None:
+        content = np.zeros((p.shape[0], 2))
+    elif isinstance(drift, DriftModel):
+        content = drift.offset_nm(times).reshape(-1, 2)
+    else:   # e.g. SimInstrument.scan_content_offset_nm: drift - stage - probe shift of the running simulator
+        content = np.asarray(drift(times), np.float64).reshape(-1, 2)
+    seen = aim - content
     expected = field.expected_spectra(seen[:, 0], seen[:, 1])
     spectra = rng.poisson(np.maximum(expected, 0)).astype(np.float32)
     return SparseScanResult(positions_px=p, spectra=spectra, times_s=times, aim_nm=aim, seen_nm=seen,

@@ -89,6 +89,9 @@ def test_sparse_scan_applies_drift_and_its_correction() -> None:
     np.testing.assert_allclose(corrected.seen_nm[:, 1], nominal, atol=1e-9)     # the correction cancels it
     x_from_counts = corrected.spectra.mean(axis=1) / 1e4 - 50.0
     np.testing.assert_allclose(x_from_counts, nominal, atol=0.1)
+    as_callable = acquire_positions(Ramp(), p, shape_px=(20, 20), pixel_size_nm=1.0, pixel_time_s=0.01,
+                                    drift=drift.offset_nm)          # e.g. SimInstrument.scan_content_offset_nm
+    np.testing.assert_allclose(as_callable.seen_nm, plain.seen_nm)
     assert plain.scan_time_s < 0.3 * raster_time_s((20, 20), pixel_time_s=0.01)
     assert plain.dose_fraction == pytest.approx(0.25)
 
