@@ -43,6 +43,7 @@ from instrument_sim.drift import DriftModel  # noqa: E402
 from instrument_sim.si_truth import ScanTruthRecorder, SIGeometry, effective_residual_px, rms_px, si_residual_px  # noqa: E402
 from nionswift_plugin.insitu import drift_si  # noqa: E402
 
+DEBUG = False
 RESULTS = ROOT / "bench" / "results" / "drift_si_sweep.json"
 LATTICE_NM = 0.395
 FOV_NM = 16.0
@@ -78,10 +79,25 @@ def _drift(sc: typing.Mapping[str, typing.Any]) -> DriftModel:
                       jump_rate_per_s=sc["jump_rate_per_s"], jump_size_nm=sc["jump_size_nm"], seed=sc["seed"])
 
 
+#: place the particle specimen's reference region on its first particle as seen in the rotated scan (as a user
+#: would, on the survey image); else the region stays at (0.05, 0.05) of the scan, which a rotation moves off it
+REFERENCE_ON_FEATURE = False
+
+
+def _reference_region(sc: typing.Mapping[str, typing.Any]) -> tuple[float, float, float, float]:
+    if not (REFERENCE_ON_FEATURE and sc["sample"] == "nanoparticles"):
+        return (0.05, 0.05, 0.15, 0.15)
+    py, px = NANOPARTICLES["centers_nm"][0]
+    t = -math.radians(sc["rotation_deg"])  # sample -> scan axes
+    c, s = math.cos(t), math.sin(t)
+    fy, fx = (s * px + c * py) / FOV_NM + 0.5, (c * px - s * py) / FOV_NM + 0.5
+    return (min(max(fy - 0.075, 0.0), 0.85), min(max(fx - 0.075, 0.0), 0.85), 0.15, 0.15)
+
+
 def _settings(sc: typing.Mapping[str, typing.Any], size: int, **kw: typing.Any) -> drift_si.DriftSISettings:
     return drift_si.DriftSISettings(si_size_px=(size, size), section_lines=sc["section_lines"],
                                     section_interval_s=sc["section_interval_s"], exposure_s=0.002, camera_binning=1,
-                                    scan_field=(0.25, 0.25, 0.5, 0.5), reference_region=(0.05, 0.05, 0.15, 0.15),
+                                    scan_field=(0.25, 0.25, 0.5, 0.5), reference_region=_reference_region(sc),
                                     reference_size_px=32, **kw)
 
 
@@ -134,6 +150,10 @@ def run_engine(sc: dict[str, typing.Any], size: int, *, corrected: bool) -> dict
         main = result.main
         assert main is not None
         eff = effective_residual_px(residual, main.correction_px)
+        if DEBUG:
+            print("raw per row", np.round(np.sqrt(np.nanmean(np.sum(residual ** 2, -1), axis=1)), 2).tolist())
+            print("eff per row", np.round(np.sqrt(np.nanmean(np.sum(eff ** 2, -1), axis=1)), 2).tolist())
+            print("corr max", float(np.abs(main.correction_px).max()), [(r.row0, r.rows) for r in result.sections])
         trusted = result.trusted_pixels(0)
         current = result.current_sections(0)
         return {"state": result.state, "rms_px": rms_px(eff),
@@ -218,7 +238,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32, help="SI size (px, square)")
     parser.add_argument("--no-swift", action="store_true", help="skip Swift's DriftTracker")
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--reference-on-feature", action="store_true",
+                        help="particle specimen: reference region on the first particle in the rotated scan")
     args = parser.parse_args()
+    global REFERENCE_ON_FEATURE
+    REFERENCE_ON_FEATURE = bool(args.reference_on_feature)
     rows: list[dict[str, typing.Any]] = []
     for seed in range(args.first_seed, args.first_seed + args.n):
         sc = draw_scenario(seed)
@@ -239,6 +263,7 @@ def main() -> None:
                           "swift": row.get("swift", {}).get("rms_px"), "error": row.get("error")}), flush=True)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps({"start_time_s": START_TIME_S, "size_px": args.size,
+                                           "reference_on_feature": REFERENCE_ON_FEATURE,
                                            "summary": summarise(rows), "scenarios": rows}, indent=1))
     print(json.dumps(summarise(rows), indent=1))
 

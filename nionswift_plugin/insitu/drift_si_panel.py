@@ -7,10 +7,14 @@ Regions: select the context (survey) image and press "Place regions": two rectan
 and "Drift reference" (drag them to move/resize); their bounds are read when the run starts. A rectangle already
 selected on the display can be taken with "Use selection as field" / "... as reference".
 
+Devices: the scan and the spectrometer are chosen from the hardware sources Swift knows (lists, as in Swift's own
+panels); a device that is gone or a camera that is not a spectrometer is refused with a message at Start.
+
 Live: while a run is active the panel keeps three data items up to date (queued on the UI thread): the SI being
-filled (HAADF of the acquired pixels), the latest spectrum, and the "Drift Log" line plot (y, x in nm and the
-correlation quality versus measurement). At the end the results are added with :func:`drift_si.create_data_items`
-(marked INCOMPLETE when aborted or failed).
+filled (HAADF of the acquired pixels), the latest spectrum, and the "Drift Log" line plot (y, x in nm, the
+correlation quality and a "flagged" line at 1 for each flagged measurement), plus the live analysis's outputs. Under
+the status, one line per section gives its verdict (trusted / FLAGGED with the reasons). At the end the results are
+added with :func:`drift_si.create_data_items` (marked INCOMPLETE when aborted or failed, flagged sections counted).
 """
 from __future__ import annotations
 
@@ -90,8 +94,23 @@ class DriftSIPanel(Panel.Panel):
             self._save()
         mode.on_current_item_changed = mode_changed
         row("Mode", mode)
-        row("Scan", line_edit(s.scan_hardware_source_id, setter("scan_hardware_source_id", str)))
-        row("Spectrometer", line_edit(s.camera_hardware_source_id, setter("camera_hardware_source_id", str)))
+        # devices: chosen from the ones Swift knows (as Swift's own panels do); refreshed when the panel opens and
+        # before each run; a device that is gone or a camera that is not a spectrometer is refused at Start
+        self._scan_combo = ui.create_combo_box_widget(items=[])
+        self._camera_combo = ui.create_combo_box_widget(items=[])
+
+        def scan_changed(item: str) -> None:
+            self._choose_device("scan_hardware_source_id", self._scan_ids, self._scan_combo)
+
+        def camera_changed(item: str) -> None:
+            self._choose_device("camera_hardware_source_id", self._camera_ids, self._camera_combo)
+        self._scan_ids: list[str] = []
+        self._camera_ids: list[str] = []
+        self._refresh_devices()
+        self._scan_combo.on_current_item_changed = scan_changed
+        self._camera_combo.on_current_item_changed = camera_changed
+        row("Scan", self._scan_combo)
+        row("Spectrometer", self._camera_combo)
         row("Exposure (ms)", line_edit(f"{s.exposure_s * 1000:g}",
                                        lambda v: setattr(self.settings, "exposure_s", float(v) / 1000)))
         row("SI size (H x W px)", line_edit(f"{s.si_size_px[0]}x{s.si_size_px[1]}",
@@ -170,8 +189,34 @@ class DriftSIPanel(Panel.Panel):
         self._status = ui.create_label_widget("Idle.")
         self._status.word_wrap = True
         column.add(self._status)
+        column.add(ui.create_label_widget("Sections (verdict)"))
+        self._verdicts = ui.create_label_widget("")
+        self._verdicts.word_wrap = True
+        column.add(self._verdicts)
         column.add_stretch()
         self.widget = column
+
+    def _refresh_devices(self) -> None:
+        """Fill the device choices from Swift's hardware sources; keep the remembered choice (listed as missing
+        when it is gone, so that Start refuses it with a message instead of picking another device silently)."""
+        for name, choices, combo, attr in (
+                ("scan_hardware_source_id", drift_si.scan_choices(), self._scan_combo, "_scan_ids"),
+                ("camera_hardware_source_id", drift_si.spectrometer_choices(), self._camera_combo, "_camera_ids")):
+            ids = [cid for cid, _n in choices]
+            labels = [f"{n} ({cid})" for cid, n in choices]
+            current = getattr(self.settings, name)
+            if current not in ids:
+                ids.append(current)
+                labels.append(f"{current} (not available)")
+            setattr(self, attr, ids)
+            combo.items = labels
+            combo.current_index = ids.index(current)
+
+    def _choose_device(self, name: str, ids: list[str], combo: typing.Any) -> None:
+        index = combo.current_index
+        if index is not None and 0 <= index < len(ids):
+            setattr(self.settings, name, ids[index])
+            self._save()
 
     def _build_analysis_parameters(self) -> None:
         """One field per declared parameter of the chosen live analysis (values kept in the settings)."""
@@ -258,6 +303,8 @@ class DriftSIPanel(Panel.Panel):
     # -- run ---------------------------------------------------------------------------------------------------
     def start(self) -> None:
         self._read_regions()
+        self._refresh_devices()
+        self._verdicts.text = ""
         run = drift_si.DriftCorrectedSI(self.settings)
         self._listeners = [run.progress_event.listen(self._on_progress), run.section_event.listen(self._on_section),
                            run.drift_event.listen(self._on_drift), run.finished_event.listen(self._on_finished),
@@ -320,12 +367,29 @@ class DriftSIPanel(Panel.Panel):
         self._live("si", "Drift-corrected SI (live)", DataAndMetadata.new_data_and_metadata(
             np.nan_to_num(haadf, nan=fill),
             dimensional_calibrations=[Calibration.Calibration(0, cy, "nm"), Calibration.Calibration(0, cx, "nm")]))
+        self._show_verdicts(result)
         last = record.row0 + record.rows - 1
         axis = result.energy_axis
         spectrum = p.aligned.data[last, -1].astype(np.float64)
         self._live("spectrum", "Drift-corrected SI latest spectrum", DataAndMetadata.new_data_and_metadata(
             spectrum, dimensional_calibrations=[Calibration.Calibration(axis.offset_eV if axis else 0.0,
                                                                         axis.scale_eV if axis else 1.0, "eV")]))
+
+    def _show_verdicts(self, result: drift_si.DriftSIResult, *, final: bool = False) -> None:
+        """One line per section of the SI: rows, re-acquisitions, and its verdict (during the run: jumps and
+        ambiguous measurements so far; at the end: the assigned verdict with the reasons)."""
+        lines = []
+        for r in result.current_sections(0):
+            rows = f"rows {r.row0}-{r.row0 + r.rows - 1}" + (f" (re-acquired x{r.repeat})" if r.repeat else "")
+            if final:
+                verdict = "trusted" if r.trusted else "FLAGGED: " + "; ".join(r.flags)
+            else:
+                after = [m for m in result.measurements if m.time_s >= r.t_end_s][:1]
+                bad = [m for m in after if m.flagged or m.jump_nm is not None]
+                verdict = "measured" if after and not bad else ("pending" if not after else "FLAGGED (see log)")
+            lines.append(f"{rows}: {verdict}")
+        text = "\n".join(lines)
+        self.document_controller.queue_task(lambda: setattr(self._verdicts, "text", text))
 
     def _on_drift(self, measurement: typing.Any) -> None:
         run = self._run
@@ -346,11 +410,16 @@ class DriftSIPanel(Panel.Panel):
             self._message("Live analysis: " + "; ".join(notices))
 
     def _on_finished(self, result: drift_si.DriftSIResult) -> None:
+        self._show_verdicts(result, final=True)
+
         def finish() -> None:
             drift_si.create_data_items(self.document_controller.document_model, result)
             rejected = sum(1 for m in result.measurements if not m.accepted)
+            flagged_m = sum(1 for m in result.measurements if m.flagged)
+            flagged_s = len(result.flagged_sections(0)) if result.passes else 0
             self._status.text = (f"{result.state}: {len(result.measurements)} drift measurements "
-                                 f"({rejected} rejected). {result.message}")
+                                 f"({rejected} rejected, {flagged_m} flagged), {flagged_s} section(s) flagged. "
+                                 f"{result.message}")
             self._progress.value = 1000 if result.complete else self._progress.value
             self._run = None
             self._listeners = []

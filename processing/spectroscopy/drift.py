@@ -376,7 +376,8 @@ class DriftEstimator:
         best_q = candidates[primary].quality
         # non-periodic content (defects, thickness, contamination) lowers an alias's NCC by more than the noise
         # does: the margin scales with the noise level (1 - best NCC), at least alias_quality_margin
-        margin = max(self.alias_quality_margin, self.alias_noise_factor * (1.0 - best_q))
+        # (capped: a poor match, NCC far below 1, is not a lattice whose aliases tie; its best peak is the content's)
+        margin = min(max(self.alias_quality_margin, self.alias_noise_factor * (1.0 - best_q)), 0.02)
         competitive = [primary] + [i for i, c in enumerate(candidates) if i != primary and c.overlap_fraction >= 0.5
                                    and c.quality >= best_q - margin]
         miss = [float(np.hypot(*(drifts[i] - np.asarray(predicted)))) for i in range(len(candidates))]

@@ -212,6 +212,16 @@ class DriftPredictor:
         sigma *= self.inflation
         if self._steps and sum(1 for t in self._t if t >= self._steps[-1][0]) < 3:
             sigma = math.sqrt(sigma ** 2 + self._step_sigma ** 2)  # the step's size is not known well yet
+        # physical bound: from the last measurement the drift cannot have moved faster than max_rate (an
+        # extrapolated polynomial on badly spaced points can; then the bound holds and the sigma says so)
+        last = np.asarray(self._d[-1], dtype=np.float64)
+        dt = abs(float(time_s) - self._t[-1])
+        limit = 1.5 * self.max_rate_nm_per_s * dt + 3.0 * self.measurement_sigma_nm
+        delta = total - last
+        size = float(np.hypot(*delta))
+        if size > limit:
+            total = last + delta * (limit / size)
+            sigma = max(sigma, limit / 3.0)
         return Prediction(float(time_s), (float(total[0]), float(total[1])), sigma, len(self._t))
 
     @property

@@ -79,3 +79,30 @@ def test_panel_runs_an_si_on_the_simulator_and_adds_data_items(tmp_path: typing.
             assert panel._status.text.startswith("complete")
         finally:
             panel.close()
+
+
+def test_panel_lists_swift_devices_and_refuses_bad_choices(tmp_path: typing.Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scan and spectrometer are chosen from the devices Swift knows; a camera that is not a spectrometer and a
+    device that is gone are refused at Start with a message, before anything is acquired."""
+    from instrument_sim.configuration import SimulatorConfiguration
+    from nionswift_plugin.insitu.headless import HeadlessSwift
+
+    monkeypatch.setenv("INSITU_SETTINGS_DIR", str(tmp_path))
+    drift_si.DriftSISettings(si_size_px=(4, 4)).save()
+    with HeadlessSwift(SimulatorConfiguration(seed=1)) as swift:  # in-situ camera + STEM (scan, EELS, laser)
+        dc = swift.document_controller
+        panel = drift_si_panel.DriftSIPanel(dc, "drift-si-devices", {})
+        try:
+            assert "insitu_scan" in panel._scan_ids and panel._scan_ids == [i for i, _n in drift_si.scan_choices()]
+            assert panel._camera_ids == ["insitu_eels_camera"]  # the in-situ (imaging) camera is not offered
+            assert any("insitu_eels_camera" in item for item in panel._camera_combo.items)
+            for camera_id, message in (("insitu_camera", "not a spectrometer"), ("gone_camera", "not found")):
+                panel.settings.camera_hardware_source_id = camera_id
+                panel.start()
+                dc.periodic()
+                assert message in panel._status.text and panel._run is None, panel._status.text
+                assert drift_si.DriftCorrectedSI.active_run() is None
+            assert any("not available" in item for item in panel._camera_combo.items)  # the gone one is marked
+        finally:
+            panel.close()
