@@ -89,7 +89,7 @@ def test_python_dash_m_runs_and_lists(movie_file, tmp_path) -> None:  # type: ig
     assert read_provenance(out)["insitu.copy image"]["complete"] is True
     listed = subprocess.run([sys.executable, "-m", "processing.cli", "run", "--list"], cwd=ROOT, env=_env(),
                             capture_output=True, text=True, timeout=600)
-    assert listed.returncode == 0 and "insitu.threshold_tracking" in listed.stdout and "split: sequential" in listed.stdout
+    assert listed.returncode == 0 and "insitu.live_difference  (Live Difference; split: merge)" in listed.stdout
 
 
 def test_the_installed_console_script(movie_file, tmp_path) -> None:  # type: ignore[no-untyped-def]
