@@ -400,10 +400,13 @@ class DriftEstimator:
             # ambiguous and flagged, never silently locked onto an alias
             clear_jump = not inside and miss[ranked[0]] <= self.jump_alias_ratio * miss[ranked[1]]
             if len(inside) > 1 or (not inside and not clear_jump):
+                # the prediction cannot decide: the content's best match is taken (a wrong prediction must not
+                # steer the measurement, or the errors feed back into the rate), and the measurement is flagged
+                chosen = primary
                 ambiguous = True
                 note = (f"ambiguous: {len(competitive)} lattice aliases {spacing:.3f} nm apart match within "
                         f"{margin:.4f} NCC and {len(inside)} lie in the prediction window "
-                        f"(±{window:.3f} nm); the one nearest the prediction is used")
+                        f"(±{window:.3f} nm); the best content match is used")
         result = candidates[chosen]
         shift = result.shift_px
         drift_arr = drifts[chosen]
