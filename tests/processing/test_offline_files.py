@@ -215,3 +215,28 @@ def test_nan_frames_in_a_file_and_frames_of_changing_shape_in_a_folder(tmp_path:
     with pytest.raises(ProcessingError) as info:
         run_offline("insitu.copy", folder, progress=False)
     assert "frame_0002.png" in str(info.value) or "(40, 32)" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "tif", "h5", "hspy"])
+def test_file_formats_give_the_same_results_as_the_array(fmt: str, tmp_path: pathlib.Path) -> None:
+    import h5py
+    import tifffile
+    movie, _, _ = disc_movie(16, n=9, size=64)
+    path = tmp_path / f"movie.{fmt}"
+    if fmt == "npy":
+        np.save(path, movie)
+    elif fmt == "tif":
+        tifffile.imwrite(path, movie)
+    elif fmt == "h5":
+        with h5py.File(path, "w") as f:
+            f["entry/frames"] = movie
+    else:  # a results file of a copy run is itself a HyperSpy stack
+        write_results(list(run_offline("insitu.copy", movie, progress=False).results.values()), path)
+    from_file = run_offline(["insitu.live_difference", "insitu.radial_kymograph"], path, progress=False,
+                            block_frames=4)
+    from_array = run_offline(["insitu.live_difference", "insitu.radial_kymograph"], movie, progress=False)
+    np.testing.assert_array_equal(from_file["insitu.live_difference"].images["image"].data,
+                                  from_array["insitu.live_difference"].images["image"].data)
+    np.testing.assert_array_equal(from_file["insitu.radial_kymograph"].kymographs["kymograph"].data,
+                                  from_array["insitu.radial_kymograph"].kymographs["kymograph"].data)
+    assert from_file["insitu.live_difference"].provenance["source"] == str(path)
