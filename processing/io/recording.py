@@ -33,6 +33,7 @@ import threading
 import time
 import typing
 
+import h5py  # imported here, by the importing thread: a first import of h5py on the writer thread can deadlock
 import numpy as np
 
 from processing.base import Calibration, ProcessingError
@@ -177,7 +178,6 @@ class Recorder:
 
     # ------------------------------------------------------------------ the writer thread
     def _writer(self) -> None:
-        import h5py
         assert self._queue is not None and self._shape is not None and self._dtype is not None
         frame_bytes = int(np.prod(self._shape)) * self._dtype.itemsize
         f: typing.Any = None

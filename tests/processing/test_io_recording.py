@@ -153,3 +153,28 @@ def test_hyperspy_loads_a_recording(tmp_path: pathlib.Path) -> None:
     result = subprocess.run([str(bench_python), "-c", code, str(tmp_path / "hs.hspy"), str(tmp_path / "expected.npy")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+def test_a_fresh_interpreter_records_and_a_recording_in_progress_is_readable(tmp_path: pathlib.Path) -> None:
+    """Regression: h5py first imported on the writer thread deadlocked at exit; the file must be readable up to the
+    last flush while the recording goes on."""
+    code = f"""
+import time, numpy as np
+from processing.io.recording import Recorder
+from processing.io.stacks import open_stack
+r = Recorder({str(tmp_path / 'live.hspy')!r}, flush_interval_s=0.02)
+for i in range(5):
+    r.add(np.full((16, 16), i, np.float32), 0.1 * i)
+deadline = time.monotonic() + 60
+while r.status().frames_written < 5 and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(0.2)
+print("during", open_stack({str(tmp_path / 'live.hspy')!r}).n_frames)
+r.add(np.full((16, 16), 5, np.float32), 0.5)
+print("status", r.stop().frames_written)
+print("after", open_stack({str(tmp_path / 'live.hspy')!r}).n_frames)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=str(pathlib.Path(__file__).resolve().parents[2]))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "during 5" in result.stdout and "status 6" in result.stdout and "after 6" in result.stdout, result.stdout
