@@ -158,6 +158,16 @@ def test_live_pca_during_a_drift_corrected_si_equals_the_offline_decomposition(s
     angles = subspace_angles_deg(live_spectra.data[:offline.n_significant],
                                  offline.components[:offline.n_significant])
     assert offline.n_significant >= 1 and angles.max() < 1.0, f"{angles=}"
+    # Processing > In-situ > Decompose SI on the saved SI item gives the same components
+    dm = stem.document_controller.document_model
+    si_item = next(i for i in items if i.xdata is not None and len(i.xdata.data_shape) == 3)
+    target = decompose_computation.decompose_item(dm, si_item, method="pca", n_components=3)
+    _recompute(stem.document_controller)
+    assert target.xdata is not None, dm.get_data_item_computation(target).error_text
+    menu_spectra = next(d for d in dm.data_items if d.title == f"{decompose_computation.TITLE}: PCA component spectra")
+    angles = subspace_angles_deg(menu_spectra.xdata.data[:offline.n_significant],
+                                 offline.components[:offline.n_significant])
+    assert angles.max() < 0.01, f"{angles=}"
     print("live PCA ms per update", stats["ms_per_update"], "section interval s", stats["section_interval_s_median"],
           "skipped", stats["updates_skipped"])
 
