@@ -196,8 +196,8 @@ def run_on_dask(specs: list["ProcessorSpec"], stack: "Stack", blocks: list[range
         reported = 0
         queue = as_completed(list(records) + list(partials), loop=c.loop)  # type: ignore[no-untyped-call]
         for fut in queue:
-            if cancel is not None and cancel.is_set():
-                return [False] * n
+            if cancel is not None and cancel.is_set():  # what is complete stays complete
+                return [ok_ and i not in halted and next_block[i] == len(blocks) for i, ok_ in enumerate(complete)]
             if fut in partials:  # pass 1 done for one block: when all are, pass 2 here and pass 3 as tasks
                 i, b = partials.pop(fut)
                 try:

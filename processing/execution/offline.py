@@ -249,7 +249,8 @@ def run_offline(processor_ids: typing.Sequence[str | type[Processor]] | str | ty
     finally:
         reporter.close()
     if interrupted:
-        per_processor = [False] * len(specs)
+        if client is None:
+            per_processor = [False] * len(specs)
         done = min(c.frames_added for c in collectors)
         messages.append(f"interrupted after {done} of {len(indices)} frames; the results hold those frames and "
                         f"are marked incomplete.")

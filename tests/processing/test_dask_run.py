@@ -127,3 +127,24 @@ def test_a_worker_dying_mid_run_keeps_the_other_blocks_and_marks_the_run_incompl
     np.testing.assert_array_equal(other.images["image"].data, here.images["image"].data[:n])  # a correct prefix
     assert other.complete == (n == 24)
     client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker
+
+
+def test_cancel_on_the_cluster_keeps_the_frames_done(client: typing.Any) -> None:
+    import threading
+    movie, _, _ = disc_movie(33, n=40)
+    cancel = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if done >= 8:
+            cancel.set()
+
+    run = run_offline(["insitu.copy", "insitu.live_difference"], movie, progress=progress, block_frames=4,
+                      client=client, cancel=cancel)
+    assert run.interrupted  # (in the rare order where the last block completes first, everything is complete)
+    for pid in ("insitu.copy", "insitu.live_difference"):  # each: a correct prefix, complete only if whole
+        result = run[pid]
+        n = result.images["image"].data.shape[0]
+        assert n >= 8 and result.complete == (n == 40)
+    copy = run["insitu.copy"].images["image"].data
+    np.testing.assert_array_equal(copy, movie[:copy.shape[0]])
+    assert run.complete == all(run[pid].complete for pid in run)
