@@ -96,14 +96,15 @@ def si_geometry(session: Session, settings: drift_si.DriftSISettings) -> SIGeome
 
 
 def residual_from_start(session: Session, settings: drift_si.DriftSISettings, frames: typing.Any,
-                        section_rows: typing.Sequence[int] | None = None, reference_time_s: float = START_TIME_S
+                        section_rows: typing.Sequence[int] | None = None, reference_time_s: float = START_TIME_S,
+                        section_windows: typing.Sequence[tuple[int, int, float, float]] | None = None
                         ) -> np.ndarray:
     """Per-pixel residual (px) relative to the specimen as it was at the run's reference time (the first reference
     scan of this engine; the start of the run otherwise): no method can know the drift before it started.
     The figures also report the RMS about the mean (after the best global translation)."""
     geometry = si_geometry(session, settings)
     residual, _times = si_residual_px(frames, geometry, section_lines=settings.section_lines,
-                                      section_rows=section_rows)
+                                      section_rows=section_rows, section_windows=section_windows)
     start = session.instrument.scan_content_offset_nm(reference_time_s)
     return residual - (np.asarray(start) / np.asarray(geometry.pixel_size_nm))[None, None, :]
 
@@ -113,9 +114,10 @@ def run_engine(session: Session, settings: drift_si.DriftSISettings) -> tuple[dr
     wait_for_start(session)
     with ScanTruthRecorder(session.parts.scan_module.device.simulator) as recorder:
         result = drift_si.DriftCorrectedSI(settings).run()
-    residual = residual_from_start(session, settings, recorder.frames,
-                                   [r.row0 for r in result.sections if r.pass_index == 0],
-                                   result.measurements[0].time_s if result.measurements else START_TIME_S)
+    residual = residual_from_start(session, settings, recorder.frames, None,
+                                   result.measurements[0].time_s if result.measurements else START_TIME_S,
+                                   [(r.row0, r.rows, r.t_start_s, r.t_end_s) for r in result.sections
+                                    if r.pass_index == 0])
     main = result.main
     assert main is not None
     return result, effective_residual_px(residual, main.correction_px)
