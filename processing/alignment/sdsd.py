@@ -151,11 +151,11 @@ def _correlate_batch(spectra: PairSpectra, i_index: NDArray[np.intp], j_index: N
         sign = np.sign(coarse.reshape(len(i_index), -1)[np.arange(len(i_index)), flat])
         cross = cross * sign.astype(np.complex64)[:, None, None]
     centres = np.stack([ay[flat // mx], ax[flat % mx]], axis=1).astype(np.float64)
-    # refine: a 7 x 7 grid at a quarter of the coarse step, then 3 x 3 grids each a quarter of the previous step,
+    # refine: a 5 x 5 grid at a quarter of the coarse step, then 3 x 3 grids each a quarter of the previous step,
     # down to the requested precision; a parabola through the best point and its neighbours after each grid (a grid
     # whose best point is on its border is repeated, re-centred, before the step shrinks)
     step = max(gy, gx) / 4.0
-    half = 3
+    half = 2
     repeats = 0
     while True:
         surface = _dft_surface(cross, spectra, centres, step, half)
