@@ -255,6 +255,7 @@ class SeriesPanel(Panel.Panel):
         def align_changed(checked: bool) -> None:
             self.values["align"] = bool(checked)
         align.on_checked_changed = align_changed
+        self._align_box = align
         column.add(align)
         buttons = ui.create_row_widget(properties={"spacing": 4})
         start = ui.create_push_button_widget("Start")
@@ -288,6 +289,7 @@ class SeriesPanel(Panel.Panel):
         self.values.update(request.get("values", {}))
         for name, edit in self.edits.items():
             edit.text = f"{self.values[name]:g}"
+        self._align_box.checked = bool(self.values["align"])
 
         def go() -> None:
             from nion.utils import Registry
