@@ -3,11 +3,11 @@
     nionswift-insitu run PROCESSOR_ID [PROCESSOR_ID ...] --input FILE --output FILE
                          [--param NAME=VALUE ...] [--frames START:STOP] [--scheduler ADDRESS]
 
-The output format follows the extension (``.hspy``, ``.h5``; see :mod:`processing.io.results`). ``--param`` takes
-``NAME=VALUE`` (every processor of the run that has ``NAME``) or ``PROCESSOR_ID:NAME=VALUE``; values are read as
-JSON when they can be (``2``, ``0.5``, ``true``), else as text. ``nionswift-insitu run --list`` lists the processors
-and their parameters. Exit codes: 0 complete, 3 incomplete (some frames failed; partial results written),
-130 interrupted (Ctrl-C; partial results written), 2 bad arguments (a message, no traceback).
+The output format follows the extension (``.hspy``, ``.h5``, ``.zspy``; see :mod:`processing.io.results`).
+``--param`` takes ``NAME=VALUE`` (every processor of the run that has ``NAME``) or ``PROCESSOR_ID:NAME=VALUE``;
+values are read as JSON when they can be (``2``, ``0.5``, ``true``), else as text. ``nionswift-insitu run --list``
+lists the processors and their parameters. Exit codes: 0 complete, 3 incomplete (some frames failed; partial
+results written), 130 interrupted (Ctrl-C; partial results written), 2 bad arguments (a message, no traceback).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def register(subparsers: typing.Any) -> None:
                         help="processor ids, e.g. insitu.live_difference (see --list)")
     parser.add_argument("--input", "-i", metavar="FILE",
                         help="the stack: .npy, .h5/.hdf5/.hspy/.nxs, .emd, .dm3/.dm4, .tif, .mrc, or a folder")
-    parser.add_argument("--output", "-o", metavar="FILE", help="the results file: .hspy or .h5")
+    parser.add_argument("--output", "-o", metavar="FILE", help="the results file: .hspy, .h5 or .zspy (HyperSpy Zarr)")
     parser.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                         help="a parameter value (repeatable); PROCESSOR_ID:NAME=VALUE targets one processor")
     parser.add_argument("--frames", metavar="START:STOP", help="frame range (stop exclusive), e.g. 100:400")

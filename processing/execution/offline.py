@@ -14,7 +14,7 @@ The input is a :class:`processing.io.stacks.Stack`, a path (read lazily by :func
 HDF5/EMD, DM3/DM4, TIFF, MRC, .npy memory-mapped...) or an array (N, H, W) (numpy, memory-mapped or Dask). Frames
 are read in blocks of ``block_frames`` so a stack larger than memory streams through. Given ``client`` (a
 ``dask.distributed.Client`` or a scheduler address) the same run happens on the cluster
-(:mod:`processing.execution.dask_run`). ``output``: a ``.hspy``/``.h5`` file (:mod:`processing.io.results`).
+(:mod:`processing.execution.dask_run`). ``output``: a ``.hspy``/``.h5``/``.zspy`` file (:mod:`processing.io.results`).
 
 Nothing computed is lost: a frame that cannot be processed (NaN pixels...) is skipped and listed in the result's
 ``failed_frames``; Ctrl-C, ``cancel`` or a failing cluster stop the run, and the frames done so far are returned
@@ -213,7 +213,7 @@ def run_offline(processor_ids: typing.Sequence[str | type[Processor]] | str | ty
     processor_ids: one id or several (``processing.registry``); a Processor class may stand for its id. parameters: see :func:`resolve_processors`.
     frames: the frame range (slice or (start, stop); default all). client: None (this process), a
     ``dask.distributed.Client`` or a scheduler address ``"tcp://host:8786"``. progress: True (a tqdm bar on the
-    terminal), False, or ``fn(done, total)``. output: a results file (.hspy/.h5), written at the end, also when
+    terminal), False, or ``fn(done, total)``. output: a results file (.hspy/.h5/.zspy), written at the end, also when
     the run stops early (then marked incomplete). dataset: which dataset of a multi-dataset file. block_frames:
     frames read (and, on Dask, sent to a task) at a time. cancel: set it to stop the run (keeps what is done).
     Raises :class:`processing.base.ProcessingError` (problem, value, remedy) for bad ids, parameters, input or

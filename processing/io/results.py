@@ -6,7 +6,9 @@ The format follows the extension:
   file: ``hs.load("run.hspy")`` returns the list of signals;
 * ``.h5`` / ``.hdf5``: the same layout (it is plain HDF5: ``Experiments/<title>/data`` plus ``axis-i`` groups);
   ``hs.load("run.h5", file_format="hspy")`` (the extension alone is claimed by several readers), or h5py;
-* ``.zspy``: HyperSpy's Zarr format, when ``zarr`` is installed (``pip install rosettasciio[zspy]``).
+* ``.zspy``: HyperSpy's Zarr format through RosettaSciIO (``rsciio.zspy``, needs ``zarr``:
+  ``rosettasciio[zspy]``): the same signals in a Zarr directory store (a folder named ``run.zspy``, Blosc-compressed
+  chunks); ``hs.load("run.zspy")`` returns the list of signals.
 
 Signals (title ``"<processor id> <output>"``):
 
@@ -26,8 +28,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import tempfile
 import typing
+import warnings
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,12 +62,20 @@ def check_output_path(path: str | os.PathLike[str]) -> pathlib.Path:
     folder = p.parent if str(p.parent) else pathlib.Path(".")
     if not folder.is_dir():
         raise ResultsError(f"output '{p}': the folder '{folder}' does not exist; create it or choose another path.")
-    if p.is_dir():
+    if p.is_dir() and not (ext == ".zspy" and _is_zarr_store(p)):
         raise ResultsError(f"output '{p}' is a folder; give a file name such as '{p / 'results.hspy'}'.")
+    if ext == ".zspy" and p.exists() and not p.is_dir():
+        raise ResultsError(f"output '{p}' is an existing file, but a .zspy result is a folder (a Zarr directory "
+                           f"store); remove the file or choose another name.")
     if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise ResultsError(f"output '{p}' cannot be written (no write permission in '{folder}'); choose a folder "
                            f"you can write to.")
     return p
+
+
+def _is_zarr_store(p: pathlib.Path) -> bool:
+    """True when the folder ``p`` is a Zarr store (v2 ``.zgroup`` or v3 ``zarr.json`` at its root)."""
+    return (p / ".zgroup").is_file() or (p / "zarr.json").is_file()
 
 
 def _require_zarr(p: pathlib.Path) -> None:
@@ -225,22 +237,58 @@ def _write_hdf5(signals: list[dict[str, typing.Any]], p: pathlib.Path) -> pathli
 
 
 def _write_zspy(signals: list[dict[str, typing.Any]], p: pathlib.Path) -> pathlib.Path:
+    """Each signal written by ``rsciio.zspy.file_writer`` into its own store, the signal groups moved into one
+    store (``Experiments/<title>``, as in .hspy), its metadata consolidated, the store moved into place."""
     _require_zarr(p)
-    raise ResultsError(f"output '{p}': .zspy writing is not implemented in this version; write .hspy "
-                       f"(HyperSpy's HDF5 format, same content) instead.")
+    import zarr
+    from rsciio.zspy import file_writer
+
+    with tempfile.TemporaryDirectory(prefix=".insitu-", dir=p.parent) as scratch:
+        assembled = pathlib.Path(scratch) / "assembled.zspy"
+        for i, signal in enumerate(signals):
+            target = assembled if i == 0 else pathlib.Path(scratch) / f"part{i}.zspy"
+            with warnings.catch_warnings():  # rsciio's default store (zarr 2) warns about zarr 3; not ours to fix
+                warnings.filterwarnings("ignore", ".*NestedDirectoryStore is deprecated", FutureWarning)
+                file_writer(str(target), signal, show_progressbar=False)
+            if i:
+                title = signal["metadata"]["General"]["title"]
+                os.replace(target / "Experiments" / title, assembled / "Experiments" / title)
+                shutil.rmtree(target)
+        zarr.consolidate_metadata(str(assembled))  # the .zmetadata of the first signal lists every signal now
+        previous = pathlib.Path(scratch) / "previous.zspy"
+        if p.exists():  # a .zspy store (check_output_path refuses anything else): replaced by the complete one
+            os.replace(p, previous)
+        try:
+            os.replace(assembled, p)
+        except OSError:
+            if previous.exists():
+                os.replace(previous, p)
+            raise
+    return p
 
 
 # ------------------------------------------------------------------------------------------------ reading back
 
 def read_provenance(path: str | os.PathLike[str]) -> dict[str, dict[str, typing.Any]]:
-    """The provenance of every signal in a results file (.hspy/.h5): title -> provenance dict."""
+    """The provenance of every signal in a results file (.hspy/.h5/.zspy): title -> provenance dict."""
+    p = pathlib.Path(os.fspath(path))
+    if p.suffix.lower() == ".zspy":
+        _require_zarr(p)
+        import zarr
+        return _provenance_of(zarr.open_group(str(p), mode="r"))
     import h5py
 
+    with h5py.File(p, "r") as f:
+        return _provenance_of(f)
+
+
+def _provenance_of(root: typing.Any) -> dict[str, dict[str, typing.Any]]:
+    """title -> provenance of the ``Experiments/<title>`` groups of an open HDF5 file or Zarr group."""
     out: dict[str, dict[str, typing.Any]] = {}
-    with h5py.File(os.fspath(path), "r") as f:
-        for title, group in f.get("Experiments", {}).items():
-            text = group.get("original_metadata/insitu", {}).attrs.get("provenance_json") \
-                if "original_metadata/insitu" in group else None
-            if text is not None:
-                out[str(title)] = json.loads(text.decode() if isinstance(text, bytes) else str(text))
+    experiments = root["Experiments"] if "Experiments" in root else {}
+    for title, group in experiments.items():
+        text = group["original_metadata/insitu"].attrs.get("provenance_json") \
+            if "original_metadata/insitu" in group else None
+        if text is not None:
+            out[str(title)] = json.loads(text.decode() if isinstance(text, bytes) else str(text))
     return out
