@@ -189,6 +189,48 @@ def test_the_run_command_writes_zspy(tmp_path: pathlib.Path, capsys: pytest.Capt
     assert [a["name"] for a in signals["insitu.radial_kymograph kymograph"]["axes"]] == ["spatial frequency", "frame"]
 
 
+def test_the_installed_console_script_writes_zspy(tmp_path: pathlib.Path) -> None:
+    import os
+    script = pathlib.Path(sys.prefix) / "bin" / "nionswift-insitu"
+    if not script.exists():
+        pytest.skip("the console script is installed by pip install -e . (scripts/setup.sh)")
+    movie, _, _ = disc_movie(26, n=6)
+    np.save(tmp_path / "movie.npy", movie)
+    env = dict(os.environ)
+    env.setdefault("NUMBA_CACHE_DIR", str(pathlib.Path(__file__).resolve().parents[2] / ".venv" / "numba-cache"))
+    done = subprocess.run([str(script), "run", "insitu.live_difference", "-i", "movie.npy", "-o", "out.zspy",
+                           "--param", "slow=5", "--no-progress"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert read_provenance(tmp_path / "out.zspy")["insitu.live_difference image"]["parameters"]["slow"] == 5
+    assert _zspy(tmp_path / "out.zspy")["insitu.live_difference image"]["data"].shape == movie.shape
+
+
+def test_a_zspy_write_failure_keeps_the_results_in_a_fallback_store(tmp_path: pathlib.Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    from processing.io import results
+    movie, _, _ = disc_movie(27, n=5)
+    target = tmp_path / "run.zspy"
+    real = results._write_zspy
+
+    def failing(signals, p):  # type: ignore[no-untyped-def]
+        if p == target:
+            raise OSError(28, "No space left on device")
+        return real(signals, p)
+
+    monkeypatch.setattr(results, "_write_zspy", failing)
+    run = run_offline("insitu.copy", movie, progress=False, output=target)
+    try:
+        assert not target.exists() and run.output_path and run.output_path.endswith(".zspy")
+        assert any("No space left" in m and "instead" in m for m in run.messages)
+        assert read_provenance(run.output_path)["insitu.copy image"]["complete"] is True
+        np.testing.assert_array_equal(_zspy(pathlib.Path(run.output_path))["insitu.copy image"]["data"], movie)
+    finally:
+        if run.output_path:
+            shutil.rmtree(run.output_path, ignore_errors=True)
+
+
 def _bench_has_zarr() -> bool:
     if not BENCH_PYTHON.exists():
         return False
