@@ -169,6 +169,9 @@ def make_computation_class(processor_id: str) -> type:
         def execute(self, src: typing.Any, **kwargs: typing.Any) -> None:  # worker thread
             roi = kwargs.pop(ROI_INPUT, None)
             symbolic = self.computation._computation
+            if getattr(symbolic, "_closed", False):  # removed while Swift had it queued: no runner for it any more
+                self.__outputs = ()
+                return
             document_model = document_model_of(symbolic)
             ENGINE.watch_document_model(document_model)  # its runner stops the moment Swift removes it
             request_commit = _commit_requester(symbolic, document_model)

