@@ -54,7 +54,7 @@ def test_gain_dead_and_saturation(camera: typing.Any) -> None:
     assert bright.max() == 4095.0
     assert np.all(bright[maps.dead] == 100.0)                   # dead pixels read the bias only
     flat = sim.artefacts.read(np.full((64, 64), 1000.0), exposure_s=1.0, rng=np.random.default_rng(0))
-    ok = ~maps.dead
+    ok = ~(maps.dead | maps.hot)
     assert np.corrcoef(flat[ok] - 100.0, maps.gain[ok])[0, 1] > 0.99    # the gain map is what the camera applies
     with pytest.raises(SimulatorParameterError):
         CameraArtefacts(full_scale_counts=50.0, bias_counts=100.0)
