@@ -36,11 +36,13 @@ def register(subparsers: typing.Any) -> None:
     for p in SDSD_PARAMETERS:
         kind: typing.Any = {"real": float, "integral": int, "string": str, "choice": str}.get(p.type, str)
         if p.type == "boolean":
-            parser.add_argument(_flag(p.name), action="store_true", default=bool(p.default), help=p.description)
+            parser.add_argument(_flag(p.name), action="store_true", default=bool(p.default),
+                                help=p.description.replace("%", "%%"))
         else:
             parser.add_argument(_flag(p.name), type=kind, default=p.default,
                                 choices=list(p.choices) if p.choices else None,
-                                help=f"{p.description} (default {p.default!r}{' ' + p.units if p.units else ''})")
+                                help=f"{p.description} (default {p.default!r}{' ' + p.units if p.units else ''})"
+                                .replace("%", "%%"))
     parser.add_argument("--method", choices=("spline", "fourier"), default="spline", help="how shifts are applied")
     parser.add_argument("--crop", choices=("crop", "pad"), default="crop",
                         help="keep the common area (crop) or everything on a larger canvas (pad)")

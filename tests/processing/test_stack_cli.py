@@ -46,3 +46,11 @@ def test_align_bad_input_is_a_message(tmp_path: pathlib.Path, capsys: pytest.Cap
     assert main(["align", "--input", str(ok), "--output", str(tmp_path / "o.hspy"), "--region", "0,0,900,900"]) == 2
     assert "not inside" in capsys.readouterr().err
     assert main(["align", "--input", str(tmp_path / "missing.h5"), "--output", str(tmp_path / "o.hspy")]) == 2
+
+
+def test_align_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["align", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--reference" in out and "--inverted-contrast" in out and "25 %" in out
