@@ -55,8 +55,16 @@ KNOWN_SWIFT_TRACEBACKS = (
 
 
 def _unknown_tracebacks(err: str) -> list[str]:
-    blocks = [b for b in err.split("Traceback (most recent call last)")[1:]]
-    return [b for b in blocks if not any(known in b for known in KNOWN_SWIFT_TRACEBACKS)]
+    # nion.utils prints an event's failure as "Event Fire Traceback" (who fired) + "Event Handler Traceback" and the
+    # handler's own traceback: one report, judged as a whole
+    reports = err.split("Event Fire Traceback")
+    unknown = []
+    for i, report in enumerate(reports):
+        if "Traceback (most recent call last)" not in report and i > 0:
+            report = "Traceback" + report
+        if "Traceback" in report and not any(known in report for known in KNOWN_SWIFT_TRACEBACKS):
+            unknown.append(report)
+    return unknown
 
 
 def assert_no_traceback(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
