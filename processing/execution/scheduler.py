@@ -367,8 +367,12 @@ class Scheduler:
     Threads start with the first scheduled runner and stop on :meth:`close` (a later frame starts them again).
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, opencv_threads: int | None = 1) -> None:
         self._count = max(1, int(workers or os.cpu_count() or 1))
+        #: OpenCV threads while the workers run (one processor per core: nested OpenCV pools would oversubscribe
+        #: the cores, bench/results_live_engine.md). OpenCV's pthreads backend makes this process-wide, so it is set
+        #: when the workers start (never at import) and only by an engine's owner who asks for it (None: untouched).
+        self._opencv_threads = opencv_threads
         self._condition = threading.Condition()
         self._ready: list[tuple[float, Runner]] = []  # (time queued, runner)
         self._scheduled: set[int] = set()
@@ -389,6 +393,9 @@ class Scheduler:
         pays for a thread start); idempotent."""
         with self._condition:
             self._threads = [t for t in self._threads if t.is_alive()]
+            if not self._threads and self._opencv_threads is not None:
+                import cv2
+                cv2.setNumThreads(int(self._opencv_threads))
             while len(self._threads) < self._count:
                 thread = threading.Thread(target=self._work, args=(self._generation,),
                                           name=f"insitu-worker-{len(self._threads)}", daemon=True)
@@ -501,8 +508,8 @@ class Engine:
     by :meth:`prune` or by :meth:`close`; nothing else keeps it.
     """
 
-    def __init__(self, workers: int | None = None) -> None:
-        self.scheduler = Scheduler(workers)
+    def __init__(self, workers: int | None = None, *, opencv_threads: int | None = 1) -> None:
+        self.scheduler = Scheduler(workers, opencv_threads=opencv_threads)
         self._lock = threading.Lock()
         # slot key (id for weak-referenceable keys, else the key) -> (weakref to the key or the key, runner)
         self._runners: dict[typing.Hashable, tuple[typing.Any, Runner]] = {}
