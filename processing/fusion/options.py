@@ -11,7 +11,7 @@ import typing
 
 from processing.base import Parameter, ParameterError
 
-__all__ = ["PARAMETERS", "SI_PRESET", "MAP_MODES", "WEIGHTINGS", "FusionOptions", "parse_region"]
+__all__ = ["PARAMETERS", "SI_PRESET", "MAP_MODES", "REGULARISERS", "WEIGHTINGS", "FusionOptions", "parse_region"]
 
 #: HAADF weights w_i: "Z" = Z_i / mean(Z) (the published tutorial), "Z^gamma" = Z_i^gamma / mean(Z^gamma),
 #: "fitted" = non-negative least squares of the HAADF on the (lightly smoothed) measured maps**gamma
@@ -20,6 +20,11 @@ WEIGHTINGS: tuple[str, ...] = ("Z", "Z^gamma", "fitted")
 #: "normalised": every map and the HAADF are shifted to min 0 and scaled to max 1 (the published code);
 #: "counts": the maps are raw counts (>= 0) and the Poisson term is on counts (its weight grows with the dose)
 MAP_MODES: tuple[str, ...] = ("normalised", "counts")
+
+#: "published": lambda_TV * sum Huber_delta(|grad u|) with delta = 8 lambda_TV / tv_iterations, the regularisation
+#: the published loop (step 1, tv_iterations un-accelerated FGP steps from a zero dual) effectively applies
+#: (:func:`processing.fusion.model.published_tv_delta`); "tv": the exact isotropic TV the published cost states
+REGULARISERS: tuple[str, ...] = ("published", "tv")
 
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter("gamma", "Gamma (HAADF ~ Z^gamma)", "real", 1.6, 1.4, 2.0,
@@ -35,7 +40,11 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("tolerance", "Tolerance (rel. cost change)", "real", 1e-4, 0.0, 0.5,
               description="stop when the cost changes by less than this fraction over one iteration (0: never)"),
     Parameter("tv_iterations", "TV iterations", "integral", 3, 1, 100,
-              description="inner iterations of the TV proximal step (warm-started)"),
+              description="published regulariser: the published TV iterations K (delta = 8 lambda_TV / K); "
+                          "exact TV: inner iterations of the TV proximal step (warm-started)"),
+    Parameter("regulariser", "Regulariser", "choice", "published", choices=REGULARISERS,
+              description="published: the Huber-TV the published loop effectively applies (delta = 8 lambda_TV / "
+                          "TV iterations); tv: exact isotropic TV at lambda_TV"),
     Parameter("background", "Background", "real", 0.24, 1e-6, 1e6,
               description="background of the Poisson term (normalised units, or counts in counts mode)"),
     Parameter("map_mode", "Maps are", "choice", "normalised", choices=MAP_MODES,
@@ -49,7 +58,7 @@ _BY_NAME = {p.name: p for p in PARAMETERS}
 #: (edge maps clipped at 0), weights fitted to the HAADF (the edges of different elements have unrelated
 #: cross-sections), a strong HAADF term and more TV (checked against the simulator's truth: docs/fusion.md)
 SI_PRESET: dict[str, typing.Any] = {"map_mode": "counts", "weighting": "fitted", "lambda_haadf": 10.0,
-                                    "lambda_tv": 1.0, "max_iterations": 30}
+                                    "lambda_tv": 1.0, "max_iterations": 30, "regulariser": "tv"}
 
 
 def parse_region(text: str | typing.Sequence[int] | None) -> tuple[int, int, int, int] | None:
@@ -84,6 +93,7 @@ class FusionOptions:
     max_iterations: int = 50
     tolerance: float = 1e-4
     tv_iterations: int = 3
+    regulariser: str = "published"
     background: float = 0.24
     map_mode: str = "normalised"
     weighting: str = "Z"

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from processing.base import Calibration, InputError, ParameterError
 from processing.fusion.elements import atomic_number, element_symbol
-from processing.fusion.model import F32, FusionProblem
+from processing.fusion.model import F32, FusionProblem, published_tv_delta
 from processing.fusion.options import FusionOptions
 
 __all__ = ["PreparedInputs", "prepare_inputs", "check_calibrations", "haadf_weights"]
@@ -193,8 +193,9 @@ def prepare_inputs(haadf: typing.Any, maps: typing.Mapping[str, typing.Any], opt
     problem = FusionProblem(b=b, m=m_stack, scale=scale.astype(np.float32), weights=weights, gamma=options.gamma,
                             lambda_haadf=options.haadf_weight(len(names)), lambda_chem=options.lambda_chem,
                             lambda_tv=options.lambda_tv,
-                            background=options.background,
-                            mask=sel)
+                            background=options.background, mask=sel,
+                            tv_delta=published_tv_delta(options.lambda_tv, options.tv_iterations)
+                            if options.regulariser == "published" else 0.0)
     return PreparedInputs(problem=problem, u0=u0, names=names, elements=symbols,
                           raw_maps=np.stack(raw).astype(np.float32), haadf=h.astype(np.float32),
                           region_px=(top, left, height, width), map_offset=offset, map_span=span,
