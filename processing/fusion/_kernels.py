@@ -47,14 +47,16 @@ def _primal(v: NDArray[np.float32], weight: float, qy: NDArray[np.float32], qx: 
 
 @_kernel
 def fgp_tv(v: NDArray[np.float32], weight: float, py: NDArray[np.float32], px: NDArray[np.float32],
-           iterations: int) -> NDArray[np.float32]:
-    """argmin_{x >= 0} 1/2 ||x - v||^2 + weight * TV(x) by FGP; ``py``, ``px`` (the dual, (n, H, W)) are the warm
-    start and are updated in place. Returns x (n, H, W) float32."""
+           iterations: int, delta: float = 0.0) -> NDArray[np.float32]:
+    """argmin_{x >= 0} 1/2 ||x - v||^2 + weight * TV(x) by FGP (``delta`` > 0: the Huber-TV
+    sum H_delta(|grad x|) = max_{|p| <= 1} p . grad x - delta/2 |p|^2, the dual step gets the -delta p term);
+    ``py``, ``px`` (the dual, (n, H, W)) are the warm start and are updated in place. Returns x (n, H, W) float32."""
     n, h, w = v.shape
     ry = py.copy()
     rx = px.copy()
     x = np.empty_like(v)
-    step = np.float32(1.0 / (8.0 * weight))
+    step = np.float32(1.0 / (8.0 * weight + delta))
+    dl = np.float32(delta)
     t = 1.0
     for _ in range(iterations):
         _primal(v, weight, ry, rx, x)
@@ -65,8 +67,8 @@ def fgp_tv(v: NDArray[np.float32], weight: float, py: NDArray[np.float32], px: N
                 for j in range(w):
                     gy = x[k, i + 1, j] - x[k, i, j] if i < h - 1 else np.float32(0.0)
                     gx = x[k, i, j + 1] - x[k, i, j] if j < w - 1 else np.float32(0.0)
-                    ny = ry[k, i, j] + step * gy
-                    nx = rx[k, i, j] + step * gx
+                    ny = ry[k, i, j] + step * (gy - dl * ry[k, i, j])
+                    nx = rx[k, i, j] + step * (gx - dl * rx[k, i, j])
                     norm = math.sqrt(ny * ny + nx * nx)
                     if norm > 1.0:
                         ny = np.float32(ny / norm)

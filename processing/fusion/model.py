@@ -97,10 +97,12 @@ def huber_tv(x: F32, delta: float, *, with_gradient: bool = True) -> tuple[float
     return value, grad
 
 
-def tv_prox(v: F32, weight: float, dual: tuple[F32, F32] | None, iterations: int) -> tuple[F32, tuple[F32, F32]]:
+def tv_prox(v: F32, weight: float, dual: tuple[F32, F32] | None, iterations: int, delta: float = 0.0
+            ) -> tuple[F32, tuple[F32, F32]]:
     """argmin_{x >= 0} 1/2 ||x - v||^2 + weight * TV(x) by ``iterations`` of FGP, warm-started from ``dual``: the
     numba kernel (:func:`processing.fusion._kernels.fgp_tv`, 10x the numpy version); :func:`tv_prox_numpy` is its
-    reference. Returns (x, dual); ``dual`` is not modified. ``weight`` <= 0 returns max(v, 0).
+    reference. ``delta`` > 0: the Huber-TV of :func:`huber_tv` instead of TV. Returns (x, dual); ``dual`` is not
+    modified. ``weight`` <= 0 returns max(v, 0).
     """
     if weight <= 0:
         return np.maximum(v, 0.0), dual if dual is not None else (np.zeros_like(v), np.zeros_like(v))
@@ -108,11 +110,11 @@ def tv_prox(v: F32, weight: float, dual: tuple[F32, F32] | None, iterations: int
     v32 = np.ascontiguousarray(v, dtype=np.float32)
     py, px = (np.zeros_like(v32), np.zeros_like(v32)) if dual is None else (
         np.array(dual[0], dtype=np.float32, order="C"), np.array(dual[1], dtype=np.float32, order="C"))
-    x = fgp_tv(v32, float(weight), py, px, int(iterations))
+    x = fgp_tv(v32, float(weight), py, px, int(iterations), float(delta))
     return x, (py, px)
 
 
-def tv_prox_numpy(v: F32, weight: float, dual: tuple[F32, F32] | None, iterations: int
+def tv_prox_numpy(v: F32, weight: float, dual: tuple[F32, F32] | None, iterations: int, delta: float = 0.0
                   ) -> tuple[F32, tuple[F32, F32]]:
     """argmin_{x >= 0} 1/2 ||x - v||^2 + weight * TV(x), by ``iterations`` of FGP (Beck & Teboulle 2009, fast
     gradient projection on the dual, with momentum), warm-started from ``dual`` (the dual returned last time).
@@ -124,13 +126,14 @@ def tv_prox_numpy(v: F32, weight: float, dual: tuple[F32, F32] | None, iteration
     py, px = (np.zeros_like(v), np.zeros_like(v)) if dual is None else dual
     ry, rx = py.copy(), px.copy()
     t = 1.0
-    step = np.float32(1.0 / (8.0 * weight))
+    step = np.float32(1.0 / (8.0 * weight + delta))
     w32 = np.float32(weight)
+    d32 = np.float32(delta)
     for _ in range(iterations):
         x = np.maximum(v + w32 * divergence(ry, rx), 0.0)
         gy, gx = gradient_xy(x)
-        ny = ry + step * gy
-        nx = rx + step * gx
+        ny: F32 = (ry + step * (gy - d32 * ry)).astype(np.float32, copy=False)
+        nx: F32 = (rx + step * (gx - d32 * rx)).astype(np.float32, copy=False)
         norm = np.sqrt(ny * ny + nx * nx)
         np.maximum(norm, 1.0, out=norm)
         ny /= norm

@@ -6,8 +6,8 @@ warm-started FGP proximal step for the total variation. It stops when the relati
 iteration falls below ``tolerance`` (or at ``max_iterations``) and reports the three cost terms per iteration.
 The published loop (fixed step 1, no momentum, 3 TV iterations restarted from zero) is what this replaces. With
 the default regulariser "published" the TV term is the Huber-TV that loop effectively applies
-(:func:`processing.fusion.model.published_tv_delta`): it is smooth, so it goes into the gradient and the proximal
-step is the projection u >= 0; with "tv" it is the exact TV through the FGP proximal step.
+(:func:`processing.fusion.model.published_tv_delta`), with "tv" the exact TV; both go through the warm-started
+FGP proximal step (Huber: the dual step gets a -delta p term).
 
 Example
 -------
@@ -126,31 +126,22 @@ def solve(problem: FusionProblem, u0: F32, options: FusionOptions, *, dual: tupl
     """
     lam_tv = problem.lambda_tv
     n_tv = options.tv_iterations
-    huber = problem.tv_delta > 0 and lam_tv > 0  # smooth regulariser: in the gradient, the prox is u >= 0
+    delta = problem.tv_delta  # > 0: Huber-TV (the published loop's effective regulariser), through the same prox
 
-    def smooth_part(x: F32, with_gradient: bool = True) -> tuple[float, float, float, float, F32 | None]:
-        """(HAADF, Poisson, regulariser (nan when it is the prox's TV), smooth part of F, its gradient)."""
+    def smooth_part(x: F32, with_gradient: bool = True) -> tuple[float, float, float, F32 | None]:
+        """(HAADF, Poisson, smooth part of F, its gradient)."""
         h, p, g = problem.smooth(x, with_gradient=with_gradient)
-        f = problem.lambda_haadf * h + problem.lambda_chem * p
-        r = math.nan
-        if huber:
-            r, gr = problem.regulariser(x, with_gradient=with_gradient)
-            f += lam_tv * r
-            if g is not None and gr is not None:
-                g += np.float32(lam_tv) * gr
-        return h, p, r, f, g
+        return h, p, problem.lambda_haadf * h + problem.lambda_chem * p, g
 
-    def prox(v: F32, t: float, d: tuple[F32, F32] | None) -> tuple[F32, tuple[F32, F32] | None]:
-        if huber:
-            return np.maximum(v, 0.0), d
-        return tv_prox(v, t * lam_tv, d, n_tv)
+    def prox(v: F32, t: float, d: tuple[F32, F32] | None) -> tuple[F32, tuple[F32, F32]]:
+        return tv_prox(v, t * lam_tv, d, n_tv, delta)
 
-    def reg_value(x: F32, r: float) -> float:
-        return r if huber else tv_isotropic(x)
+    def reg_value(x: F32) -> float:
+        return problem.regulariser(x)[0]
 
     u = np.maximum(u0.astype(np.float32, copy=True), 0.0)
-    h0, p0, r0, _, _ = smooth_part(u, with_gradient=False)
-    current = problem.combine(h0, p0, reg_value(u, r0))
+    h0, p0, _, _ = smooth_part(u, with_gradient=False)
+    current = problem.combine(h0, p0, reg_value(u))
     history = [current]
     steps: list[float] = []
     u_prev = u
@@ -170,18 +161,18 @@ def solve(problem: FusionProblem, u0: F32, options: FusionOptions, *, dual: tupl
         for attempt in range(2):  # second attempt: momentum restarted (plain proximal gradient step from u)
             y = u + beta * (u - u_prev) if beta > 0 else u
             np.maximum(y, 0.0, out=y) if y is not u else None
-            _, _, _, f_y, grad = smooth_part(y)
+            _, _, f_y, grad = smooth_part(y)
             assert grad is not None
             for _ in range(30):  # backtracking on the smooth part
                 z, new_dual = prox(y - np.float32(t) * grad, t, dual)
-                hz, pz, rz, f_z, _ = smooth_part(z, with_gradient=False)
+                hz, pz, f_z, _ = smooth_part(z, with_gradient=False)
                 d = z - y
                 bound = f_y + float(np.vdot(grad, d)) + float(np.vdot(d, d)) / (2.0 * t)
                 if f_z <= bound + 1e-7 * abs(f_y) or not np.isfinite(f_z):
                     if np.isfinite(f_z):
                         break
                 t *= 0.5
-            candidate = problem.combine(hz, pz, reg_value(z, rz))
+            candidate = problem.combine(hz, pz, reg_value(z))
             if candidate.total <= current.total or attempt == 1:
                 accepted = candidate.total <= current.total
                 break
