@@ -36,8 +36,8 @@ from processing.alignment.stack_filters import (SDSD_PARAMETERS, PairSpectra, pr
                                                  validate_stack)
 from processing.base import InputError, ParameterError
 
-__all__ = ["SDSD_PARAMETERS", "SDSDResult", "PairMeasurement", "pair_list", "measure_pairs", "solve_shifts",
-           "align_stack", "sdsd_options"]
+__all__ = ["SDSD_PARAMETERS", "SDSDResult", "PairMeasurement", "pair_list", "measure_pairs", "pair_weight",
+           "solve_shifts", "align_stack", "sdsd_options"]
 
 FloatArray = NDArray[np.float64]
 
@@ -45,12 +45,15 @@ FloatArray = NDArray[np.float64]
 @dataclasses.dataclass(frozen=True)
 class PairMeasurement:
     """One measured pair: ``shift_px`` = position of frame j minus position of frame i (dy, dx) px;
-    ``correlation`` = normalised correlation maximum in [-1, 1] (the pair's weight, clipped at 0)."""
+    ``correlation`` = normalised correlation maximum in [-1, 1]; ``curvature_per_px2`` = curvature of the
+    normalised correlation at the peak times the window overlap there (NaN when unknown). Their least-squares weight: :func:`pair_weight`
+    (weighting "variance") or the correlation maximum clipped at 0 (weighting "correlation", the seed's rule)."""
 
     i: int
     j: int
     shift_px: tuple[float, float]
     correlation: float
+    curvature_per_px2: float = float("nan")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -114,15 +117,29 @@ def pair_list(n_frames: int, reference: str, band_k: int = 10) -> list[tuple[int
 def _dft_surface(cross: NDArray[np.complex64], spectra: PairSpectra, centres: FloatArray, step_px: float,
                  half_points: int) -> FloatArray:
     """Correlation values on a (2h+1)^2 grid of shifts around ``centres`` (n, 2) for a batch of cross spectra
-    (n, My, Mxh). Returns (n, 2h+1, 2h+1) float64: c[n, a, b] at shift centre + ((a - h), (b - h)) * step."""
+    (n, My, Mxh) (a local matrix-multiply DFT, Guizar-Sicairos). Returns (n, 2h+1, 2h+1) float64:
+    c[n, a, b] at shift centre + ((a - h), (b - h)) * step."""
     offsets = (np.arange(-half_points, half_points + 1) * step_px)
     sy = centres[:, 0:1] + offsets[None, :]                         # (n, p)
     sx = centres[:, 1:2] + offsets[None, :]
-    ey = np.exp(2j * np.pi * sy[:, :, None] * spectra.fy[None, None, :]).astype(np.complex64)   # (n, p, My)
-    ex = np.exp(2j * np.pi * spectra.fx[None, :, None] * sx[:, None, :]).astype(np.complex64)   # (n, Mxh, p)
-    weighted = cross * spectra.column_weights[None, None, :]
-    values = np.matmul(np.matmul(ey, weighted), ex)
+    phase_y = (2 * np.pi * sy[:, :, None] * spectra.fy[None, None, :]).astype(np.float32)       # (n, p, My)
+    phase_x = (2 * np.pi * spectra.fx[None, :, None] * sx[:, None, :]).astype(np.float32)       # (n, Mxh, p)
+    ey = np.exp(np.complex64(1j) * phase_y)
+    ex = np.exp(np.complex64(1j) * phase_x)
+    ex *= spectra.column_weights[None, :, None]                     # the rfft half-plane counts twice
+    values = np.matmul(np.matmul(ey, cross), ex)
     return np.asarray(values.real, dtype=np.float64) * spectra.inverse_scale
+
+
+def _envelope_at(envelope: FloatArray, shift_px: FloatArray) -> FloatArray:
+    """The window overlap ``envelope`` (n,) by shift mod n, linearly interpolated at real shifts (any shape),
+    floored at 0.05."""
+    n = len(envelope)
+    pos = np.mod(shift_px, n)
+    lo = np.floor(pos).astype(np.intp)
+    frac = pos - lo
+    values = (1.0 - frac) * envelope[lo % n] + frac * envelope[(lo + 1) % n]
+    return np.asarray(np.maximum(values, 0.05), dtype=np.float64)
 
 
 def _parabola(m: FloatArray, c: FloatArray, p: FloatArray) -> FloatArray:
@@ -133,12 +150,15 @@ def _parabola(m: FloatArray, c: FloatArray, p: FloatArray) -> FloatArray:
 
 def _correlate_batch(spectra: PairSpectra, i_index: NDArray[np.intp], j_index: NDArray[np.intp],
                      subpixel_px: float, max_shift_px: float, inverted_contrast: bool = False,
-                     ) -> tuple[FloatArray, FloatArray]:
-    """Shifts (n, 2) px and normalised correlation maxima (n,) for pairs (i, j): position of j minus i.
+                     ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Shifts (n, 2) px, normalised correlation maxima (n,) and peak curvatures (n,) 1/px^2 (of the normalised
+    correlation, mean of y and x, times the window overlap at the shift: the fraction of the frame the pair
+    shares, which scales the information it carries) for pairs (i, j): position of j minus i.
     With ``inverted_contrast`` the peak of |correlation| is used (a pair whose contrast is reversed, as between
     EFTEM slices or across a focal series, correlates negatively)."""
-    cross = spectra.spectra[j_index] * np.conj(spectra.spectra[i_index])          # (n, My, Mxh)
-    coarse = scipy.fft.irfft2(cross, s=spectra.grid_shape, axes=(-2, -1), workers=-1)
+    cross = spectra.spectra[j_index] * np.conj(spectra.spectra[i_index])          # (n, My, Mxh) complex64
+    low = cross[:, spectra.coarse_rows, :spectra.coarse_columns]
+    coarse = scipy.fft.irfft2(low, s=spectra.grid_shape, axes=(-2, -1), workers=-1)
     my, mx = spectra.grid_shape
     gy, gx = spectra.grid_step_px
     # shift of grid index (a, b): a * gy (wrapped to +-H/2)
@@ -151,10 +171,11 @@ def _correlate_batch(spectra: PairSpectra, i_index: NDArray[np.intp], j_index: N
         sign = np.sign(coarse.reshape(len(i_index), -1)[np.arange(len(i_index)), flat])
         cross = cross * sign.astype(np.complex64)[:, None, None]
     centres = np.stack([ay[flat // mx], ax[flat % mx]], axis=1).astype(np.float64)
-    # refine: a 5 x 5 grid at a quarter of the coarse step, then 3 x 3 grids each a quarter of the previous step,
-    # down to the requested precision; a parabola through the best point and its neighbours after each grid (a grid
-    # whose best point is on its border is repeated, re-centred, before the step shrinks)
-    step = max(gy, gx) / 4.0
+    # refine: a 5 x 5 grid at a third of the coarse step, then 3 x 3 grids each a tenth of the previous
+    # step (the parabola through the best point and its neighbours after each grid is far better than the step),
+    # down to the requested precision; a grid whose best point is on its border is repeated, re-centred, before
+    # the step shrinks
+    step = max(gy, gx) / 3.0
     half = 2
     repeats = 0
     while True:
@@ -173,11 +194,31 @@ def _correlate_batch(spectra: PairSpectra, i_index: NDArray[np.intp], j_index: N
             continue
         if step <= subpixel_px:
             break
-        step = max(step / 4.0, subpixel_px)
+        step = max(step / 10.0, subpixel_px)
         half, repeats = 1, 0
     value = surface[rows, by, bx]
-    peak = value / np.maximum(spectra.norms[i_index] * spectra.norms[j_index], 1e-30)
-    return centres, np.clip(peak, -1.0, 1.0)
+    norm = np.maximum(spectra.norms[i_index] * spectra.norms[j_index], 1e-30)
+    peak = value / norm
+    cy = -(surface[rows, by - 1, bx] - 2.0 * value + surface[rows, by + 1, bx])
+    cx = -(surface[rows, by, bx - 1] - 2.0 * value + surface[rows, by, bx + 1])
+    curvature = np.maximum(0.5 * (cy + cx), 0.0) / (norm * step * step)
+    overlap = _envelope_at(spectra.envelope_y, centres[:, 0]) * _envelope_at(spectra.envelope_x, centres[:, 1])
+    return centres, np.clip(peak, -1.0, 1.0), curvature * overlap
+
+
+def pair_weight(correlation: typing.Any, curvature_per_px2: typing.Any) -> FloatArray:
+    """Inverse variance (up to one common factor) of a pair's shift measurement from its normalised correlation
+    maximum r and the curvature H (1/px^2) of the normalised correlation at the peak.
+
+    The shift error of a correlation peak is the noise of the surface's slope over its curvature. For two frames
+    with coherence r (signal power over total power, noise and structure change both lower it), the slope noise
+    variance is (1 - r^2) <k^2> / N_eff and the curvature is r <k^2> (<k^2> the band's second moment), so
+    var(shift) ~ (1 - r^2) / (r H N_eff): the time-delay Cramer-Rao bound ((1 + 2 SNR) / SNR^2). N_eff (the number
+    of independent pixels) is common to the pairs of a stack. Least squares wants weights = 1 / var: r H / (1 - r^2).
+    """
+    r = np.clip(np.abs(np.asarray(correlation, dtype=np.float64)), 1e-3, 0.999)
+    h = np.maximum(np.asarray(curvature_per_px2, dtype=np.float64), 1e-12)
+    return np.asarray(r * h / (1.0 - r * r), dtype=np.float64)
 
 
 def measure_pairs(spectra: PairSpectra, pairs: typing.Sequence[tuple[int, int]], *, subpixel_px: float = 0.05,
@@ -192,9 +233,10 @@ def measure_pairs(spectra: PairSpectra, pairs: typing.Sequence[tuple[int, int]],
     index = np.asarray(pairs, dtype=np.intp).reshape(-1, 2)
     for start in range(0, len(index), batch_pairs):
         chunk = index[start:start + batch_pairs]
-        shifts, corr = _correlate_batch(spectra, chunk[:, 0], chunk[:, 1], subpixel_px, limit, inverted_contrast)
-        out.extend(PairMeasurement(int(i), int(j), (float(s[0]), float(s[1])), float(c))
-                   for (i, j), s, c in zip(chunk, shifts, corr))
+        shifts, corr, curv = _correlate_batch(spectra, chunk[:, 0], chunk[:, 1], subpixel_px, limit,
+                                              inverted_contrast)
+        out.extend(PairMeasurement(int(i), int(j), (float(s[0]), float(s[1])), float(c), float(h))
+                   for (i, j), s, c, h in zip(chunk.tolist(), shifts.tolist(), corr.tolist(), curv.tolist()))
     return out
 
 
@@ -227,19 +269,32 @@ def _wls(n: int, pairs: NDArray[np.intp], d: FloatArray, w: FloatArray) -> tuple
 
 
 def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], *, reject_sigma: float = 3.0,
-                 min_residual_px: float = 0.1, max_iterations: int = 10,
+                 min_residual_px: float = 0.1, max_iterations: int = 10, weighting: str = "variance",
                  ) -> tuple[FloatArray, FloatArray, tuple[tuple[int, int], ...], float, list[str]]:
-    """Weighted least squares over pairs (weights = correlation maxima) with robust rejection.
+    """Weighted least squares over pairs with robust rejection.
+
+    weighting : "variance" (default): each pair weighted by the inverse variance of its measurement,
+        :func:`pair_weight` (what least squares wants; pairs whose structure changed or whose peak is broad count
+        less); "correlation": by the correlation maximum (the seed's rule, kept for comparison).
 
     Returns (shifts_px (N, 2), uncertainty_px (N, 2), rejected pairs, weighted RMS residual px, notes).
-    A pair is rejected when its residual exceeds ``reject_sigma`` x the robust (MAD) residual scale, and at least
-    ``min_residual_px``; rejection never disconnects a frame from the others (reject_sigma = 0 disables it).
+    A pair is rejected when its residual, in units of its own expected error (1 / sqrt(weight)), exceeds
+    ``reject_sigma`` x the robust (MAD) scale of these standardised residuals, and is at least ``min_residual_px``;
+    rejection never disconnects a frame from the others (reject_sigma = 0 disables it).
     """
     if not measurements:
         raise InputError("no pair was measured; alignment needs at least 2 frames.")
     pairs = np.asarray([(m.i, m.j) for m in measurements], dtype=np.intp)
     d = np.asarray([m.shift_px for m in measurements], dtype=np.float64)
-    w = np.clip(np.asarray([m.correlation for m in measurements], dtype=np.float64), 1e-6, None)
+    corr = np.asarray([m.correlation for m in measurements], dtype=np.float64)
+    if weighting == "variance":
+        curv = np.asarray([m.curvature_per_px2 for m in measurements], dtype=np.float64)
+        w = pair_weight(corr, np.where(np.isfinite(curv), curv, 1.0))
+        w = w / max(float(np.median(w)), 1e-300)
+    elif weighting == "correlation":
+        w = np.clip(corr, 1e-6, None)
+    else:
+        raise ParameterError(f"weighting must be 'variance' or 'correlation'; got {weighting!r}.")
     notes: list[str] = []
     if not _connected(n_frames, pairs, np.ones(len(pairs), bool)):
         raise InputError(f"the pairs do not connect all {n_frames} frames; use reference 'all' or a larger band_k.")
@@ -249,9 +304,11 @@ def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], 
         residual = np.linalg.norm(positions[pairs[:, 1]] - positions[pairs[:, 0]] - d, axis=1)
         if reject_sigma <= 0 or keep.sum() <= n_frames - 1:
             break
-        scale = 1.4826 * float(np.median(residual[keep]))
-        threshold = max(reject_sigma * scale, min_residual_px)
-        new_keep = residual <= threshold
+        # residuals in units of each pair's own expected error (1 / sqrt(weight)): a noisy pair, already weighted
+        # down, is not rejected for a residual its variance explains
+        standard = residual * np.sqrt(w)
+        scale = 1.4826 * float(np.median(standard[keep]))
+        new_keep = (standard <= reject_sigma * scale) | (residual <= min_residual_px)
         # never disconnect: restore the best rejected pairs until connected
         if not _connected(n_frames, pairs, new_keep):
             for index in np.argsort(residual):
@@ -316,13 +373,14 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
         # pair shifts of the original frames = residual pair shift + the integer pre-shifts
         return [PairMeasurement(m.i, m.j, (m.shift_px[0] + float(offsets[m.j, 0] - offsets[m.i, 0]),
                                            m.shift_px[1] + float(offsets[m.j, 1] - offsets[m.i, 1])),
-                                m.correlation) for m in measured], spectra
+                                m.correlation, m.curvature_per_px2) for m in measured], spectra
 
     measurements, spectra = measure(stack, pairs)
     large = 0.02 * min(h, w)
     for _pass in range(5):
         shifts, uncertainty, rejected, rms, notes = solve_shifts(n, measurements,
-                                                                 reject_sigma=float(opts["reject_sigma"]))
+                                                                 reject_sigma=float(opts["reject_sigma"]),
+                                                                 weighting=str(opts["weighting"]))
         # the window and the content entering/leaving the frame bias large shifts towards zero: when a frame moved
         # more than 2 % of the frame, the pairs whose whole-pixel pre-shifts differ are measured again on frames
         # pre-shifted by the whole-pixel estimate (residuals < 1 px, bias negligible), until the estimate settles

@@ -5,7 +5,8 @@ Pre-filter of one frame (seed 001, step 1), in this order: crop to the region; o
 Sobel edge magnitude; subtract the mean; multiply by a window (Hann, Tukey 25 %, none); FFT; multiply by the
 Gaussian band-pass ``exp(-2 pi^2 sl^2 k^2) - exp(-2 pi^2 sh^2 k^2)`` (the same low/high-pass pair as
 :func:`processing.alignment.registration.prefilter`, done in Fourier space where it is free); keep only the
-frequencies the low-pass lets through (< 5 %), so each pair correlation costs a small inverse FFT.
+frequencies where a pair's cross spectrum (low-pass squared) keeps >= 5 %, so each pair correlation costs a
+small inverse FFT.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from processing.base import InputError, Parameter, ParameterError
 __all__ = ["SDSD_PARAMETERS", "PairSpectra", "sdsd_options", "validate_stack", "parse_region", "prefilter_spectra"]
 
 Float32Array = NDArray[np.float32]
+FloatArray = NDArray[np.float64]
 
 #: The SDSD options, declared once (Python call, Swift computation inspector, command line).
 SDSD_PARAMETERS: tuple[Parameter, ...] = (
@@ -47,6 +49,9 @@ SDSD_PARAMETERS: tuple[Parameter, ...] = (
               description="largest pair shift searched (0 = 45 % of the frame)"),
     Parameter("inverted_contrast", "Contrast reversals", "boolean", False,
               description="use the peak of |correlation|: pairs whose contrast is reversed (EFTEM, focal series)"),
+    Parameter("weighting", "Pair weights", "choice", "variance", choices=("variance", "correlation"),
+              description="least-squares weight of a pair: inverse variance from its correlation maximum and peak "
+                          "sharpness, or the correlation maximum itself (the seed's rule)"),
     Parameter("reject_sigma", "Reject at", "real", 3.0, 0.0, 100.0, "sigma",
               description="reject pairs whose residual exceeds this many robust sigmas (0 = never)"),
 )
@@ -130,7 +135,12 @@ class PairSpectra:
     spectra : (N, My, Mxh) complex64, rows = frequencies ky/H for ky in [0, My/2) then [-My/2, 0), columns kx/W.
     fy, fx : (My,), (Mxh,) frequencies in cycles/px. column_weights : (Mxh,) 1 for kx = 0, else 2 (the rfft half).
     norms : (N,) sqrt(sum of the filtered frame squared). inverse_scale : 1 / (H W) (Parseval).
-    grid_shape : (My, Mx) of the coarse correlation grid; grid_step_px : (H / My, W / Mx).
+    envelope_y, envelope_x : (H,), (W,) circular autocorrelation of the window along y and x (1 at shift 0), by
+    shift mod H (W): a pair shifted by s correlates over the window overlap E_y(s_y) E_x(s_x) only (its share of
+    the information, used in the pair weight).
+    grid_shape : (Gy, Gx) of the coarse correlation grid (the integer peak search), computed from the lower part of
+    the band: rows ``coarse_rows`` and the first ``coarse_columns`` columns of ``spectra``; grid_step_px :
+    (H / Gy, W / Gx).
     """
 
     spectra: NDArray[np.complex64]
@@ -141,23 +151,42 @@ class PairSpectra:
     inverse_scale: float
     grid_shape: tuple[int, int]
     grid_step_px: tuple[float, float]
+    coarse_rows: NDArray[np.intp]
+    coarse_columns: int
+    envelope_y: FloatArray
+    envelope_x: FloatArray
     frame_shape: tuple[int, int]
     notes: list[str]
 
 
-def _window(kind: str, h: int, w: int) -> Float32Array:
+def _window_1d(kind: str, n: int) -> FloatArray:
     if kind == "none":
-        return np.ones((h, w), np.float32)
+        return np.ones(n)
     if kind == "hann":
-        wy, wx = np.hanning(h), np.hanning(w)
-    else:
-        wy, wx = scipy.signal.windows.tukey(h, 0.25), scipy.signal.windows.tukey(w, 0.25)
-    return np.outer(wy, wx).astype(np.float32)
+        return np.asarray(np.hanning(n), dtype=np.float64)
+    return np.asarray(scipy.signal.windows.tukey(n, 0.25), dtype=np.float64)
+
+
+def _window(kind: str, h: int, w: int) -> Float32Array:
+    return np.outer(_window_1d(kind, h), _window_1d(kind, w)).astype(np.float32)
+
+
+def _envelope(window: FloatArray) -> FloatArray:
+    """Circular autocorrelation of a 1-D window, normalised to 1 at zero shift: (n,) indexed by shift mod n."""
+    spectrum = np.fft.rfft(window)
+    auto = np.fft.irfft(np.abs(spectrum) ** 2, n=len(window))
+    return np.asarray(auto / max(float(auto[0]), 1e-30), dtype=np.float64)
 
 
 def _band_size(n: int, k_cut: float) -> int:
+    """Even, FFT-friendly number of frequency rows/columns covering |k| < ``k_cut`` cycles/px of an ``n``-px axis."""
     m = 2 * int(math.ceil(k_cut * n))
-    return n if m >= n - 1 else max(m, 16)
+    if m >= n - 1:
+        return n
+    m = max(m, 16)
+    while m % 2 or scipy.fft.next_fast_len(m) != m:
+        m += 1
+    return n if m >= n - 1 else m
 
 
 def prefilter_spectra(stack: Float32Array, options: typing.Mapping[str, typing.Any]) -> PairSpectra:
@@ -167,7 +196,8 @@ def prefilter_spectra(stack: Float32Array, options: typing.Mapping[str, typing.A
     h, w = bottom - top, right - left
     window = _window(str(options["window"]), h, w)
     sl, sh = float(options["lowpass_sigma_px"]), float(options["highpass_sigma_px"])
-    k_cut = min(0.5, math.sqrt(math.log(20.0) / (2 * math.pi ** 2)) / sl) if sl > 0 else 0.5
+    # a pair's cross spectrum carries the low-pass twice (band^2): keep the frequencies where band^2 >= 5 %
+    k_cut = min(0.5, math.sqrt(math.log(20.0) / (4 * math.pi ** 2)) / sl) if sl > 0 else 0.5
     my, mx = _band_size(h, k_cut), _band_size(w, k_cut)
     rows = np.r_[0:my // 2, h - my // 2:h] if my < h else np.arange(h)
     mxh = mx // 2 + 1 if mx < w else w // 2 + 1
@@ -195,8 +225,10 @@ def prefilter_spectra(stack: Float32Array, options: typing.Mapping[str, typing.A
                 gx = cv2.Sobel(frame, cv2.CV_32F, 1, 0, ksize=3)
                 frame = np.sqrt(gy * gy + gx * gx)
             block[k] = (frame - frame.mean()) * window
-        full = scipy.fft.rfft2(block, axes=(-2, -1), workers=-1)
-        spectra[start:start + chunk] = full[:, rows, :mxh] * band32
+        # rfft along x, then the y transform of the kept columns only
+        half = scipy.fft.rfft(block, axis=-1, workers=-1)[:, :, :mxh]
+        full = scipy.fft.fft(half, axis=-2, workers=-1)
+        spectra[start:start + chunk] = full[:, rows, :] * band32
     weights = np.full(mxh, 2.0, dtype=np.float32)
     weights[0] = 1.0
     if mxh == w // 2 + 1 and w % 2 == 0:
@@ -204,7 +236,16 @@ def prefilter_spectra(stack: Float32Array, options: typing.Mapping[str, typing.A
     inverse_scale = 1.0 / (h * w)
     power = (np.abs(spectra) ** 2 * weights[None, None, :]).sum(axis=(1, 2)) * inverse_scale
     notes: list[str] = []
-    grid = (len(rows), 2 * (mxh - 1) if mx < w else w)
+    # the integer peak is searched on the lower part of the band (band^2 >= 20 %: a smaller inverse FFT per pair);
+    # the sub-pixel refinement then uses the whole band
+    k_coarse = k_cut * math.sqrt(math.log(5.0) / math.log(20.0))
+    cy, cx = min(_band_size(h, k_coarse), len(rows)), min(_band_size(w, k_coarse), mx if mx < w else w)
+    coarse_rows = (np.r_[0:cy // 2, len(rows) - cy // 2:len(rows)] if cy < len(rows)
+                   else np.arange(len(rows))).astype(np.intp)
+    coarse_columns = cx // 2 + 1 if cx < (mx if mx < w else w) else mxh
+    grid = (len(coarse_rows), 2 * (coarse_columns - 1) if cx < w else w)
     return PairSpectra(spectra=spectra, fy=ky, fx=kx, column_weights=weights.astype(np.complex64),
                        norms=np.sqrt(np.maximum(power, 0.0)), inverse_scale=inverse_scale, grid_shape=grid,
-                       grid_step_px=(h / grid[0], w / grid[1]), frame_shape=(h, w), notes=notes)
+                       grid_step_px=(h / grid[0], w / grid[1]), coarse_rows=coarse_rows,
+                       coarse_columns=coarse_columns, envelope_y=_envelope(_window_1d(str(options["window"]), h)),
+                       envelope_x=_envelope(_window_1d(str(options["window"]), w)), frame_shape=(h, w), notes=notes)

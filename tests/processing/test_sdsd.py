@@ -146,3 +146,28 @@ def test_bad_options():
         align_stack(frames, upsample=3)
     with pytest.raises(ParameterError, match="must exceed"):
         align_stack(frames, lowpass_sigma_px=5, highpass_sigma_px=3)
+
+
+def test_variance_weights_follow_peak_sharpness_and_coherence():
+    from processing.alignment.sdsd import pair_weight
+    # sharper peak or higher coherence -> more information -> larger weight
+    assert pair_weight(0.3, 0.2) > pair_weight(0.3, 0.1) > 0
+    assert pair_weight(0.6, 0.1) / pair_weight(0.3, 0.1) > 2.0   # r / (1 - r^2), not r
+    # pairs of equal correlation maximum but broad peaks (and 10x noisier shifts) count less than sharp ones
+    rng = np.random.default_rng(3)
+    true = np.cumsum(rng.normal(0, 1, (10, 2)), axis=0)
+    true -= true[0]
+    errors = {"variance": [], "correlation": []}
+    for trial in range(20):
+        pairs = []
+        for i, j in pair_list(10, "all"):
+            sharp = j - i == 1
+            noise = 0.03 if sharp else 0.3
+            pairs.append(PairMeasurement(i, j, tuple(true[j] - true[i] + rng.normal(0, noise, 2)), 0.3,
+                                         0.1 if sharp else 0.001))
+        for mode in errors:
+            shifts = solve_shifts(10, pairs, weighting=mode, reject_sigma=0)[0]
+            errors[mode].append(_rms(shifts, true))
+    assert np.median(errors["variance"]) < 0.7 * np.median(errors["correlation"])
+    with pytest.raises(ParameterError, match="weighting"):
+        solve_shifts(10, pairs, weighting="uniform")
