@@ -16,6 +16,8 @@ Writes ``bench/results/fusion.json`` and prints the tables of ``bench/results_fu
 2. **truth**: DyScO3-like drift-free SI + HAADF of the same scan (simulator), 3 low doses x seeds; per element the
    RMS-error gain (raw / fused, against the noise-free maps); also with the HAADF term off (TV + Poisson only)
    and with the published normalised mode, to show what the HAADF term and the counts preset bring.
+   ``--lambda-sweep``: the same scenes (new seeds 61-66) over lambda_TV 0.25 - 8: the best TV weight per element
+   and dose (an oracle, chosen with the truth) bounds any noise-adaptive rule for the TV weight.
 3. **live**: :class:`processing.fusion.live.LiveFusion` fed a 64 x 64 SI section by section (8 rows): ms per update
    against the section time at 2 ms per pixel; and the real engine (headless Swift, simulated STEM) with and
    without live fusion: section durations and run time (``--engine`` runs only this part).
@@ -158,6 +160,25 @@ def truth_sweep(doses: typing.Sequence[float], seeds: typing.Sequence[int], n_px
     return out
 
 
+def lambda_sweep(doses: typing.Sequence[float], seeds: typing.Sequence[int], lambdas: typing.Sequence[float],
+                 n_px: int) -> dict[str, typing.Any]:
+    """Oracle over the TV weight (the preset otherwise): per dose, lambda_TV and element the median / worst gain.
+    The best lambda per element and dose (chosen with the truth) bounds what any per-map rule for lambda_TV
+    (noise-scaled, discrepancy principle) can reach with this cost."""
+    from test_fusion_truth import gains, scene
+    out: dict[str, typing.Any] = {}
+    for dose in doses:
+        scenes = [scene(n_px, dose, seed) for seed in seeds]
+        per_lambda = {}
+        for lam in lambdas:
+            g = [gains(s, lambda_tv=lam) for s in scenes]
+            per_lambda[f"{lam:g}"] = {el: {"median": statistics.median(x[el] for x in g),
+                                           "worst": min(x[el] for x in g)} for el in ELEMENTS}
+        best = {el: max(per_lambda, key=lambda k: per_lambda[k][el]["median"]) for el in ELEMENTS}
+        out[f"{dose:g}"] = {"per_lambda_tv": per_lambda, "best_lambda_tv": best}
+    return out
+
+
 def live_case(n_px: int, rows: int) -> dict[str, typing.Any]:
     from test_fusion_live import _updates
     from test_fusion_truth import scene
@@ -245,7 +266,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--figure", action="store_true", help="only write docs/screenshots/fusion-dysco3.png")
     parser.add_argument("--engine", action="store_true", help="only the SI engine with / without live fusion")
+    parser.add_argument("--lambda-sweep", action="store_true",
+                        help="only the oracle sweep of lambda_TV on the simulator (seeds 61-66, 3 doses)")
     args = parser.parse_args()
+    if args.lambda_sweep:
+        result = lambda_sweep([3e3, 1e4, 3e4], list(range(61, 67)), [0.25, 0.5, 1.0, 2.0, 4.0, 8.0], 48)
+        print(json.dumps(result, indent=1))
+        (ROOT / "bench" / "results" / "fusion_lambda_sweep.json").write_text(json.dumps(result, indent=1))
+        return
     if args.figure:
         figure(ROOT / "docs" / "screenshots" / "fusion-dysco3.png")
         return
