@@ -64,19 +64,23 @@ def tv_isotropic(x: F32) -> float:
 
 
 def published_tv_delta(lambda_tv: float, tv_iterations: int, step: float = 1.0) -> float:
-    """Huber threshold delta of the regulariser the published loop effectively applies (see :func:`huber_tv`).
+    """Huber threshold delta of the regulariser the published loop effectively applies (see :func:`huber_tv`);
+    0 when it applies none (``tv_iterations`` 1).
 
-    The published loop takes a gradient step of size ``step`` (1), then ``tv_iterations`` (K) iterations of
-    gradient projection on the TV dual (no momentum, dual step 1 / (8 lambda'), lambda' = step * lambda_TV),
-    restarted from a zero dual. With q = lambda' p, each dual iteration adds grad(x) / 8 to q, independent of
-    lambda', until |q| reaches lambda': where |grad x| < 8 lambda' / K the TV step is the linear diffusion
-    x + K Laplacian(x) / 8 (to first order; lambda_TV does not enter), elsewhere the TV prox of weight lambda'.
-    The fixed point of "gradient step, then that smoothing" is the stationary point of the smooth terms plus
-    lambda_TV * sum Huber_delta(|grad x|), delta = 8 step lambda_TV / K: quadratic K / (16 step) |grad x|^2 below
-    delta, lambda_TV |grad x| above. Published defaults (lambda_TV 0.15, K 3, step 1): delta = 0.4 (normalised
-    units), i.e. a Tikhonov smoothness of weight 3/16 on nearly every gradient of an atomic-resolution map.
+    The published loop takes a gradient step of size ``step`` (1), then ``fgp_tv(x, lambda_TV, K)``: gradient
+    projection on the TV dual, no momentum, dual step 1 / (8 lambda'), lambda' = step * lambda_TV, from a zero
+    dual. Its C++ kernel (``multimodal-fusion`` 0.6.0) makes K - 1 dual updates: with K = 1 it returns its input
+    (checked against a port to 6e-8). With q = lambda' p, each update adds grad(x) / 8 to q, independent of
+    lambda', until |q| reaches lambda'. Where |grad x| < 8 lambda' / (K - 1) the TV step is therefore the linear
+    diffusion x + (K - 1) Laplacian(x) / 8 (to first order; lambda_TV does not enter). Elsewhere it is the TV prox
+    of weight lambda'. The fixed point of "gradient step, then that smoothing" is the stationary point of the smooth
+    terms plus lambda_TV * sum Huber_delta(|grad x|), delta = 8 step lambda_TV / (K - 1). That is a quadratic
+    (K - 1) / (16 step) |grad x|^2 below delta and lambda_TV |grad x| above. Published defaults (lambda_TV 0.15,
+    K 3, step 1): delta = 0.6 (normalised units), a Tikhonov smoothness of weight 1/8 on nearly every gradient of
+    an atomic-resolution map.
     """
-    return 8.0 * step * lambda_tv / max(int(tv_iterations), 1)
+    updates = int(tv_iterations) - 1
+    return 8.0 * step * lambda_tv / updates if updates > 0 else 0.0
 
 
 def huber_tv(x: F32, delta: float, *, with_gradient: bool = True) -> tuple[float, F32 | None]:

@@ -21,8 +21,9 @@ WEIGHTINGS: tuple[str, ...] = ("Z", "Z^gamma", "fitted")
 #: "counts": the maps are raw counts (>= 0) and the Poisson term is on counts (its weight grows with the dose)
 MAP_MODES: tuple[str, ...] = ("normalised", "counts")
 
-#: "published": lambda_TV * sum Huber_delta(|grad u|) with delta = 8 lambda_TV / tv_iterations, the regularisation
-#: the published loop (step 1, tv_iterations un-accelerated FGP steps from a zero dual) effectively applies
+#: "published": lambda_TV * sum Huber_delta(|grad u|) with delta = 8 lambda_TV / (tv_iterations - 1), the
+#: regularisation the published loop (step 1, fgp_tv with tv_iterations: tv_iterations - 1 un-accelerated dual
+#: updates from a zero dual) effectively applies
 #: (:func:`processing.fusion.model.published_tv_delta`); "tv": the exact isotropic TV the published cost states
 REGULARISERS: tuple[str, ...] = ("published", "tv")
 
@@ -37,14 +38,14 @@ PARAMETERS: tuple[Parameter, ...] = (
               description="weight of the HAADF term; 0 means 1 / number of maps (published)"),
     Parameter("max_iterations", "Max iterations", "integral", 50, 1, 5000,
               description="upper bound of the outer iterations"),
-    Parameter("tolerance", "Tolerance (rel. cost change)", "real", 1e-4, 0.0, 0.5,
+    Parameter("tolerance", "Tolerance (rel. cost change)", "real", 1e-5, 0.0, 0.5,
               description="stop when the cost changes by less than this fraction over one iteration (0: never)"),
     Parameter("tv_iterations", "TV iterations", "integral", 3, 1, 100,
-              description="published regulariser: the published TV iterations K (delta = 8 lambda_TV / K); "
+              description="published regulariser: the published TV iterations K (delta = 8 lambda_TV / (K - 1)); "
                           "exact TV: inner iterations of the TV proximal step (warm-started)"),
     Parameter("regulariser", "Regulariser", "choice", "published", choices=REGULARISERS,
               description="published: the Huber-TV the published loop effectively applies (delta = 8 lambda_TV / "
-                          "TV iterations); tv: exact isotropic TV at lambda_TV"),
+                          "(TV iterations - 1)); tv: exact isotropic TV at lambda_TV"),
     Parameter("background", "Background", "real", 0.24, 1e-6, 1e6,
               description="background of the Poisson term (normalised units, or counts in counts mode)"),
     Parameter("map_mode", "Maps are", "choice", "normalised", choices=MAP_MODES,
@@ -58,7 +59,8 @@ _BY_NAME = {p.name: p for p in PARAMETERS}
 #: (edge maps clipped at 0), weights fitted to the HAADF (the edges of different elements have unrelated
 #: cross-sections), a strong HAADF term and more TV (checked against the simulator's truth: docs/fusion.md)
 SI_PRESET: dict[str, typing.Any] = {"map_mode": "counts", "weighting": "fitted", "lambda_haadf": 10.0,
-                                    "lambda_tv": 1.0, "max_iterations": 30, "regulariser": "tv"}
+                                    "lambda_tv": 1.0, "max_iterations": 30, "regulariser": "tv",
+                                    "tolerance": 1e-4}
 
 
 def parse_region(text: str | typing.Sequence[int] | None) -> tuple[int, int, int, int] | None:
@@ -91,7 +93,7 @@ class FusionOptions:
     lambda_tv: float = 0.15
     lambda_haadf: float = 0.0
     max_iterations: int = 50
-    tolerance: float = 1e-4
+    tolerance: float = 1e-5
     tv_iterations: int = 3
     regulariser: str = "published"
     background: float = 0.24

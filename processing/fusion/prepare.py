@@ -190,9 +190,14 @@ def prepare_inputs(haadf: typing.Any, maps: typing.Mapping[str, typing.Any], opt
     weights, note = haadf_weights(symbols, options.weighting, options.gamma, b, u0, sel)
     if note:
         notes.append(note)
+    lambda_tv = options.lambda_tv
+    if options.regulariser == "published" and options.tv_iterations < 2 and lambda_tv > 0:
+        lambda_tv = 0.0
+        notes.append("regulariser 'published' with 1 TV iteration: the published loop applies no TV then (its FGP "
+                     "makes tv_iterations - 1 dual updates), so none is applied; use 2 or more, or regulariser 'tv'.")
     problem = FusionProblem(b=b, m=m_stack, scale=scale.astype(np.float32), weights=weights, gamma=options.gamma,
                             lambda_haadf=options.haadf_weight(len(names)), lambda_chem=options.lambda_chem,
-                            lambda_tv=options.lambda_tv,
+                            lambda_tv=lambda_tv,
                             background=options.background, mask=sel,
                             tv_delta=published_tv_delta(options.lambda_tv, options.tv_iterations)
                             if options.regulariser == "published" else 0.0)
