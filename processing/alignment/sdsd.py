@@ -24,6 +24,7 @@ content of frame ``k`` relative to frame 0 (``frame_k[y, x] ~= frame_0[y - dy, x
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 
 import numpy as np
@@ -268,6 +269,27 @@ def _wls(n: int, pairs: NDArray[np.intp], d: FloatArray, w: FloatArray) -> tuple
     return positions, np.concatenate([[0.0], np.diag(inverse)])
 
 
+def _separation_variance(pairs: NDArray[np.intp], keep: NDArray[np.bool_], standard_sq: FloatArray) -> FloatArray:
+    """Per pair, the variance factor of its separation band |j - i|: the robust mean of the standardised squared
+    residuals (per axis, ``standard_sq``) of the kept pairs in the band; bands hold >= max(8, N/2) kept pairs."""
+    separation = pairs[:, 1] - pairs[:, 0]
+    minimum = max(8, int(pairs.max()) // 2 + 1)
+    overall = max(float(np.median(standard_sq[keep])) / math.log(2.0), 1e-300)
+    factor = np.full(len(pairs), overall)
+    members: list[int] = []
+    band: list[int] = []
+    values = np.unique(separation)
+    for index, value in enumerate(values):
+        band.append(int(value))
+        members.extend(np.flatnonzero((separation == value) & keep).tolist())
+        if len(members) >= minimum or index == len(values) - 1:
+            if members:
+                estimate = float(np.median(standard_sq[members])) / math.log(2.0)
+                factor[np.isin(separation, band)] = max(estimate, 1e-6 * overall)
+            members, band = [], []
+    return factor
+
+
 def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], *, reject_sigma: float = 3.0,
                  min_residual_px: float = 0.1, max_iterations: int = 10, weighting: str = "variance",
                  ) -> tuple[FloatArray, FloatArray, tuple[tuple[int, int], ...], float, list[str]]:
@@ -275,7 +297,10 @@ def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], 
 
     weighting : "variance" (default): each pair weighted by the inverse variance of its measurement,
         :func:`pair_weight` (what least squares wants; pairs whose structure changed or whose peak is broad count
-        less); "correlation": by the correlation maximum (the seed's rule, kept for comparison).
+        less), then divided by the variance of the residuals of its separation band |j - i| (structure that
+        changes along the series makes distant pairs err more than their noise says; estimated from the
+        residuals, iterated with the rejection); "correlation": by the correlation maximum (the seed's rule, kept
+        for comparison).
 
     Returns (shifts_px (N, 2), uncertainty_px (N, 2), rejected pairs, weighted RMS residual px, notes).
     A pair is rejected when its residual, in units of its own expected error (1 / sqrt(weight)), exceeds
@@ -319,6 +344,19 @@ def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], 
         if np.array_equal(new_keep, keep):
             break
         keep = new_keep
+    if weighting == "variance" and int(keep.sum()) >= 2 * (n_frames - 1):
+        # the a-priori weight models the shot noise; the error from structure changing along the series grows with
+        # the frames' separation: estimated from the residuals of the kept pairs (variance per separation band)
+        prior = w.copy()
+        for _ in range(3):
+            positions, diag = _wls(n_frames, pairs[keep], d[keep], w[keep])
+            residual = np.linalg.norm(positions[pairs[:, 1]] - positions[pairs[:, 0]] - d, axis=1)
+            new_w = prior / _separation_variance(pairs, keep, 0.5 * residual * residual * prior)
+            new_w = new_w / max(float(np.median(new_w)), 1e-300)
+            converged = bool(np.allclose(new_w, w, rtol=0.05))
+            w = new_w
+            if converged:
+                break
     positions, diag = _wls(n_frames, pairs[keep], d[keep], w[keep])
     residual_vec = positions[pairs[:, 1]] - positions[pairs[:, 0]] - d
     kw, kr = w[keep], residual_vec[keep]

@@ -171,3 +171,18 @@ def test_variance_weights_follow_peak_sharpness_and_coherence():
     assert np.median(errors["variance"]) < 0.7 * np.median(errors["correlation"])
     with pytest.raises(ParameterError, match="weighting"):
         solve_shifts(10, pairs, weighting="uniform")
+
+
+def test_distant_pairs_that_err_more_are_weighted_down_from_the_residuals():
+    # same correlation and no curvature known (uniform prior weights), but the pair error grows with separation
+    # (structure changing along the series): the per-separation variance estimated from the residuals helps
+    rng = np.random.default_rng(5)
+    true = np.cumsum(rng.normal(0, 1, (16, 2)), axis=0)
+    true -= true[0]
+    errors = {"variance": [], "correlation": []}
+    for trial in range(10):
+        pairs = [PairMeasurement(i, j, tuple(true[j] - true[i] + rng.normal(0, 0.01 * (j - i) ** 2, 2)), 0.3)
+                 for i, j in pair_list(16, "all")]
+        for mode in errors:
+            errors[mode].append(_rms(solve_shifts(16, pairs, weighting=mode, reject_sigma=0)[0], true))
+    assert np.median(errors["variance"]) < 0.7 * np.median(errors["correlation"])
