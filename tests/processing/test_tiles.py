@@ -146,8 +146,15 @@ def test_max_fft_and_orientation_share_one_tile_pass() -> None:
     orientation = OrientationMapProcessor(tile_size_px=64, step_px=32)
     max_fft = MaxFFTProcessor(tile_size_px=64, step_px=32)
     memo = CountingMemo()
-    context = Context(memo=memo)
     frame = Frame(lattice_frame((256, 256), seed=5))
-    parallel.map_chunks(lambda p: p.process(frame, context), [orientation, max_fft])
+    # as the scheduler does: each processor's context names the other processors fed the same frame (its peers)
+    processors = [orientation, max_fft]
+    contexts = {id(p): Context(memo=memo, peers=[q for q in processors if q is not p]) for p in processors}
+    parallel.map_chunks(lambda p: p.process(frame, contexts[id(p)]), processors)
     assert len(memo.keys) == 2 and memo.keys[0] == memo.keys[1]
+    # without peers Max-FFT cannot know an orientation map needs the peak search: two different passes
+    alone = CountingMemo()
+    alone.keys = []
+    max_fft.process(frame, Context(memo=alone))
+    assert alone.keys[0] != memo.keys[0]
     del orientation
