@@ -144,7 +144,8 @@ def truth_sweep(doses: typing.Sequence[float], seeds: typing.Sequence[int], n_px
                 "same without the HAADF term (TV + Poisson only)": {"lambda_haadf": 1e-6},
                 "published settings (normalised, Z weights)": {"map_mode": "normalised", "weighting": "Z",
                                                               "lambda_haadf": 0.0, "lambda_tv": 0.15,
-                                                              "max_iterations": 50}}
+                                                              "max_iterations": 50, "regulariser": "published",
+                                                              "tolerance": 1e-5}}
     out: dict[str, typing.Any] = {}
     for label, options in variants.items():
         table = {}
