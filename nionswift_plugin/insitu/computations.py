@@ -316,6 +316,17 @@ def register_all() -> None:
     registry.add_listener(register_processor)
 
 
+def create_parameter_variables(computation: typing.Any, parameters: typing.Sequence[pb.Parameter],
+                               values: typing.Mapping[str, typing.Any]) -> None:
+    """One Inspector variable per declared parameter (label with units, default, declared range): the one place
+    every in-situ computation (processors, stack alignment, fusion, decomposition) turns ``Parameter``s into Swift
+    variables."""
+    for p in parameters:
+        computation.create_variable(p.name, _swift_type(p), values[p.name], value_default=p.default,
+                                    value_min=p.min, value_max=p.max,
+                                    label=f"{p.label} ({p.units})" if p.units else p.label)
+
+
 def attach(document_model: DocumentModel.DocumentModel, processor_id: str, display_item: typing.Any, *,
            data_item: DataItem.DataItem | None = None, roi: Graphics.Graphic | None = None,
            parameters: typing.Mapping[str, typing.Any] | None = None) -> DataItem.DataItem:
@@ -339,10 +350,7 @@ def attach(document_model: DocumentModel.DocumentModel, processor_id: str, displ
     computation.create_input_item(SOURCE_INPUT, Symbolic.make_item(display_data_channel), label="Source")
     if roi is not None:
         computation.create_input_item(ROI_INPUT, Symbolic.make_item(roi), label="ROI")
-    for p in cls.PARAMETERS:
-        computation.create_variable(p.name, _swift_type(p), values[p.name], value_default=p.default,
-                                    value_min=p.min, value_max=p.max,
-                                    label=f"{p.label} ({p.units})" if p.units else p.label)
+    create_parameter_variables(computation, cls.PARAMETERS, values)
     new_data_item = DataItem.DataItem(large_format=False)
     new_data_item.title = f"{data_item.title} ({cls.title})"
     new_data_item.category = data_item.category

@@ -17,6 +17,7 @@ from nion.swift.model import DocumentModel
 from nion.swift.model import Symbolic
 
 from nionswift_plugin.insitu import computations
+from nionswift_plugin.insitu import panels
 from nionswift_plugin.insitu import display
 from processing import base as pb
 from processing.decomposition import decompose
@@ -129,9 +130,7 @@ def decompose_item(document_model: typing.Any, si: DataItem.DataItem, **values: 
     computation.processing_id = DECOMPOSE_ID
     computation.create_input_item("si", Symbolic.make_item(channel if channel is not None else si),
                                   label="Spectrum image")
-    for p in PARAMETERS:
-        computation.create_variable(p.name, computations._swift_type(p), checked[p.name], value_default=p.default,
-                                    value_min=p.min, value_max=p.max, label=p.label)
+    computations.create_parameter_variables(computation, PARAMETERS, checked)
     target = DataItem.DataItem(large_format=False)
     target.title = f"{TITLE}: scree"
     document_model.append_data_item(target)
@@ -151,14 +150,5 @@ def decompose_selection(document_controller: typing.Any) -> DataItem.DataItem:
 def install_menu(document_controller: typing.Any) -> None:
     """Menu handler (after :func:`nionswift_plugin.insitu.panels.install_menu`): add "Decompose SI..." to the
     Processing > In-situ submenu of a new window (idempotent)."""
-    submenu = getattr(document_controller, "_insitu_menu", None)
-    if submenu is None or getattr(document_controller, "_insitu_decompose_menu", False):
-        return
-
-    def action() -> None:
-        try:
-            decompose_selection(document_controller)
-        except (pb.ProcessingError, ValueError) as e:
-            print(f"In-situ: {e}")
-    submenu.add_menu_item(TITLE + "...", action)
-    document_controller._insitu_decompose_menu = True
+    panels.add_to_insitu_menu(document_controller, "decompose", TITLE + "...",
+                              lambda: decompose_selection(document_controller))

@@ -252,9 +252,7 @@ def fuse_items(document_model: typing.Any, haadf: DataItem.DataItem, maps: typin
         computation.create_input_item(f"map_{i}", _item_for(document_model, m), label=f"Map {i}")
     computation.create_variable("elements", "string", ",".join(names), value_default=",".join(names),
                                 label="Elements (one per map, in order)")
-    for p in PARAMETERS:
-        computation.create_variable(p.name, computations._swift_type(p), defaults[p.name], value_default=p.default,
-                                    value_min=p.min, value_max=p.max, label=p.label)
+    computations.create_parameter_variables(computation, PARAMETERS, defaults)
     computation.create_variable("region", "string", str(region or ""), value_default="",
                                 label="Region (top,left,height,width px; empty = all)")
     target = DataItem.DataItem(large_format=False)

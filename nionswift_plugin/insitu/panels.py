@@ -185,6 +185,29 @@ def install_menu(document_controller: typing.Any) -> None:
     document_controller._insitu_menu = submenu
 
 
+def add_to_insitu_menu(document_controller: typing.Any, key: str, title: str,
+                       action: typing.Callable[[], typing.Any], *, separator: bool = False) -> bool:
+    """Add one item to the window's Processing > In-situ submenu, once per window and ``key`` (menu handlers run
+    for every new window, after :func:`install_menu`). An error the action raises for bad input or a bad selection
+    (``ValueError``, which ``processing``'s errors derive from) is shown to the user, never raised into Swift.
+    Returns True when the item was added."""
+    submenu = getattr(document_controller, "_insitu_menu", None)
+    flag = f"_insitu_menu_{key}"
+    if submenu is None or getattr(document_controller, flag, False):
+        return False
+
+    def run() -> None:
+        try:
+            action()
+        except ValueError as e:
+            dnd.notify(document_controller, f"{title.rstrip('.')}: {e}")
+    if separator:
+        submenu.add_separator()
+    submenu.add_menu_item(title, run)
+    setattr(document_controller, flag, True)
+    return True
+
+
 def guard_thumbnail_race() -> bool:
     """Work around a Swift race seen during churn (issue 14, 3c): a data-panel row's thumbnail, computed on a
     worker thread, can finish after the row was removed (its data item deleted), and

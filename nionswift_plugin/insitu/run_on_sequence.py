@@ -21,6 +21,7 @@ from nion.swift.model import DataItem
 from nion.ui import Declarative
 
 from nionswift_plugin.insitu import display
+from nionswift_plugin.insitu import panels
 from processing import base as pb
 from processing import registry
 from processing.execution.collect import ProcessorResult
@@ -318,9 +319,5 @@ def open_dialog(document_controller: typing.Any) -> RunOnSequenceDialog:
 def install_menu(document_controller: typing.Any) -> None:
     """Menu handler (registered after :func:`nionswift_plugin.insitu.panels.install_menu`): add Run on sequence
     to the Processing > In-situ submenu of a new window (idempotent)."""
-    submenu = getattr(document_controller, "_insitu_menu", None)
-    if submenu is None or getattr(document_controller, "_insitu_run_on_sequence_menu", False):
-        return
-    submenu.add_separator()
-    submenu.add_menu_item(MENU_TITLE, lambda: open_dialog(document_controller))
-    document_controller._insitu_run_on_sequence_menu = True
+    panels.add_to_insitu_menu(document_controller, "run_on_sequence", MENU_TITLE,
+                              lambda: open_dialog(document_controller), separator=True)

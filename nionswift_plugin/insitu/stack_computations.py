@@ -18,6 +18,7 @@ from nion.swift.model import DocumentModel
 from nion.swift.model import Symbolic
 
 from nionswift_plugin.insitu import computations
+from nionswift_plugin.insitu import panels
 from nionswift_plugin.insitu import display
 from processing import base as pb
 from processing.alignment.sdsd import SDSD_PARAMETERS, SDSDResult, align_stack
@@ -120,10 +121,7 @@ def align_item(document_model: typing.Any, sequence: DataItem.DataItem, **values
     computation.processing_id = ALIGN_ID
     computation.create_input_item("src", Symbolic.make_item(channel if channel is not None else sequence),
                                   label="Sequence")
-    for p in PARAMETERS:
-        label = f"{p.label} ({p.units})" if p.units else p.label
-        computation.create_variable(p.name, computations._swift_type(p), checked[p.name], value_default=p.default,
-                                    value_min=p.min, value_max=p.max, label=label)
+    computations.create_parameter_variables(computation, PARAMETERS, checked)
     target = DataItem.DataItem(large_format=False)
     target.title = f"{TITLE}: aligned sequence"
     document_model.append_data_item(target)
@@ -143,14 +141,5 @@ def align_selection(document_controller: typing.Any) -> DataItem.DataItem:
 def install_menu(document_controller: typing.Any) -> None:
     """Menu handler (after :func:`nionswift_plugin.insitu.panels.install_menu`): add "Align stack (SDSD)..." to the
     Processing > In-situ submenu of a new window (idempotent)."""
-    submenu = getattr(document_controller, "_insitu_menu", None)
-    if submenu is None or getattr(document_controller, "_insitu_align_menu", False):
-        return
-
-    def action() -> None:
-        try:
-            align_selection(document_controller)
-        except (pb.ProcessingError, ValueError) as e:
-            print(f"In-situ: {e}")
-    submenu.add_menu_item(TITLE + "...", action)
-    document_controller._insitu_align_menu = True
+    panels.add_to_insitu_menu(document_controller, "align", TITLE + "...",
+                              lambda: align_selection(document_controller))
