@@ -121,6 +121,7 @@ class InSituCameraSimulator:
         # (weak reference to the xdata handed to device_kit, its record): to find the record of a delivered frame
         self.__delivered: collections.deque[tuple[weakref.ref[DataAndMetadata.DataAndMetadata], FrameRecord]] = \
             collections.deque(maxlen=16)
+        self.__newest: tuple[DataAndMetadata.DataAndMetadata, FrameRecord] | None = None
         #: optics parameters of the contrast transfer (active when C10 or C30 is non-zero)
         self.optics = ctf.Optics()
         #: switchable camera artefacts (None = ideal counting camera)
@@ -254,6 +255,9 @@ class InSituCameraSimulator:
         """The record of the delivered frame with this timestamp (device_kit stamps each frame at the end of its
         exposure), or None if it is not among the last 16 frames."""
         with self.__lock:
+            newest = self.__newest
+            if newest is not None and newest[0].timestamp == timestamp:
+                return newest[1]
             for reference, record in reversed(self.__delivered):
                 xdata = reference()
                 if xdata is not None and xdata.timestamp == timestamp:
@@ -279,6 +283,9 @@ class InSituCameraSimulator:
             metadata={"insitu_sim": record.as_metadata()})
         with self.__lock:
             self.__delivered.append((weakref.ref(xdata), record))
+            # the newest frame is held strongly until the next one: device_kit may drop its xdata before
+            # acquire_image looks the record up, and a dead weak reference would lose the frame's ground truth
+            self.__newest = (xdata, record)
         return xdata
 
 

@@ -68,7 +68,13 @@ class HardwareStream(Stream):
         if xdata is None:
             self.frames_seen += 1
             return
-        frame_number = int(xdata.metadata.get("hardware_source", {}).get("frame_number", self.frames_seen + 1))
+        hardware = xdata.metadata.get("hardware_source", {})
+        if hardware.get("insitu_player", {}).get("repeat"):
+            # the In-situ Player repeats its last frame when Swift stops it at the end of a pass: not a new frame,
+            # so no processor integrates it twice
+            self.frames_seen += 1
+            return
+        frame_number = int(hardware.get("frame_number", self.frames_seen + 1))
         timestamp_s = xdata.timestamp.timestamp() if xdata.timestamp else time.time()
         try:
             frame = frame_from_xdata(xdata, frame_number=frame_number, timestamp_s=timestamp_s)

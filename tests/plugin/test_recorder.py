@@ -95,18 +95,24 @@ def test_record_the_simulated_camera_and_replay_gives_the_live_outputs(swift: He
     player = swift.hardware_source(device.PLAYER_ID)
     _, player_display = swift.play(device.PLAYER_ID)
     replay = _attach(swift, player_display)
+    # a stopped camera has no frame in flight: reset the processors then, and replay from frame 0
+    player.stop_playing(sync_timeout=10.0)
     _settle(swift, replay)
     for runner in replay:
         runner.reset()
     base = [r.stats.frames_processed for r in replay]
+    module.player.playback.pause()
     module.player.playback.seek(0)
     module.player.playback.play()
+    player.start_playing()
     n = stack.n_frames
     _pump_until(swift, lambda: all(r.stats.frames_processed - b >= n for r, b in zip(replay, base)))
     _settle(swift, replay)
+    # read the results before stopping: stopping hands out the file's next frame (so a stopped player never
+    # repeats one), which a processor may or may not have seen by the time the results were read
+    results = [runner.latest() for runner in replay]
     player.stop_playing(sync_timeout=10.0)
-    for pid, runner, b in zip(IDS, replay, base):
-        outputs, error, stats = runner.latest()
+    for pid, (outputs, error, stats), b in zip(IDS, results, base):
         assert error is None and stats["frames_processed"] - b == n, (pid, error, stats)
         compared = 0
         for output in outputs:
