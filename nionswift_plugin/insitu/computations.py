@@ -327,6 +327,32 @@ def create_parameter_variables(computation: typing.Any, parameters: typing.Seque
                                     label=f"{p.label} ({p.units})" if p.units else p.label)
 
 
+def create_item_computation(document_model: typing.Any, data_item: DataItem.DataItem, *, processing_id: str,
+                            title: str, input_name: str, input_label: str,
+                            parameters: typing.Sequence[pb.Parameter], values: typing.Mapping[str, typing.Any],
+                            target_title: str) -> DataItem.DataItem:
+    """A computation on one whole data item (a sequence, an SI) with declared parameters: unknown or invalid values
+    are refused before anything is created; returns the new target data item (the computation's main output)."""
+    unknown = sorted(set(values) - {p.name for p in parameters})
+    if unknown:
+        raise pb.ParameterError(f"{title} has no parameter {unknown}; its parameters are "
+                                f"{[p.name for p in parameters]}.")
+    checked = {p.name: p.validate(values.get(p.name, p.default)) for p in parameters}
+    display_item = document_model.get_display_item_for_data_item(data_item)
+    channel = display_item.get_display_data_channel_for_data_item(data_item) if display_item is not None else None
+    computation = document_model.create_computation()
+    computation.label = title
+    computation.processing_id = processing_id
+    computation.create_input_item(input_name, Symbolic.make_item(channel if channel is not None else data_item),
+                                  label=input_label)
+    create_parameter_variables(computation, parameters, checked)
+    target = DataItem.DataItem(large_format=False)
+    target.title = target_title
+    document_model.append_data_item(target)
+    document_model.set_data_item_computation(target, computation)
+    return target
+
+
 def attach(document_model: DocumentModel.DocumentModel, processor_id: str, display_item: typing.Any, *,
            data_item: DataItem.DataItem | None = None, roi: Graphics.Graphic | None = None,
            parameters: typing.Mapping[str, typing.Any] | None = None) -> DataItem.DataItem:

@@ -118,24 +118,9 @@ def decompose_item(document_model: typing.Any, si: DataItem.DataItem, **values: 
     """Create the Decompose SI computation on ``si`` (parameters as keyword arguments, e.g. method="nmf",
     n_components=2); returns the scree plot's data item (the target). Also the Python call for scripts."""
     register()
-    unknown = sorted(set(values) - {p.name for p in PARAMETERS})
-    if unknown:
-        raise pb.ParameterError(f"{TITLE} has no parameter {unknown}; its parameters are "
-                                f"{[p.name for p in PARAMETERS]}.")
-    checked = {p.name: p.validate(values.get(p.name, p.default)) for p in PARAMETERS}
-    display_item = document_model.get_display_item_for_data_item(si)
-    channel = display_item.get_display_data_channel_for_data_item(si) if display_item is not None else None
-    computation = document_model.create_computation()
-    computation.label = TITLE
-    computation.processing_id = DECOMPOSE_ID
-    computation.create_input_item("si", Symbolic.make_item(channel if channel is not None else si),
-                                  label="Spectrum image")
-    computations.create_parameter_variables(computation, PARAMETERS, checked)
-    target = DataItem.DataItem(large_format=False)
-    target.title = f"{TITLE}: scree"
-    document_model.append_data_item(target)
-    document_model.set_data_item_computation(target, computation)
-    return target
+    return computations.create_item_computation(
+        document_model, si, processing_id=DECOMPOSE_ID, title=TITLE, input_name="si", input_label="Spectrum image",
+        parameters=PARAMETERS, values=values, target_title=f"{TITLE}: scree")
 
 
 def decompose_selection(document_controller: typing.Any) -> DataItem.DataItem:

@@ -109,24 +109,9 @@ def align_item(document_model: typing.Any, sequence: DataItem.DataItem, **values
     """Create the Align stack (SDSD) computation on ``sequence`` (parameters as keyword arguments, e.g.
     reference="banded", band_k=5); returns the aligned sequence's data item (the target). Also the Python call."""
     register()
-    unknown = sorted(set(values) - {p.name for p in PARAMETERS})
-    if unknown:
-        raise pb.ParameterError(f"{TITLE} has no parameter {unknown}; its parameters are "
-                                f"{[p.name for p in PARAMETERS]}.")
-    checked = {p.name: p.validate(values.get(p.name, p.default)) for p in PARAMETERS}
-    display_item = document_model.get_display_item_for_data_item(sequence)
-    channel = display_item.get_display_data_channel_for_data_item(sequence) if display_item is not None else None
-    computation = document_model.create_computation()
-    computation.label = TITLE
-    computation.processing_id = ALIGN_ID
-    computation.create_input_item("src", Symbolic.make_item(channel if channel is not None else sequence),
-                                  label="Sequence")
-    computations.create_parameter_variables(computation, PARAMETERS, checked)
-    target = DataItem.DataItem(large_format=False)
-    target.title = f"{TITLE}: aligned sequence"
-    document_model.append_data_item(target)
-    document_model.set_data_item_computation(target, computation)
-    return target
+    return computations.create_item_computation(
+        document_model, sequence, processing_id=ALIGN_ID, title=TITLE, input_name="src", input_label="Sequence",
+        parameters=PARAMETERS, values=values, target_title=f"{TITLE}: aligned sequence")
 
 
 def align_selection(document_controller: typing.Any) -> DataItem.DataItem:
