@@ -224,8 +224,13 @@ def guard_thumbnail_race() -> bool:
 
     def _update_child(self: typing.Any, canvas_item: typing.Any) -> None:
         if canvas_item not in self._grid_flow_item_canvas_items:
-            return  # the row was removed while its thumbnail was being computed
-        original(self, canvas_item)
+            return  # the row was removed (or not yet inserted) while its thumbnail was being computed
+        try:
+            original(self, canvas_item)
+        except ValueError:
+            if canvas_item in self._grid_flow_item_canvas_items:
+                raise
+            # removed by the main thread between the check and the update (the thumbnail runs on a pool thread)
 
     _update_child._insitu_guard = True  # type: ignore[attr-defined]
     cls._update_child = _update_child  # type: ignore[method-assign]
