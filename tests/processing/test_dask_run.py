@@ -148,3 +148,65 @@ def test_cancel_on_the_cluster_keeps_the_frames_done(client: typing.Any) -> None
     copy = run["insitu.copy"].images["image"].data
     np.testing.assert_array_equal(copy, movie[:copy.shape[0]])
     assert run.complete == all(run[pid].complete for pid in run)
+
+
+def _install_read_probe() -> None:
+    """On a worker: wrap ``read_block`` to record the largest block read and the most frames alive at once (a frame
+    block is alive from its read until numpy frees it, watched with ``weakref.finalize``)."""
+    import gc
+    import weakref
+
+    from processing.execution import offline
+
+    state = {"alive": 0, "max_alive": 0, "max_block": 0, "read": 0}
+    original = offline.read_block
+
+    def probe(stack: typing.Any, block: range) -> typing.Any:
+        gc.collect()  # count what is held, not garbage waiting for the collector
+        data = original(stack, block)
+        n = len(block)
+        state["read"] += n
+        state["max_block"] = max(state["max_block"], n)
+        state["alive"] += n
+        state["max_alive"] = max(state["max_alive"], state["alive"])
+        weakref.finalize(data, lambda: state.__setitem__("alive", state["alive"] - n))
+        return data
+
+    offline.read_block = probe
+    offline._insitu_probe = (state, original)  # type: ignore[attr-defined]
+
+
+def _remove_read_probe() -> dict[str, int]:
+    from processing.execution import offline
+
+    state, original = offline.__dict__.pop("_insitu_probe", ({}, offline.read_block))
+    offline.read_block = original
+    return dict(state)
+
+
+def test_no_worker_holds_the_whole_stack(client: typing.Any, tmp_path: pathlib.Path) -> None:
+    """A 40-frame file in blocks of 5 on 2 workers (one thread each): each worker reads only blocks (never more than
+    5 frames at a call) and holds one block at a time (none of these processors' outputs refers to its input
+    frames, so a task's block is freed when the task ends, whenever the client gathers its results); together they
+    read every frame (frame processors once, the mergeable one in its two passes)."""
+    n, block = 40, 5
+    movie, _, _ = disc_movie(34, n=n, size=96)
+    path = tmp_path / "movie.npy"
+    np.save(path, movie)
+    ids = ["insitu.max_fft", "insitu.radial_kymograph", "insitu.live_difference"]
+    client.run(_install_read_probe)
+    try:
+        there = run_offline(ids, path, progress=False, block_frames=block, client=client)
+    finally:
+        stats = client.run(_remove_read_probe)
+    assert there.complete
+    here = run_offline(ids, path, progress=False, block_frames=block)
+    for pid in ids:
+        assert_same(here[pid], there[pid])
+    per_worker = list(stats.values())
+    assert len(per_worker) == 2 and all(s for s in per_worker), stats
+    assert max(s["max_block"] for s in per_worker) == block
+    assert max(s["max_alive"] for s in per_worker) == block
+    # frame kind: one read of every block; kymograph and live difference (merge): pass 1 over all but the last
+    # block, pass 3 over all
+    assert sum(s["read"] for s in per_worker) == n + 2 * ((n - block) + n)
