@@ -18,6 +18,7 @@ from nion.swift import Facade
 from nion.swift.test import TestContext
 
 from nionswift_plugin.insitu import computations
+from nionswift_plugin.insitu import panels
 from nionswift_plugin.insitu.live_engine import ENGINE
 
 
@@ -42,6 +43,7 @@ class HeadlessSwift:
         nion_instrumentation_ui.run()
         self._stack.callback(nion_instrumentation_ui.stop)
         computations.register_all()
+        panels.guard_thumbnail_race()  # as the plug-in does when Swift loads it (register_panels)
         config = self._configuration or configuration.SimulatorConfiguration()
         self.simulator = configuration.register_simulator(config)
         self._stack.callback(configuration.unregister_simulator, self.simulator)
