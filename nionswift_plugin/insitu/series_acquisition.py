@@ -340,12 +340,15 @@ class SeriesPanel(Panel.Panel):
                     create_data_items(self.document_controller.document_model, result, device.calibrations,
                                       align=align)
                     report = result.report()
-                    state = "done" if result.complete else "ABORTED (slices kept, marked incomplete)"
+                    stopped = any(note.startswith("stopped by an error") for note in result.notes)
+                    state = "done" if result.complete else (
+                        "STOPPED by an error (slices kept, marked incomplete)" if stopped else
+                        "ABORTED (slices kept, marked incomplete)")
+                    errors = [n for n in result.notes if n.startswith("stopped by an error")]
                     self._status.text = (f"Series {state}: {report['slices_acquired']}/{report['slices_planned']} "
                                          f"slices, exposures {[round(e * 1e3, 3) for e in report['exposures_used_s']]}"
                                          f" ms, {report['darks_acquired']} dark references, "
-                                         f"{report['elapsed_s']:.1f} s." + (" " + " ".join(result.notes[:2])
-                                                                             if result.notes else ""))
+                                         f"{report['elapsed_s']:.1f} s. " + " ".join(errors or result.notes[:2]))
                 else:
                     self._status.text = f"Series failed: {error}"
             self.document_controller.queue_task(add)

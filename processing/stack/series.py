@@ -244,7 +244,9 @@ def _run(device: SeriesDevice, plan: SeriesPlan, *, exposure_s: float, binning: 
                     raise InputError(f"the camera returned shape {frame.shape} for slice {k}; expected a 2-D frame.")
                 if raw_slices and frame.shape != raw_slices[0].shape:
                     raise InputError(f"slice {k} has shape {frame.shape}, the series {raw_slices[0].shape}: the "
-                                     f"camera's binning or readout area changed during the series.")
+                                     f"camera's binning or readout area changed during the series; the series stops "
+                                     f"here (the {len(raw_slices)} slices acquired are kept). Keep the binning and "
+                                     f"readout area fixed while a series runs, then start it again.")
                 signal, saturated = frame_signal(frame, dark.data, policy, ignore_mask)
                 decision = policy.decide(signal_counts=signal, saturated_fraction=saturated, exposure_s=exposure,
                                          dark_level_counts=dark.level_counts)

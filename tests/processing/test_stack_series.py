@@ -211,3 +211,39 @@ def test_abort_keeps_slices_and_second_series_is_refused(sim: typing.Any) -> Non
     result = results[0]
     assert not result.complete and len(result.slices) == 3
     assert any("aborted" in note for note in result.notes)
+
+
+def test_frames_changing_shape_mid_series_stop_it_and_keep_the_slices(sim: typing.Any) -> None:
+    """The camera's readout area changes after 3 slices: a clear message, the 3 slices kept, marked incomplete,
+    the controls restored, and the kept slices scale and align."""
+    handle, _simulator, device = sim
+    original = device.acquire
+    calls = {"n": 0}
+
+    def shrinking_acquire(exposure_s: float, binning: int) -> typing.Any:
+        calls["n"] += 1
+        frame = original(exposure_s, binning)
+        return frame if calls["n"] <= 3 else frame[:64, :96]
+
+    device.acquire = shrinking_acquire  # type: ignore[method-assign]
+    before = handle.instrument.get_value("C10")
+    result = run_series(device, focal_series_plan(-20.0, 10.0, 6), exposure_s=0.01, policy=_policy(enabled=False))
+    assert not result.complete and len(result.slices) == 3 and result.raw.shape == (3,) + SHAPE
+    message = " ".join(result.notes)
+    assert "slice 3 has shape (64, 96)" in message and f"the series {SHAPE}" in message
+    assert "3 slices acquired are kept" in message and "Keep the binning" in message
+    assert result.report()["complete"] is False and result.report()["slices_acquired"] == 3
+    assert handle.instrument.get_value("C10") == before
+    assert result.scaled().shape == (3,) + SHAPE
+    # and SDSD refuses frames of different shapes with a message (a list of frames as a stack)
+    with pytest.raises(InputError, match="different shapes"):
+        align_stack([result.raw[0], result.raw[1], result.raw[2][:64, :96]])
+
+
+def test_a_first_slice_that_is_not_an_image_is_an_error_not_an_empty_series(sim: typing.Any) -> None:
+    """The camera returns a 3-D array on the first slice (nothing acquired yet): raised with a message."""
+    _handle, _simulator, device = sim
+    original = device.acquire
+    device.acquire = lambda exposure_s, binning: original(exposure_s, binning)[None]  # type: ignore[method-assign]
+    with pytest.raises(InputError, match="expected a 2-D frame"):
+        run_series(device, focal_series_plan(0.0, 1.0, 3), exposure_s=0.01, policy=_policy(enabled=False))
