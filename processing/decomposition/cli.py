@@ -38,7 +38,8 @@ def _split_source(text: str) -> tuple[pathlib.Path, str | None]:
 
 
 def write_result(result: DecompositionResult, path: pathlib.Path) -> pathlib.Path:
-    """``.npz`` (arrays + summary JSON) or ``.hspy`` (RosettaSciIO: maps as a calibrated signal stack)."""
+    """``.npz`` (arrays + summary JSON) or ``.hspy`` (RosettaSciIO: maps as a calibrated signal stack; the denoised
+    SI, when there is one, as an EELS SI in ``<name>_denoised.hspy`` next to it). Returns the main file."""
     ext = path.suffix.lower()
     summary = json.dumps(result.metadata())
     maps = np.moveaxis(result.maps, -1, 0).astype(np.float32)           # (k, ny, nx)
@@ -65,8 +66,26 @@ def write_result(result: DecompositionResult, path: pathlib.Path) -> pathlib.Pat
                   "attributes": {"_lazy": False}, "tmp_parameters": {}, "package_info": {"name": "", "version": ""},
                   "learning_results": {}, "models": {}}
         file_writer(str(path), signal, show_progressbar=False)
+        if result.reconstructed is not None:
+            e_axis = {"name": "Energy loss", "size": int(result.reconstructed.shape[2]),
+                      "offset": result.energy_offset_eV, "scale": result.energy_scale_eV, "units": "eV",
+                      "navigate": False}
+            si_axes = [{"name": "y", "size": int(result.reconstructed.shape[0]), "offset": 0.0, "scale": nm,
+                        "units": "nm", "navigate": True},
+                       {"name": "x", "size": int(result.reconstructed.shape[1]), "offset": 0.0, "scale": nm,
+                        "units": "nm", "navigate": True}, e_axis]
+            denoised = dict(signal, data=result.reconstructed, axes=si_axes,
+                            metadata={"General": {"title": f"{result.method.upper()} denoised SI"},
+                                      "Signal": {"signal_type": "EELS"}},
+                            original_metadata={"insitu_decomposition": json.loads(summary)})
+            file_writer(str(denoised_path(path)), denoised, show_progressbar=False)
         return path
     raise InputError(f"output '{path.name}': the format '{ext or '(none)'}' is not supported; use .npz or .hspy.")
+
+
+def denoised_path(path: pathlib.Path) -> pathlib.Path:
+    """Where a ``.hspy`` output's denoised SI goes: ``<name>_denoised<ext>``."""
+    return path.with_name(f"{path.stem}_denoised{path.suffix}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,14 +110,16 @@ def run(args: argparse.Namespace) -> int:
         da: typing.Any = importlib.import_module("dask.array")
         with distributed.Client(args.scheduler) as client:
             result = decompose_dask(data if isinstance(data, da.Array) else da.from_array(np.asarray(data)),
-                                    client=client, **common)
+                                    client=client, reconstruct=args.reconstruct, **common)
     else:
         array = np.asarray(data.compute() if hasattr(data, "compute") else data, np.float32)
         result = decompose(array, method=args.method, clip_negative=args.clip_negative,
                            reconstruct=args.reconstruct, **common)
     write_result(result, output)
     print(f"{args.method.upper()}: {result.n_components} components of {result.n_spectra} spectra, "
-          f"{result.n_significant} significant; written to {output}")
+          f"{result.n_significant} significant; written to {output}"
+          + (f" (denoised SI: {denoised_path(output)})" if result.reconstructed is not None
+             and output.suffix.lower() != ".npz" else ""))
     for note in result.notes:
         print(f"note: {note}")
     return 0
@@ -115,6 +136,6 @@ def register(subparsers: typing.Any) -> None:
     parser.add_argument("--components", required=True, type=int, metavar="K")
     parser.add_argument("--no-poisson", action="store_true", help="no Keenan-Kotula weighting of the PCA")
     parser.add_argument("--clip-negative", action="store_true", help="NMF/VCA: set negative counts to 0")
-    parser.add_argument("--reconstruct", action="store_true", help="also write the denoised SI (.npz)")
+    parser.add_argument("--reconstruct", action="store_true", help="also write the denoised SI (.npz: array 'reconstructed'; .hspy: <name>_denoised.hspy)")
     parser.add_argument("--scheduler", default="", metavar="ADDRESS", help="dask.distributed scheduler (PCA)")
     parser.set_defaults(func=run)

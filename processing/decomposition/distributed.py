@@ -64,11 +64,22 @@ def _scores(block: NDArray[typing.Any], model: PCAModel, k: int) -> NDArray[np.f
     return out.reshape(x.shape[:-1] + (k,))
 
 
+def _denoised(block: NDArray[typing.Any], model: PCAModel, k: int) -> NDArray[np.float32]:
+    x = np.asarray(block, np.float32)
+    flat = x.reshape(-1, x.shape[-1])
+    out = np.full(flat.shape, np.nan, np.float32)
+    ok = np.isfinite(flat).all(axis=1)
+    if ok.any():
+        out[ok] = model.reconstruct(flat[ok], k)
+    return out.reshape(x.shape)
+
+
 def decompose_dask(si: typing.Any, *, n_components: int, poisson: bool = True, client: typing.Any = None,
                    n_passes: int = 8, energy_offset_eV: float = 0.0, energy_scale_eV: float = 1.0,
-                   pixel_size_nm: float = 1.0, seed: int = 0) -> DecompositionResult:
+                   pixel_size_nm: float = 1.0, reconstruct: bool = False, seed: int = 0) -> DecompositionResult:
     """PCA of a ``dask.array`` SI (ny, nx, d) (chunked along y/x only) on ``client`` (a ``dask.distributed``
-    Client; None: the default scheduler). NaN spectra are left out."""
+    Client; None: the default scheduler). NaN spectra are left out. ``reconstruct``: also the denoised SI
+    (ny, nx, d) float32 (computed per chunk on the workers, gathered in memory)."""
     import importlib
     dask: typing.Any = importlib.import_module("dask")            # untyped library: typed through Any
     da: typing.Any = importlib.import_module("dask.array")
@@ -104,10 +115,14 @@ def decompose_dask(si: typing.Any, *, n_components: int, poisson: bool = True, c
     model = refine_pca(start, products, n_passes=n_passes, n_components=k)
     score_blocks = array.map_blocks(_scores, model, k, dtype=np.float32, chunks=array.chunks[:2] + ((k,),))
     (maps,) = run(score_blocks)
+    reconstructed = None
+    if reconstruct:
+        (reconstructed,) = run(array.map_blocks(_denoised, model, k, dtype=np.float32))
+        reconstructed = np.asarray(reconstructed, np.float32)
     return DecompositionResult(
         method="pca", n_components=k, scree=model.explained_variance_ratio,
         n_significant=significant_components(model.explained_variance, total_variance=model.total_variance,
                                              n_spectra=model.n_spectra, n_channels=d),
         components=model.spectra_counts(), maps=np.asarray(maps, np.float64), map_units="score",
         energy_offset_eV=energy_offset_eV, energy_scale_eV=energy_scale_eV, pixel_size_nm=pixel_size_nm,
-        n_spectra=model.n_spectra, final=True, notes=(), pca=model)
+        n_spectra=model.n_spectra, final=True, notes=(), pca=model, reconstructed=reconstructed)
