@@ -186,9 +186,10 @@ def _remove_read_probe() -> dict[str, int]:
 
 def test_no_worker_holds_the_whole_stack(client: typing.Any, tmp_path: pathlib.Path) -> None:
     """A 40-frame file in blocks of 5 on 2 workers (one thread each): each worker reads only blocks (never more than
-    5 frames at a call) and holds one block at a time (none of these processors' outputs refers to its input
-    frames, so a task's block is freed when the task ends, whenever the client gathers its results); together they
-    read every frame (frame processors once, the mergeable one in its two passes)."""
+    5 frames at a call) and holds at most two blocks at once (the one its task reads and, at times, the previous
+    task's, still being released; none of these processors' outputs or states refers to its input frames, so this
+    does not depend on when the client gathers results); together they read every frame (frame processors once,
+    the mergeable ones in their two passes)."""
     n, block = 40, 5
     movie, _, _ = disc_movie(34, n=n, size=96)
     path = tmp_path / "movie.npy"
@@ -206,7 +207,7 @@ def test_no_worker_holds_the_whole_stack(client: typing.Any, tmp_path: pathlib.P
     per_worker = list(stats.values())
     assert len(per_worker) == 2 and all(s for s in per_worker), stats
     assert max(s["max_block"] for s in per_worker) == block
-    assert max(s["max_alive"] for s in per_worker) == block
+    assert block <= max(s["max_alive"] for s in per_worker) <= 2 * block < n
     # frame kind: one read of every block; kymograph and live difference (merge): pass 1 over all but the last
     # block, pass 3 over all
     assert sum(s["read"] for s in per_worker) == n + 2 * ((n - block) + n)
