@@ -60,10 +60,14 @@ class DriftSIResult(SIRunResult):
         p = self.passes[pass_index]
         rows = self.rows_to_keep(p)
         cy, cx = self.si_pixel_size_nm
+        valid = p.haadf.valid_pixels[:rows]
+        # NaN where no HAADF was acquired (an abort: the scan reports a line only once the next one has begun)
+        data = np.where(valid, p.haadf.data[:rows, :, 0], np.nan).astype(np.float32)
         return DataAndMetadata.new_data_and_metadata(
-            p.haadf.data[:rows, :, 0].copy(),
+            data,
             dimensional_calibrations=[Calibration.Calibration(0.0, cy, "nm"), Calibration.Calibration(0.0, cx, "nm")],
-            metadata={"drift_si": {"state": self.state, "pass": p.label}})
+            metadata={"drift_si": {"state": self.state, "pass": p.label,
+                                   "valid_pixels_per_row": valid.sum(axis=1).tolist()}})
 
     def drift_log_xdata(self) -> DataAndMetadata.DataAndMetadata:
         """(4, N) rows drift y (nm), drift x (nm), quality, flagged (0/1) versus time (s since the run started).
@@ -89,19 +93,12 @@ class DriftSIResult(SIRunResult):
 def live_analysis_xdatas(outputs: processing_base.Outputs, stats: typing.Mapping[str, typing.Any] | None
                          ) -> list[tuple[str, DataAndMetadata.DataAndMetadata]]:
     """(title, xdata) of every displayable live-analysis output; metadata ``insitu`` carries the runner's record
-    (ms per update, updates skipped) under ``live_analysis``. Labelled (k, n) rows (component spectra, convergence
-    curves) become a 1-D collection of k 1-D data (datum_dimension_count 1): Swift shows them as k lines."""
+    (ms per update, updates skipped) under ``live_analysis``."""
     from nionswift_plugin.insitu.computations import output_to_xdata
     title = str((stats or {}).get("title", "Live analysis"))
     found: list[tuple[str, DataAndMetadata.DataAndMetadata]] = []
     for output in outputs:
         xdata = output_to_xdata(output, {"live_analysis": dict(stats or {}), "output": output.name})
-        if (xdata is not None and xdata.is_data_2d and xdata.datum_dimension_count == 2
-                and xdata.metadata.get("insitu", {}).get("labels")):
-            xdata = DataAndMetadata.new_data_and_metadata(
-                xdata.data, intensity_calibration=xdata.intensity_calibration,
-                dimensional_calibrations=xdata.dimensional_calibrations, metadata=xdata.metadata,
-                data_descriptor=DataAndMetadata.DataDescriptor(False, 1, 1))
         if xdata is not None:
             found.append((f"{title}: {getattr(output, 'title', '') or output.name}", xdata))
     return found
