@@ -33,8 +33,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 from numpy.typing import NDArray
 
-from processing.alignment.stack_filters import (SDSD_PARAMETERS, PairSpectra, prefilter_spectra, sdsd_options,
-                                                 validate_stack)
+from processing.alignment.stack_filters import SDSD_PARAMETERS, PairSpectra, sdsd_options
 from processing.base import InputError, ParameterError
 
 __all__ = ["SDSD_PARAMETERS", "SDSDResult", "PairMeasurement", "pair_list", "measure_pairs", "pair_weight",
@@ -383,13 +382,17 @@ def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], 
 # --------------------------------------------------------------------------------------------------------------
 
 def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float] = 1.0,
-                **options: typing.Any) -> SDSDResult:
+                block_frames: int | None = None, **options: typing.Any) -> SDSDResult:
     """Measure the drift of a stack by SDSD.
 
     Parameters
     ----------
-    frames : (N, H, W) array-like (numpy, dask, memmap), N >= 2, real, finite.
+    frames : (N, H, W) array-like, N >= 2, real, finite: a numpy array or list of frames (in memory), a
+        :class:`~processing.alignment.sdsd_blocks.FrameBlocks`, or a lazy stack (:class:`processing.io.stacks.Stack` from ``open_stack``, Dask array, memory map, h5py dataset),
+        read in blocks (:mod:`processing.alignment.sdsd_blocks`: only a block of frames and the band-limited
+        spectra the remaining pairs need are in memory; the result equals the in-memory one).
     pixel_size_nm : nm per px (scalar or (y, x)), for ``shifts_nm``.
+    block_frames : frames read per block (multiple of 16); None: the whole stack if in memory, else 256 MB.
     **options : the SDSD parameters (:data:`SDSD_PARAMETERS`: reference, band_k, region, window, median_px,
         edge_filter, lowpass_sigma_px, highpass_sigma_px, subpixel_px, max_shift_px, reject_sigma).
 
@@ -397,23 +400,15 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
     -------
     SDSDResult (shifts relative to frame 0, per-frame uncertainty, rejected pairs).
     """
+    from processing.alignment.sdsd_blocks import FrameBlocks, measure_in_blocks
     opts = sdsd_options(**options)
-    stack = validate_stack(frames)
-    n, h, w = stack.shape
+    source = frames if isinstance(frames, FrameBlocks) else FrameBlocks(frames, block_frames)
+    n, (h, w) = source.n_frames, source.frame_shape
+    if min(h, w) < 16:
+        raise InputError(f"the frames are {h}x{w} px; alignment needs at least 16x16 px.")
     pairs = pair_list(n, str(opts["reference"]), int(opts["band_k"]))
     offsets = np.zeros((n, 2), dtype=np.int64)
-
-    def measure(source: NDArray[np.float32], which: list[tuple[int, int]]) -> tuple[list[PairMeasurement], typing.Any]:
-        spectra = prefilter_spectra(source, opts)
-        measured = measure_pairs(spectra, which, subpixel_px=float(opts["subpixel_px"]),
-                                 max_shift_px=float(opts["max_shift_px"]) or None,
-                                 inverted_contrast=bool(opts["inverted_contrast"]))
-        # pair shifts of the original frames = residual pair shift + the integer pre-shifts
-        return [PairMeasurement(m.i, m.j, (m.shift_px[0] + float(offsets[m.j, 0] - offsets[m.i, 0]),
-                                           m.shift_px[1] + float(offsets[m.j, 1] - offsets[m.i, 1])),
-                                m.correlation, m.curvature_per_px2) for m in measured], spectra
-
-    measurements, spectra = measure(stack, pairs)
+    measurements, prefilter_notes = measure_in_blocks(source, opts, pairs, offsets)
     large = 0.02 * min(h, w)
     for _pass in range(5):
         shifts, uncertainty, rejected, rms, notes = solve_shifts(n, measurements,
@@ -427,23 +422,12 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
         if _pass == 4 or not big or float(np.abs(shifts).max()) <= large or np.array_equal(new_offsets, offsets):
             break
         offsets = new_offsets
-        again, spectra = measure(_integer_shifted(stack, offsets), [pairs[k] for k in big])
+        again, prefilter_notes = measure_in_blocks(source, opts, [pairs[k] for k in big], offsets)
         for k, m in zip(big, again):
             measurements[k] = m
-    notes = notes + spectra.notes
+    notes = notes + prefilter_notes
     sizes = np.broadcast_to(np.asarray(pixel_size_nm, dtype=np.float64), (2,))
     py, px = float(sizes[0]), float(sizes[1])
     return SDSDResult(shifts_px=shifts, shifts_nm=shifts * np.asarray([py, px]), uncertainty_px=uncertainty,
                       pairs=tuple(measurements), rejected=rejected, residual_rms_px=rms,
                       reference=str(opts["reference"]), pixel_size_nm=(py, px), notes=tuple(notes))
-
-
-def _integer_shifted(stack: NDArray[np.float32], offsets: NDArray[np.int64]) -> NDArray[np.float32]:
-    """Frames moved back by whole pixels (``out_k[y, x] = frame_k[y + oy, x + ox]``), edges repeated."""
-    n, h, w = stack.shape
-    out = np.empty_like(stack)
-    for k in range(n):
-        rows = np.clip(np.arange(h) + offsets[k, 0], 0, h - 1)
-        cols = np.clip(np.arange(w) + offsets[k, 1], 0, w - 1)
-        out[k] = stack[k][np.ix_(rows, cols)]
-    return out

@@ -17,7 +17,8 @@ from numpy.typing import NDArray
 
 from processing.base import InputError, ParameterError
 
-__all__ = ["AlignedStack", "apply_shifts", "common_area", "RunningReference"]
+__all__ = ["AlignedStack", "AlignedGeometry", "aligned_geometry", "align_frame", "apply_shifts", "common_area",
+           "RunningReference"]
 
 Float32Array = NDArray[np.float32]
 FloatArray = NDArray[np.float64]
@@ -60,9 +61,59 @@ def _shift_one(frame: Float32Array, shift: tuple[float, float], method: str) -> 
     return np.asarray(scipy.ndimage.shift(frame, shift, order=3, mode="nearest"), dtype=np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class AlignedGeometry:
+    """Where aligned frames go: output (h, w), its origin (y0, x0) in frame-0 px, ``crop`` ("crop"/"pad"), the
+    input frame shape (H, W) and, for "crop", the common area (top, left, bottom, right)."""
+
+    out_shape: tuple[int, int]
+    origin_px: tuple[int, int]
+    crop: str
+    frame_shape: tuple[int, int]
+
+
+def aligned_geometry(shape: tuple[int, int], shifts_px: typing.Any, crop: str) -> AlignedGeometry:
+    """The output geometry of frames of ``shape`` (H, W) aligned by ``-shifts_px`` (N, 2) (see :func:`apply_shifts`)."""
+    if crop not in ("crop", "pad"):
+        raise ParameterError(f"crop must be 'crop' or 'pad'; got {crop!r}.")
+    h, w = shape
+    shifts = np.asarray(shifts_px, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(shifts).all():
+        raise InputError(f"need one finite (dy, dx) shift per frame; got non-finite shifts {shifts[:4].tolist()}.")
+    if crop == "crop":
+        top, left, bottom, right = common_area((h, w), shifts)
+    else:
+        top = int(math.floor(min(0.0, -float(np.max(shifts[:, 0])))))
+        left = int(math.floor(min(0.0, -float(np.max(shifts[:, 1])))))
+        bottom = int(math.ceil(max(float(h), h - float(np.min(shifts[:, 0])))))
+        right = int(math.ceil(max(float(w), w - float(np.min(shifts[:, 1])))))
+    return AlignedGeometry((bottom - top, right - left), (top, left), crop, (h, w))
+
+
+def align_frame(frame: typing.Any, shift_px: typing.Any, geometry: AlignedGeometry, method: str) -> Float32Array:
+    """One frame (H, W) moved by ``-shift_px`` onto the output of ``geometry`` (h, w) float32 (NaN where it has no
+    data when padded)."""
+    if method not in ("spline", "fourier"):
+        raise ParameterError(f"method must be 'spline' or 'fourier'; got {method!r}.")
+    data = np.asarray(frame, dtype=np.float32)
+    dy, dx = float(shift_px[0]), float(shift_px[1])
+    top, left = geometry.origin_px
+    if geometry.crop == "crop":
+        shifted = _shift_one(data, (-dy, -dx), method)
+        return np.ascontiguousarray(shifted[top:top + geometry.out_shape[0], left:left + geometry.out_shape[1]])
+    # integer part by placement on the canvas, fractional part by resampling
+    h, w = geometry.frame_shape
+    out = np.full(geometry.out_shape, np.nan, dtype=np.float32)
+    iy, ix = int(math.floor(dy)), int(math.floor(dx))
+    y0, x0 = -iy - top, -ix - left
+    out[y0:y0 + h, x0:x0 + w] = _shift_one(data, (-(dy - iy), -(dx - ix)), method)
+    return out
+
+
 def apply_shifts(frames: typing.Any, shifts_px: typing.Any, *, method: str = "spline", crop: str = "crop",
                  ) -> AlignedStack:
-    """Align ``frames`` (N, H, W) by ``-shifts_px`` (N, 2).
+    """Align ``frames`` (N, H, W) by ``-shifts_px`` (N, 2), in memory (block by block for large stacks:
+    :func:`processing.alignment.sdsd_blocks.aligned_blocks`).
 
     method : "spline" (cubic, edges repeat) or "fourier" (exact for band-limited data, wraps at the edges).
     crop : "crop" keeps the area every frame covers; "pad" keeps everything on a larger canvas, NaN where a frame
@@ -70,41 +121,19 @@ def apply_shifts(frames: typing.Any, shifts_px: typing.Any, *, method: str = "sp
     """
     if method not in ("spline", "fourier"):
         raise ParameterError(f"method must be 'spline' or 'fourier'; got {method!r}.")
-    if crop not in ("crop", "pad"):
-        raise ParameterError(f"crop must be 'crop' or 'pad'; got {crop!r}.")
     n, h, w = np.shape(frames)
     shifts = np.asarray(shifts_px, dtype=np.float64).reshape(-1, 2)
     if shifts.shape[0] != n or not np.isfinite(shifts).all():
         raise InputError(f"need one finite (dy, dx) shift per frame: {n} frames, shifts of shape {shifts.shape}.")
-    if crop == "crop":
-        top, left, bottom, right = common_area((h, w), shifts)
-        out_shape = (bottom - top, right - left)
-        origin = (top, left)
-    else:
-        top = int(math.floor(min(0.0, -float(np.max(shifts[:, 0])))))
-        left = int(math.floor(min(0.0, -float(np.max(shifts[:, 1])))))
-        bottom = int(math.ceil(max(float(h), h - float(np.min(shifts[:, 0])))))
-        right = int(math.ceil(max(float(w), w - float(np.min(shifts[:, 1])))))
-        out_shape = (bottom - top, right - left)
-        origin = (top, left)
-    out = np.full((n,) + out_shape, np.nan, dtype=np.float32)
+    geometry = aligned_geometry((h, w), shifts, crop)
+    out = np.empty((n,) + geometry.out_shape, dtype=np.float32)
     for k in range(n):
-        frame = np.asarray(frames[k], dtype=np.float32)
-        dy, dx = float(shifts[k, 0]), float(shifts[k, 1])
-        if crop == "crop":
-            shifted = _shift_one(frame, (-dy, -dx), method)
-            out[k] = shifted[top:bottom, left:right]
-        else:
-            # integer part by placement on the canvas, fractional part by resampling
-            iy, ix = int(math.floor(dy)), int(math.floor(dx))
-            shifted = _shift_one(frame, (-(dy - iy), -(dx - ix)), method)
-            y0, x0 = -iy - top, -ix - left
-            out[k, y0:y0 + h, x0:x0 + w] = shifted
+        out[k] = align_frame(frames[k], shifts[k], geometry, method)
     coverage = np.asarray(np.sum(np.isfinite(out), axis=0), dtype=np.int32)
     total = np.nansum(out, axis=0).astype(np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         average = np.where(coverage > 0, total / np.maximum(coverage, 1), np.nan).astype(np.float32)
-    return AlignedStack(out, total, average, origin, coverage)
+    return AlignedStack(out, total, average, geometry.origin_px, coverage)
 
 
 class RunningReference:

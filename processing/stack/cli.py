@@ -3,7 +3,9 @@
     nionswift-insitu align --input series.h5 --output aligned.hspy [--reference all|banded|first|previous]
         [--band-k 10] [--region t,l,b,r] [--lowpass-sigma-px 2] ... [--method spline|fourier] [--crop crop|pad]
 
-Reads any stack :func:`processing.io.stacks.open_stack` reads; writes a HyperSpy file (``.hspy``/``.h5``) with the
+Reads any stack :func:`processing.io.stacks.open_stack` reads, lazily: a stack larger than 256 MB (or
+``--block-frames N``) is read, measured and written N frames at a time (:mod:`processing.alignment.sdsd_blocks`);
+writes a HyperSpy file (``.hspy``/``.h5``) with the
 aligned sequence, the aligned sum and the shifts (px, with uncertainty); the shifts (px and calibrated units) and
 notes are also written next to the output as ``<output>.shifts.json``.
 """
@@ -15,9 +17,11 @@ import pathlib
 import typing
 
 import numpy as np
+from numpy.typing import NDArray
 
 from processing.alignment.sdsd import SDSD_PARAMETERS, align_stack
-from processing.alignment.stack_shift import apply_shifts
+from processing.alignment.sdsd_blocks import BLOCK_BYTES, FrameBlocks, aligned_blocks, aligned_dask
+from processing.alignment.stack_shift import aligned_geometry, apply_shifts
 from processing.base import Calibration, ParameterError
 
 __all__ = ["register", "run_align"]
@@ -46,6 +50,10 @@ def register(subparsers: typing.Any) -> None:
     parser.add_argument("--method", choices=("spline", "fourier"), default="spline", help="how shifts are applied")
     parser.add_argument("--crop", choices=("crop", "pad"), default="crop",
                         help="keep the common area (crop) or everything on a larger canvas (pad)")
+    parser.add_argument("--block-frames", type=int, default=0,
+                        help="read, measure and write the stack this many frames at a time (bounded memory; "
+                             "rounded up to a multiple of 16); 0 = in memory if the stack fits in 256 MB, else "
+                             "blocks of 256 MB")
     parser.set_defaults(func=run_align)
 
 
@@ -56,12 +64,18 @@ def run_align(args: argparse.Namespace) -> int:
     output = check_output_path(args.output)
     if output.suffix.lower() not in (".hspy", ".h5", ".hdf5"):
         raise ParameterError(f"align writes HyperSpy HDF5 files; got output '{output}'. Use a .hspy or .h5 name.")
-    stack = open_stack(args.input, dataset=args.dataset)
+    stack = open_stack(args.input, dataset=args.dataset)   # lazy: frames are read when a block needs them
     cal_y, cal_x = stack.calibrations
     options = {p.name: getattr(args, p.name) for p in SDSD_PARAMETERS}
-    frames = np.asarray(stack.data, dtype=np.float32)
-    result = align_stack(frames, pixel_size_nm=(cal_y.scale, cal_x.scale), **options)
-    aligned = apply_shifts(frames, result.shifts_px, method=args.method, crop=args.crop)
+    if args.block_frames < 0:
+        raise ParameterError(f"--block-frames must be >= 0; got {args.block_frames}. Use e.g. 64, or 0 (automatic).")
+    h, w = stack.frame_shape
+    fits = stack.n_frames * h * w * 4 <= BLOCK_BYTES
+    source = FrameBlocks(stack, args.block_frames or None)
+    if args.block_frames == 0 and fits:
+        source = FrameBlocks(source.read(0, source.n_frames))      # small: one block in memory
+    result = align_stack(source, pixel_size_nm=(cal_y.scale, cal_x.scale), **options)
+    aligned = _aligned(source, result.shifts_px, args.method, args.crop)
     summary = result.to_dict()
     summary.update({"input": str(args.input), "units": [cal_y.units, cal_x.units], "method": args.method,
                     "crop": args.crop, "origin_px": list(aligned.origin_px), "options": options})
@@ -74,8 +88,10 @@ def run_align(args: argparse.Namespace) -> int:
     image_axes = [_axis("y", h, ys, navigate=False), _axis("x", w, xs, navigate=False)]
     frame_axis = _axis("frame", n, Calibration(0.0, 1.0, "frame"), navigate=True)
     shifts = np.concatenate([result.shifts_px, np.nan_to_num(result.uncertainty_px, nan=-1.0)], axis=1).T
+    sequence = _signal("aligned sequence", aligned.frames, [frame_axis] + image_axes, stack.intensity_units, summary)
+    sequence["attributes"]["_lazy"] = not isinstance(aligned.frames, np.ndarray)   # Dask: written block by block
     signals = [
-        _signal("aligned sequence", aligned.frames, [frame_axis] + image_axes, stack.intensity_units, summary),
+        sequence,
         _signal("aligned sum", aligned.total, image_axes, stack.intensity_units, summary),
         _signal("shifts (dy, dx, sigma_y, sigma_x) px", shifts,
                 [_axis("component", 4, Calibration(), navigate=True),
@@ -88,4 +104,26 @@ def run_align(args: argparse.Namespace) -> int:
           f"and {sidecar.name}")
     for note in result.notes:
         print(f"note: {note}")
+    stack.close()
     return 0
+
+
+class _Aligned(typing.NamedTuple):
+    frames: typing.Any            # (N, h, w) float32 numpy array, or a Dask array computed block by block
+    total: NDArray[np.float32]
+    origin_px: tuple[int, int]
+
+
+def _aligned(source: FrameBlocks, shifts_px: NDArray[np.float64], method: str, crop: str) -> _Aligned:
+    """In memory (one block): :func:`apply_shifts`. In blocks: the sum from one pass over the blocks, the frames as
+    a Dask array the writer computes block by block (each frame is read and shifted twice: the price of bounded
+    memory)."""
+    if source.in_memory:
+        whole = apply_shifts(source.read(0, source.n_frames), shifts_px, method=method, crop=crop)
+        return _Aligned(whole.frames, whole.total, whole.origin_px)
+    geometry = aligned_geometry(source.frame_shape, shifts_px, crop)
+    total = np.zeros(geometry.out_shape, dtype=np.float64)
+    for _start, block in aligned_blocks(source, shifts_px, method=method, crop=crop):
+        total += np.nansum(block, axis=0)
+    return _Aligned(aligned_dask(source, shifts_px, method=method, crop=crop), total.astype(np.float32),
+                    geometry.origin_px)
