@@ -226,14 +226,45 @@ class EELSCameraSimulator:
 
 
 class SimEELSCamera(CameraDevice.Camera):
-    """device_kit camera whose ``close`` may be called twice (by Swift and by the simulator handle)."""
+    """device_kit camera whose ``close`` may be called twice (by Swift and by the simulator handle), and which
+    delivers synchronized (spectrum-image) data line by line, as a detector with a fast read-out does.
+
+    device_kit's camera hands over a synchronized acquisition in pieces of ``update_period / exposure`` frames
+    (Swift asks for 1 s) and drops the piece in progress when the acquisition is cancelled, so an abort lost up to
+    a second of spectra. Here each piece is ``lines_per_delivery`` scan lines (flyback included; ``None``: device_kit's
+    pieces): an abort loses at most the line being scanned.
+    """
+
+    #: scan lines per partial delivery of a synchronized acquisition (None: device_kit's update-period pieces)
+    lines_per_delivery: int | None = 1
 
     def __init__(self, camera_id: str, camera_name: str, simulator: EELSCameraSimulator,
                  instrument: SimInstrument) -> None:
         super().__init__(camera_id, "eels", camera_name, simulator, instrument)
         self.__eels_simulator = simulator
         self.__closed = False
+        self.__line_s: float | None = None  # duration of one scan line of the running synchronized acquisition
+        self.__exposure_s = 0.0
         self.camera_panel_type = "eels"
+
+    def acquire_synchronized_begin(self, camera_frame_parameters: typing.Any, collection_shape: typing.Any,
+                                   **kwargs: typing.Any) -> typing.Any:
+        shape = tuple(int(v) for v in collection_shape)
+        exposure_s = float(camera_frame_parameters.exposure_ms) / 1000.0
+        self.__line_s = shape[-1] * exposure_s if len(shape) > 1 and exposure_s > 0 else None
+        self.__exposure_s = exposure_s
+        return super().acquire_synchronized_begin(camera_frame_parameters, collection_shape, **kwargs)
+
+    def acquire_synchronized_continue(self, *, update_period: float = 1.0, **kwargs: typing.Any) -> typing.Any:
+        lines = self.lines_per_delivery
+        if lines is not None and self.__line_s is not None:
+            # device_kit takes int(update_period / exposure) frames: half a frame more avoids rounding one off
+            update_period = min(update_period, lines * self.__line_s + 0.5 * self.__exposure_s)
+        return super().acquire_synchronized_continue(update_period=update_period, **kwargs)
+
+    def acquire_synchronized_end(self, **kwargs: typing.Any) -> None:
+        self.__line_s = None
+        super().acquire_synchronized_end(**kwargs)
 
     @property
     def eels_simulator(self) -> EELSCameraSimulator:

@@ -132,15 +132,10 @@ class DriftCorrectedSI(AcquisitionLoop):
 
     def abort(self, *, immediately: bool = False) -> None:
         """Stop after the section being scanned (its pixels are kept); ``immediately`` (or a second call) stops the
-        scan at once (the interrupted section keeps what the camera delivered)."""
+        scan at once: the interrupted section keeps every line the camera completed (marked incomplete), the line
+        being scanned is lost. Returns at once; the run ends on its thread (:meth:`wait`)."""
         if self._abort.is_set() or immediately:
-            self._hard_abort.set()
-            scan = self._scan
-            if scan is not None:
-                try:
-                    scan.grab_synchronized_abort()
-                except Exception as e:  # the scan may already be idle
-                    logging.debug("grab_synchronized_abort: %s", e)
+            self._hard_abort.set()  # the grab's watcher cancels the camera, collects the lines, aborts the scan
         self._abort.set()
 
     # -- internals ---------------------------------------------------------------------------------------------

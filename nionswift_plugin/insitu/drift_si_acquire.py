@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
 import typing
 
 import numpy as np
@@ -150,7 +151,7 @@ class AcquisitionLoop(EngineSupport):
         channel = _TrackingDataChannel(self._now, self._camera.hardware_source_id)
         self._data_channel = channel
         grab_done = threading.Event()
-        watcher = threading.Thread(target=self._abort_watch, args=(grab_done,), daemon=True)
+        watcher = threading.Thread(target=self._abort_watch, args=(grab_done, channel), daemon=True)
         watcher.start()
         t_start = self._now()
         error: Exception | None = None
@@ -225,16 +226,42 @@ class AcquisitionLoop(EngineSupport):
                     continue
             row0 += rows
 
-    def _abort_watch(self, grab_done: threading.Event) -> None:
-        """While a section is grabbed: on an immediate abort, repeat the scan's abort until the grab returns (an
-        abort that arrives while Swift is still preparing the stream would otherwise be lost)."""
+    def _abort_watch(self, grab_done: threading.Event, channel: _TrackingDataChannel) -> None:
+        """While a section is grabbed: on an immediate abort, cancel the camera, let Swift hand over the lines it
+        completed (:meth:`_drain`), then repeat the scan's abort until the grab returns (an abort that arrives while
+        Swift is still preparing the stream would otherwise be lost)."""
         while not grab_done.is_set():
             if self._hard_abort.wait(0.05):
-                try:
-                    self._scan.grab_synchronized_abort()
-                except Exception as e:
-                    logging.debug("grab_synchronized_abort: %s", e)
-                grab_done.wait(0.05)
+                self._drain(grab_done, channel)
+                while not grab_done.is_set():
+                    try:
+                        self._scan.grab_synchronized_abort()
+                    except Exception as e:
+                        logging.debug("grab_synchronized_abort: %s", e)
+                    grab_done.wait(0.05)
+
+    def _drain(self, grab_done: threading.Event, channel: _TrackingDataChannel) -> None:
+        """Cancel the camera and wait (at most ``abort_drain_s``) until the line it had completed reaches the data
+        channel. Swift's acquisition loop hands a camera piece over only after it has read the next one and drops
+        everything once the acquisition is aborted; cancelling the camera first (what Swift's own abort does
+        first) ends the read in progress, so the last completed piece is delivered before the scan is aborted.
+        The cancel is repeated while waiting: a camera that had not begun yet clears it when it begins."""
+        deliveries = len(channel.deliveries)
+        quiet_s = 0.05  # after the last piece: the scan rows of that line come in the next loop turns
+        deadline = time.monotonic() + max(float(self.settings.abort_drain_s), 0.0)
+        last_change: float | None = None
+        while not grab_done.is_set() and time.monotonic() < deadline:
+            n = len(channel.deliveries)
+            if n != deliveries:
+                deliveries, last_change = n, time.monotonic()
+            if last_change is not None and time.monotonic() - last_change >= quiet_s:
+                return
+            try:
+                self._camera.acquire_sequence_cancel()
+            except Exception as e:  # a camera without cancel: the scan abort that follows stops the run
+                logging.debug("camera acquire_sequence_cancel: %s", e)
+                return
+            grab_done.wait(0.01)
 
     def _store_section(self, p: PassResult, row0: int, rows: int, results: typing.Any, channel: _TrackingDataChannel,
                        t_start: float, t_end: float, offset: tuple[float, float], t_offset: float, flyback: int,
@@ -246,21 +273,24 @@ class AcquisitionLoop(EngineSupport):
         cam_xdata: typing.Any = None
         haadf: typing.Any = None
         n_pixels = rows * w
+        n_haadf = rows * w
         if results is not None:
             scans, cams = results
             cam_xdata = cams[0] if cams else None
             haadf = scans[0] if scans else None
-        else:  # interrupted or failed: read what the channel received
+        else:  # interrupted or failed: read what the channel received (whole lines, see drift_si_acquire)
             for ch in list(channel.shapes):
                 if ch.segments and ch.segments[0] == cam_id:
                     n_pixels = min(channel.pixels(ch), rows * w)
                     cam_xdata = channel.get_data(ch)
                 elif ch.segments and ch.segments[0] == scan_id and haadf is None:
+                    n_haadf = min(channel.pixels(ch), rows * w)
                     haadf = channel.get_data(ch)
             if cam_xdata is None:
                 n_pixels = 0
         if n_pixels <= 0 or cam_xdata is None:
             return 0
+        n_haadf = min(n_haadf, n_pixels)  # an HAADF pixel without its spectrum is not an SI pixel
         spectra = np.asarray(cam_xdata.data, dtype=np.float32).reshape(rows, w, -1)
         if self.result.energy_axis is None:
             cal = cam_xdata.dimensional_calibrations[-1]
@@ -270,7 +300,7 @@ class AcquisitionLoop(EngineSupport):
         p.raw.add_rows(row0, spectra, n_pixels=n_pixels)
         if haadf is not None:
             p.haadf.add_rows(row0, np.asarray(haadf.data, dtype=np.float32).reshape(rows, w)[..., None],
-                             n_pixels=n_pixels)
+                             n_pixels=n_haadf)
         timing = self._update_timing(channel, (rows, w), t_start, t_end, flyback, p.geometry.exposure_s)
         block_times = timing.pixel_times_s(rows, w)
         index = len(self.result.sections)
@@ -289,6 +319,11 @@ class AcquisitionLoop(EngineSupport):
                 if earlier.pass_index == p.index and earlier.row0 == row0 and not earlier.superseded:
                     earlier.superseded = True
                     earlier.note = f"re-acquired as section {index} (drift jumped during it)"
+        elif repeat:  # an interrupted re-acquisition replaces only the pixels it acquired (source_section says which)
+            for earlier in self.result.sections:
+                if earlier.pass_index == p.index and earlier.row0 == row0 and not earlier.superseded:
+                    earlier.note = (f"its first {n_pixels} pixels replaced by section {index} (re-acquisition "
+                                    f"interrupted by an abort)")
         flat = spectra.reshape(rows * w, -1)[:n_pixels]
         aligned, zlp, shift = align_section_energy(flat, axis, width=w, mode=s.energy_alignment,
                                                    search_eV=s.zlp_search_eV, correct=s.correct_energy)

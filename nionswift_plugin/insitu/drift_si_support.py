@@ -143,7 +143,7 @@ class EngineSupport:
                 self._analysis, on_outputs=lambda outputs, update: self.analysis_event.fire(outputs, update))
         valid = p.aligned.valid_pixels.copy()
         si = np.where(valid[..., None], p.aligned.data, np.nan).astype(np.float32)
-        haadf = np.where(valid, p.haadf.data[..., 0], np.nan).astype(np.float32)
+        haadf = np.where(valid & p.haadf.valid_pixels, p.haadf.data[..., 0], np.nan).astype(np.float32)
         axis = self.result.energy_axis or EnergyAxis(0.0, 1.0)
         update = live_analysis.SectionUpdate(
             si=si, haadf=haadf, acquired=valid, rows=rows, energy_offset_eV=float(axis.offset_eV),

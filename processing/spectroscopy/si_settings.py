@@ -103,6 +103,10 @@ class DriftSISettings:
     alias_safe_sections: bool = True
     #: one short synchronized line before the run measures the scan's start-up delay and pixel/line periods
     timing_probe: bool = True
+    #: an immediate abort first cancels the camera, waits up to this long (s) for Swift to hand over the lines the
+    #: camera completed (Swift drops data still in its pipeline when the acquisition is aborted), then aborts the
+    #: scan; the beam waits at its last pixel meanwhile
+    abort_drain_s: float = 0.5
     lowpass_sigma_px: float = 1.0
     highpass_sigma_px: float | None = None
     #: name of a live analysis (``processing.spectroscopy.live_analysis.LIVE_ANALYSES``; "" none), run on the SI
@@ -143,6 +147,9 @@ class DriftSISettings:
         if self.max_reacquisitions < 0 or not self.jump_sigma > 0 or not self.reacquire_jump_px >= 0:
             raise DriftSIError(f"max_reacquisitions ({self.max_reacquisitions}) must be >= 0, jump_sigma "
                                f"({self.jump_sigma}) > 0 and reacquire_jump_px ({self.reacquire_jump_px}) >= 0.")
+        if not 0 <= self.abort_drain_s <= 10:
+            raise DriftSIError(f"abort_drain_s must be between 0 and 10 s; got {self.abort_drain_s}. 0.5 s hands "
+                               f"over the completed lines on a loaded machine.")
         if self.section_interval_s is not None and not self.section_interval_s > 0:
             raise DriftSIError(f"section_interval_s must be > 0 or None; got {self.section_interval_s}.")
         if self.live_analysis and self.live_analysis not in live_analysis.LIVE_ANALYSES:
