@@ -46,6 +46,7 @@ from numpy.typing import NDArray
 
 from processing.base import InputError, ParameterError
 from processing.alignment.registration import prefilter, shift_image, translation_candidates
+from processing.spectroscopy.drift_consistency import annotate, rebuild_predictor, resolve_chain
 from processing.spectroscopy.drift_model import DriftPredictor, Prediction, scan_to_sample
 
 __all__ = ["DriftMeasurement", "DriftEstimator", "robust_rate", "records_from_json", "drift_trajectory_nm"]
@@ -86,17 +87,32 @@ class DriftMeasurement:
     alias_spacing_nm: float | None = None
     #: scan rotation (rad) of the reference scan: shift_px is in scan-image axes, drift_nm in sample axes
     rotation_rad: float = 0.0
+    #: drift (sample axes, nm) of every candidate the content cannot tell apart (the chosen one included); the
+    #: retrospective consistency check of the whole chain chooses among them
+    candidates_nm: tuple[Vec2, ...] = ()
+    #: verdict of the retrospective check of the whole chain (:mod:`processing.spectroscopy.drift_consistency`):
+    #: "" (not run), "consistent", "resolved" (ambiguous live, unique in the joint fit), "re-placed" (the joint fit
+    #: chose another alias than the live decision), "ambiguous" (still more than one alias fits), "outlier"
+    #: (inconsistent with the rest of the chain: not used)
+    retro: str = ""
+    #: drift (nm) the retrospective check settled on (None when not run or an outlier)
+    final_drift_nm: Vec2 | None = None
 
     @property
     def flagged(self) -> bool:
-        """Not trustworthy: rejected, or ambiguous between lattice aliases."""
-        return (not self.accepted) or self.ambiguous
+        """Not trustworthy: rejected, inconsistent with the chain, or ambiguous between lattice aliases (after the
+        retrospective check when it ran: a live ambiguity it resolved is no longer flagged)."""
+        if not self.accepted or self.retro in ("ambiguous", "outlier"):
+            return True
+        if self.retro in ("consistent", "resolved", "re-placed"):
+            return False
+        return self.ambiguous
 
     def to_dict(self) -> dict[str, typing.Any]:
         d = dataclasses.asdict(self)
         for key, value in d.items():
             if isinstance(value, tuple):
-                d[key] = [float(v) for v in value]
+                d[key] = [[float(x) for x in v] if isinstance(v, (tuple, list)) else float(v) for v in value]
         d["flagged"] = self.flagged
         return d
 
@@ -115,7 +131,10 @@ class DriftMeasurement:
                    jump_nm=None if jump is None else _vec(jump), ambiguous=bool(d.get("ambiguous", False)),
                    n_candidates=int(d.get("n_candidates", 1)),
                    alias_spacing_nm=None if spacing is None else float(spacing),
-                   rotation_rad=float(d.get("rotation_rad", 0.0)))
+                   rotation_rad=float(d.get("rotation_rad", 0.0)),
+                   candidates_nm=tuple(_vec(c) for c in d.get("candidates_nm", ()) or ()),
+                   retro=str(d.get("retro", "")),
+                   final_drift_nm=None if d.get("final_drift_nm") is None else _vec(d["final_drift_nm"]))
 
 
 def _vec(v: typing.Any) -> Vec2:
@@ -195,6 +214,9 @@ class DriftEstimator:
     alias_quality_margin, alias_noise_factor : candidates whose NCC is within ``max(alias_quality_margin,
         alias_noise_factor * (1 - best NCC))`` of the best are indistinguishable by content (the noise scale).
     alias_window_sigma : half-width of the prediction window (sigma) used to tell aliases apart.
+    joint_unwrap, ambiguity_margin : when aliases compete, choose among them by the most plausible drift path over
+        the whole chain so far (:func:`~processing.spectroscopy.drift_consistency.resolve_chain`, whose min-marginal
+        evidence below ``ambiguity_margin`` makes the measurement ambiguous) instead of the prediction alone.
     jump_alias_ratio : a jump (no alias in the window) is resolved to the nearest alias only when its miss is at
         most this fraction of the next alias's miss (else ambiguous).
     predictor : the drift model (default :class:`DriftPredictor` with ``window=rate_window``).
@@ -213,7 +235,8 @@ class DriftEstimator:
                  template_min_quality: float = 0.9, jump_sigma: float = 4.5, jump_floor_nm: float = 0.02,
                  alias_quality_margin: float = 0.002, alias_noise_factor: float = 2.0,
                  alias_window_sigma: float = 3.0, jump_alias_ratio: float = 0.4,
-                 predictor: DriftPredictor | None = None) -> None:
+                 predictor: DriftPredictor | None = None, joint_unwrap: bool = True,
+                 ambiguity_margin: float = 6.0) -> None:
         if not 0.0 <= quality_threshold < 1.0:
             raise ParameterError(f"quality_threshold must be in [0, 1); got {quality_threshold}. Typical: 0.3-0.7.")
         if not 0.0 <= template_weight <= 1.0:
@@ -242,6 +265,8 @@ class DriftEstimator:
         self.alias_noise_factor = float(alias_noise_factor)
         self.jump_alias_ratio = float(jump_alias_ratio)
         self.alias_window_sigma = float(alias_window_sigma)
+        self.joint_unwrap = bool(joint_unwrap)
+        self.ambiguity_margin = float(ambiguity_margin)
         self._predictor_template = predictor
         self.predictor = predictor if predictor is not None else DriftPredictor(window=self.rate_window)
         self._records: list[DriftMeasurement] = []
@@ -282,6 +307,14 @@ class DriftEstimator:
                                         walk_nm_per_sqrt_s=p.walk_nm_per_sqrt_s, max_rate_nm_per_s=p.max_rate_nm_per_s,
                                         max_accel_nm_per_s2=p.max_accel_nm_per_s2,
                                         max_jerk_nm_per_s3=p.max_jerk_nm_per_s3)
+
+    def chain_parameters(self) -> dict[str, typing.Any]:
+        """Parameters of the joint unwrapping (:func:`~processing.spectroscopy.drift_consistency.resolve_chain`)
+        from the drift model: acceleration bound (3 sigma), measurement precision, random walk."""
+        p = self.predictor
+        return {"accel_sigma_nm_per_s2": max(p.max_accel_nm_per_s2, 1e-3) / 3.0,
+                "measurement_sigma_nm": max(p.measurement_sigma_nm, 0.005),
+                "walk_nm_per_sqrt_s": max(p.walk_nm_per_sqrt_s, 0.01), "ambiguity_margin": self.ambiguity_margin}
 
     # -- prediction ----------------------------------------------------------------------------------------
     def rate_nm_per_s(self) -> Vec2:
@@ -400,13 +433,34 @@ class DriftEstimator:
             # ambiguous and flagged, never silently locked onto an alias
             clear_jump = not inside and miss[ranked[0]] <= self.jump_alias_ratio * miss[ranked[1]]
             if len(inside) > 1 or (not inside and not clear_jump):
-                # the prediction cannot decide: the content's best match is taken (a wrong prediction must not
-                # steer the measurement, or the errors feed back into the rate), and the measurement is flagged
-                chosen = primary
+                # the prediction cannot decide for sure: the alias nearest the prediction is taken (phase
+                # unwrapping: right whenever the prediction misses by less than half the alias spacing, and it
+                # never runs away, whereas the content's best match is a random alias on a clean lattice); the
+                # measurement is flagged and the retrospective check of the whole chain decides at the end
+                chosen = ranked[0]
                 ambiguous = True
                 note = (f"ambiguous: {len(competitive)} lattice aliases {spacing:.3f} nm apart match within "
                         f"{margin:.4f} NCC and {len(inside)} lie in the prediction window "
-                        f"(±{window:.3f} nm); the best content match is used")
+                        f"(±{window:.3f} nm); the alias nearest the prediction is used")
+        joint = None
+        if (self.joint_unwrap and len(competitive) > 1 and len(self.accepted) >= 2
+                and candidates[chosen].quality >= self.quality_threshold):
+            # phase unwrapping over the whole chain so far (not only the last few points of the prediction): the
+            # alias of the most plausible drift path, ambiguous when another alias is nearly as plausible
+            cands = tuple((float(drifts[i][0]), float(drifts[i][1])) for i in competitive)
+            provisional = DriftMeasurement(index, float(time_s), applied, (0.0, 0.0), pixel,
+                                           (float(drifts[chosen][0]), float(drifts[chosen][1])), 1.0, True,
+                                           candidates_nm=cands, n_candidates=len(competitive))
+            joint = resolve_chain(list(self._records) + [provisional], max_outliers=0, **self.chain_parameters())
+            final = joint.drift_nm[-1]
+            if final is not None:
+                chosen = min(competitive, key=lambda i: float(np.hypot(drifts[i][0] - final[0],
+                                                                        drifts[i][1] - final[1])))
+            ambiguous = joint.verdict[-1] == "ambiguous"
+            note = (f"ambiguous: {len(competitive)} lattice aliases {spacing:.3f} nm apart match within "
+                    f"{margin:.4f} NCC and the drift path so far cannot tell them apart (evidence "
+                    f"{joint.margin[-1]:.1f} < {self.ambiguity_margin:.1f}); the most plausible is used"
+                    ) if ambiguous else ""
         result = candidates[chosen]
         shift = result.shift_px
         drift_arr = drifts[chosen]
@@ -424,9 +478,16 @@ class DriftEstimator:
                              float(result.quality), accepted, reason or note, predicted,
                              predicted_sigma_nm=float(sigma) if math.isfinite(sigma) else None,
                              jump_nm=step if (jump and accepted) else None, ambiguous=ambiguous and accepted,
-                             n_candidates=len(competitive), alias_spacing_nm=spacing, rotation_rad=float(rotation_rad))
+                             n_candidates=len(competitive), alias_spacing_nm=spacing, rotation_rad=float(rotation_rad),
+                             candidates_nm=tuple((float(drifts[i][0]), float(drifts[i][1])) for i in competitive))
         self._records.append(m)
-        if accepted:
+        if accepted and joint is not None and any(
+                d is not None and r.accepted and (abs(d[0] - r.drift_nm[0]) > 1e-9 or abs(d[1] - r.drift_nm[1]) > 1e-9)
+                for r, d in zip(self._records, joint.drift_nm)):
+            # the joint fit re-placed earlier measurements: the drift model follows the unwrapped chain
+            self.predictor = rebuild_predictor(annotate(self._records, joint), self.predictor,
+                                               jump_sigma=self.jump_sigma, jump_floor_nm=self.jump_floor_nm)
+        elif accepted:
             self.predictor.add(float(time_s), drift, step_nm=step if jump else None)
         if accepted and self.template_weight > 0 and result.quality >= self.template_min_quality:
             aligned = shift_image(data, (-shift[0], -shift[1]))

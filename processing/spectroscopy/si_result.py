@@ -22,12 +22,14 @@ from numpy.typing import NDArray
 from processing import base as processing_base
 from processing.spectroscopy import eegs as eegs_analysis
 from processing.spectroscopy.drift import DriftEstimator, DriftMeasurement
-from processing.spectroscopy.drift_model import sample_to_scan
+from processing.spectroscopy.drift_consistency import ChainSolution, annotate, rebuild_predictor, resolve_chain
+from processing.spectroscopy.drift_model import DriftPredictor, sample_to_scan
 from processing.spectroscopy.si_assembly import SIAssembler, resample_scattered
 from processing.spectroscopy.si_settings import DriftSIError, DriftSISettings, Rect
 from processing.spectroscopy.spectrum_alignment import EnergyAxis
 
-__all__ = ["SectionRecord", "PassGeometry", "PassResult", "SIRunResult", "assign_verdicts", "apply_shear_correction"]
+__all__ = ["SectionRecord", "PassGeometry", "PassResult", "SIRunResult", "assign_verdicts", "apply_shear_correction",
+           "resolve_measurements"]
 
 FloatArray = NDArray[np.float64]
 
@@ -65,6 +67,9 @@ class SectionRecord:
     measurement_after: int | None = None
     trusted: bool = True
     flags: tuple[str, ...] = ()
+    #: the retrospective check of the drift chain moved this section (its largest change of position, SI px);
+    #: 0 when it was placed where the live decisions put it
+    replaced_px: float = 0.0
 
     def to_dict(self) -> dict[str, typing.Any]:
         return typing.cast(dict[str, typing.Any], json.loads(json.dumps(dataclasses.asdict(self))))
@@ -121,6 +126,9 @@ class SIRunResult:
         self.shear_corrected = False
         #: measured scan timing: start-up delay and pixel/line periods of the last section, and their source
         self.timing: dict[str, typing.Any] = {}
+        #: the retrospective consistency check of the drift chain (None until the end of the run)
+        self.chain_solution: ChainSolution | None = None
+        self.final_predictor: DriftPredictor | None = None
         #: outputs of the live analysis after its final update (processing.base Outputs) and its runner's record
         self.live_outputs: processing_base.Outputs = ()
         self.live_analysis_stats: dict[str, typing.Any] | None = None
@@ -238,14 +246,44 @@ def _bracketing(measurements: typing.Sequence[DriftMeasurement], record: Section
     return (before[-1] if before else None), (after[0] if after else None)
 
 
+def resolve_measurements(result: SIRunResult, estimator: DriftEstimator | None = None) -> DriftPredictor:
+    """Run the retrospective consistency check of the whole drift chain once
+    (:func:`~processing.spectroscopy.drift_consistency.resolve_chain`): ``result.measurements`` get their ``retro``
+    verdict and final drift, ``result.final_predictor`` is the drift model refitted on them (the a-posteriori
+    trajectory used to place the pixels). Idempotent."""
+    if result.final_predictor is not None and result.chain_solution is not None:
+        return result.final_predictor
+    s = result.settings
+    template = estimator.predictor if estimator is not None else DriftPredictor(
+        window=s.rate_window, max_rate_nm_per_s=s.max_drift_rate_nm_per_s,
+        max_accel_nm_per_s2=s.max_drift_accel_nm_per_s2)
+    ms = estimator.records if estimator is not None else result.measurements
+    params: dict[str, typing.Any] = estimator.chain_parameters() if estimator is not None else {
+        "accel_sigma_nm_per_s2": max(s.max_drift_accel_nm_per_s2, 1e-3) / 3.0,
+        "measurement_sigma_nm": max(template.measurement_sigma_nm, 0.005),
+        "walk_nm_per_sqrt_s": max(template.walk_nm_per_sqrt_s, 0.01)}
+    solution = resolve_chain(ms, **params)
+    result.measurements = annotate(ms, solution)
+    result.chain_solution = solution
+    floor = estimator.jump_floor_nm if estimator is not None else s.reacquire_jump_px * min(result.si_pixel_size_nm)
+    jump_sigma = estimator.jump_sigma if estimator is not None else s.jump_sigma
+    result.final_predictor = rebuild_predictor(result.measurements, template, jump_sigma=jump_sigma,
+                                               jump_floor_nm=floor)
+    return result.final_predictor
+
+
 def assign_verdicts(result: SIRunResult, *, correct_drift: bool) -> None:
     """Set every section's ``trusted`` / ``flags`` (and its bracketing measurements) from the measurements.
 
-    A section is flagged when: a measurement bracketing it is rejected or ambiguous (lattice alias), an earlier
-    measurement of the run was ambiguous (its position may be off by an alias ever since), the measurement after
-    it is a jump and it was not re-acquired (repeat limit reached or run ended), no measurement follows it (the
-    run ended: its drift is extrapolated), or it is incomplete (aborted inside it).
+    With drift correction the retrospective check of the chain runs first (:func:`resolve_measurements`). A
+    section is flagged when: a measurement bracketing it is rejected, an outlier of the chain, or still ambiguous
+    between lattice aliases after the joint check (an unresolved register makes every measurement up to the next
+    one whose content decides ambiguous, so exactly the sections it affects are flagged), the measurement after it
+    is a jump and it was not re-acquired (repeat limit reached or run ended), no measurement follows it (the run
+    ended: its drift is extrapolated), or it is incomplete (aborted inside it).
     """
+    if correct_drift and result.measurements:
+        resolve_measurements(result)
     ms = result.measurements
     for record in result.sections:
         flags: list[str] = []
@@ -260,12 +298,12 @@ def assign_verdicts(result: SIRunResult, *, correct_drift: bool) -> None:
             for label, m in (("before", before), ("after", after)):
                 if m is not None and not m.accepted:
                     flags.append(f"drift measurement {m.index} ({label}) rejected: {m.reason}")
-                elif m is not None and m.ambiguous:
-                    flags.append(f"drift measurement {m.index} ({label}) ambiguous between lattice aliases")
-            earlier = [m for m in ms if m.ambiguous and before is not None and m.index < before.index]
-            if earlier:
-                flags.append(f"position relative to ambiguous measurement {earlier[0].index} (may be off by a "
-                             f"lattice period)")
+                elif m is not None and m.retro == "outlier":
+                    flags.append(f"drift measurement {m.index} ({label}) inconsistent with the rest of the chain "
+                                 f"(not used)")
+                elif m is not None and m.flagged:
+                    flags.append(f"drift measurement {m.index} ({label}) ambiguous between lattice aliases (may "
+                                 f"be off by a lattice period)")
             if after is not None and after.jump_nm is not None and not record.superseded:
                 size = float(np.hypot(*after.jump_nm))
                 flags.append(f"drift jumped {size:.3f} nm during the section and it was not re-acquired")
@@ -281,12 +319,23 @@ def apply_shear_correction(result: SIRunResult, estimator: DriftEstimator) -> No
     (``result.scan_rotation_rad``) and divided by the SI pixel size; ``correction_px`` records it per output pixel.
     """
     s = result.settings
+    predictor = resolve_measurements(result, estimator)
     for p in result.passes:
         if p.aligned.acquired_pixels == 0 or p.geometry.shape[0] < 2 or (s.mode == "EEGS"
                                                                          and s.eegs_geometry == "point"):
             continue
         times = np.where(np.isfinite(p.pixel_times_s), p.pixel_times_s, 0.0)
-        traj = estimator.trajectory_nm(times)
+        traj = predictor.trajectory_nm(times)
+        live = estimator.trajectory_nm(times)
+        moved_px = np.hypot(*np.moveaxis(sample_to_scan(traj - live, result.scan_rotation_rad)
+                                         / np.array(result.si_pixel_size_nm)[None, None, :], -1, 0))
+        for record in result.sections:
+            if record.pass_index == p.index:
+                sel = p.source_section == record.index
+                record.replaced_px = float(moved_px[sel].max()) if sel.any() else 0.0
+                if record.replaced_px > 0.1:
+                    record.note = (record.note + "; " if record.note else "") + (
+                        f"re-placed by the retrospective drift check (moved up to {record.replaced_px:.2f} px)")
         applied = np.where(np.isfinite(p.applied_offset_nm), p.applied_offset_nm, traj)
         residual_scan = sample_to_scan(traj - applied, result.scan_rotation_rad)
         residual_px = residual_scan / np.array(result.si_pixel_size_nm)[None, None, :]
