@@ -135,9 +135,15 @@ def document_model_of(computation: Symbolic.Computation) -> DocumentModel.Docume
 def _commit_requester(computation: Symbolic.Computation,
                       document_model: DocumentModel.DocumentModel | None) -> typing.Callable[[float], None]:
     """``request(delay_s)`` asks Swift, from any thread, to run execute/commit again (after ``delay_s``), so a fresh
-    result reaches the display. Holds the computation weakly: a runner must not keep a deleted computation alive."""
+    result reaches the display. Holds the computation weakly: a runner must not keep a deleted computation alive.
+
+    One request per requester (a new requester is installed by each execute, before it reads the newest result):
+    later results are covered by the run already requested, so Swift runs a computation (one executor, one Activity
+    row, one dispatcher task) about once per display refresh instead of once per camera frame."""
     computation_ref = weakref.ref(computation)
     event_loop = getattr(document_model, "event_loop", None)
+    requested = [False]
+    lock = threading.Lock()
 
     def mark() -> None:
         target = computation_ref()
@@ -146,6 +152,10 @@ def _commit_requester(computation: Symbolic.Computation,
             target.computation_mutated_event.fire()
 
     def request(delay_s: float = 0.0) -> None:
+        with lock:
+            if requested[0]:
+                return
+            requested[0] = True
         if event_loop is not None and not event_loop.is_closed():
             event_loop.call_soon_threadsafe(mark if delay_s <= 0 else lambda: event_loop.call_later(delay_s, mark))
 
@@ -176,7 +186,9 @@ def make_computation_class(processor_id: str) -> type:
             ENGINE.watch_document_model(document_model)  # its runner stops the moment Swift removes it
             request_commit = _commit_requester(symbolic, document_model)
             runner = ENGINE.runner_for(symbolic, processor_id, kwargs, title=cls.title,
-                                       on_result=lambda _runner: request_commit(0.0))
+                                       on_result=lambda r: request_commit(
+                                           0.0 if r.committed_count < 0
+                                           else r.last_commit_s + DISPLAY_INTERVAL_S - time.monotonic()))
             xdata = src.xdata if src is not None else None
             runner.roi = _bounds_of(roi)
             live = _is_live_source(xdata)

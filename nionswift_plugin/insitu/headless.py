@@ -16,10 +16,44 @@ from nion.instrumentation import HardwareSource
 from nion.instrumentation import stem_controller
 from nion.swift import Facade
 from nion.swift.test import TestContext
+from nion.ui import TestUI
 
 from nionswift_plugin.insitu import computations
 from nionswift_plugin.insitu import panels
 from nionswift_plugin.insitu.live_engine import ENGINE
+
+
+def release_removed_widgets_like_qt() -> bool:
+    """Make the test UI free a box's removed child widget, as the real (Qt) UI does; idempotent, returns whether the
+    patch is (now) installed.
+
+    ``nion.ui.UserInterface.BoxWidget.remove`` calls ``behavior.remove(child)`` and then ``child.close()``; the Qt
+    behavior's ``remove`` does nothing because closing the Qt widget removes it from its layout, but the test UI's
+    ``TestUI.BoxWidgetBehavior.remove`` does nothing too, so its ``widget.children`` and ``__widgets`` lists keep
+    every removed child forever. In a soak that is every row Swift's Activity panel ever showed (one per computation
+    run, ~100 MiB per 10 minutes with seven processors): a leak of the harness, not of the application. Private API
+    of nionui 10.2 (the parallel ``widget.children`` / ``_BoxWidgetBehavior__widgets`` lists); without them (another
+    release) nothing is patched."""
+    cls = TestUI.BoxWidgetBehavior
+    if getattr(cls.remove, "_insitu_like_qt", False):
+        return True
+    if not hasattr(TestUI, "extract_widget"):
+        return False
+
+    def remove(self: typing.Any, child: typing.Any) -> None:
+        child_widget = TestUI.extract_widget(child)
+        children = getattr(getattr(self, "widget", None), "children", None)
+        items = getattr(self, "_BoxWidgetBehavior__widgets", None)
+        if children is None or items is None or child_widget not in children:
+            return
+        index = children.index(child_widget)
+        del children[index]
+        if index < len(items) and items[index].widget is child_widget:
+            del items[index]
+
+    remove._insitu_like_qt = True  # type: ignore[attr-defined]
+    cls.remove = remove  # type: ignore[method-assign]
+    return True
 
 
 class HeadlessSwift:
@@ -44,6 +78,7 @@ class HeadlessSwift:
         self._stack.callback(nion_instrumentation_ui.stop)
         computations.register_all()
         panels.guard_thumbnail_race()  # as the plug-in does when Swift loads it (register_panels)
+        release_removed_widgets_like_qt()  # the test UI keeps removed widgets, Qt does not
         config = self._configuration or configuration.SimulatorConfiguration()
         self.simulator = configuration.register_simulator(config)
         self._stack.callback(configuration.unregister_simulator, self.simulator)

@@ -11,7 +11,9 @@ shared per-frame memo) is Swift-free: :mod:`processing.execution.scheduler`. Thi
   runner's ``alive`` predicate), and nothing here holds a computation strongly;
 * works around a Swift retention: ``DocumentModel.TransactionManager`` keeps every item that was ever in a
   transaction as a zero-count key of a ``collections.Counter``, so deleted outputs (with their last data) would stay
-  in memory; :func:`purge_transaction_counts` drops those zero-count keys (private API, documented there).
+  in memory; :func:`purge_transaction_counts` drops those zero-count keys, and :func:`purge_write_delays` the
+  removed items the project storage keeps in its write-delay counter (private API, documented there), and
+  :class:`OpenComputationActivities` finishes the Activity-panel rows Swift leaves open for a removed computation.
 
 Sources that are not hardware sources (a static image, a replayed sequence) are processed on Swift's normal
 recompute path by :meth:`processing.execution.scheduler.Runner.process_now`, with the same processor instance.
@@ -30,7 +32,8 @@ from processing.execution.scheduler import (STATEFUL_BUFFER_FRAMES, Bounds, Engi
                                             Scheduler, Stream)
 
 __all__ = ["STATEFUL_BUFFER_FRAMES", "Bounds", "FrameSlot", "Runner", "RunnerStats", "Scheduler", "Stream",
-           "HardwareStream", "LiveEngine", "ENGINE", "frame_from_xdata", "purge_transaction_counts"]
+           "HardwareStream", "LiveEngine", "ENGINE", "frame_from_xdata", "purge_transaction_counts", "purge_write_delays",
+           "OpenComputationActivities", "ACTIVITIES", "start_heap_trimmer"]
 
 
 def frame_from_xdata(xdata: DataAndMetadata.DataAndMetadata, *, frame_number: int = 0,
@@ -107,13 +110,142 @@ def purge_transaction_counts(document_model: typing.Any) -> int:
         stale = [item for item, count in counts.items() if count <= 0]
         for item in stale:
             del counts[item]
+    return len(stale) + purge_write_delays(document_model)
+
+
+def purge_write_delays(document_model: typing.Any) -> int:
+    """Drop removed items from the project storage's write-delay counter so they can be freed; returns how many.
+
+    Private API (nionswift 16.16): the project's storage system (``document_model._project.persistent_storage``, a
+    ``FileStorageSystem.PersistentStorageSystem``, file or memory) counts write delays per item in
+    ``_PersistentStorageSystem__write_delay_counts`` (a dict keyed by the item). An item in a transaction (every
+    output of a processor attached to a playing camera joins the live item's transaction) enters a write delay;
+    ``DataItem`` / ``DisplayItem.__exit_write_delay_state`` only exits it ``if self.persistent_object_context``,
+    which a removed item no longer has, so every output removed while the camera plays stays in that dict with its
+    display item and last data (~1.7 MiB per attach-seven/detach cycle; in the real application too). An item
+    without a persistent-object context is no longer in the document: nothing will ever exit its delay, and
+    re-inserting an item enters a new one. Without the attribute (another Swift release) this does nothing."""
+    project = getattr(document_model, "_project", None)
+    storage = getattr(project, "persistent_storage", None)
+    counts = getattr(storage, "_PersistentStorageSystem__write_delay_counts", None)
+    if not isinstance(counts, dict):
+        return 0
+    try:
+        stale = [item for item in list(counts) if getattr(item, "persistent_object_context", None) is None]
+    except RuntimeError:  # changed by another thread meanwhile: the next removal purges
+        return 0
+    for item in stale:
+        counts.pop(item, None)
     return len(stale)
+
+
+#: how often the heap trimmer returns free heap pages to the OS while a stream runs (s)
+HEAP_TRIM_INTERVAL_S = 10.0
+_trimmer_lock = threading.Lock()
+_trimmer: threading.Thread | None = None
+
+
+def _malloc_trim() -> typing.Callable[[int], int] | None:
+    try:
+        import ctypes
+        trim = ctypes.CDLL(None).malloc_trim  # glibc (Linux); absent elsewhere
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return typing.cast(typing.Callable[[int], int], trim)
+
+
+def start_heap_trimmer(engine: "LiveEngine") -> bool:
+    """Return free heap memory to the OS every :data:`HEAP_TRIM_INTERVAL_S` while ``engine`` streams (once per
+    process; a daemon thread ``insitu-heap-trim``, asleep otherwise); False where there is no glibc ``malloc_trim``.
+
+    Why: a live stream allocates and frees frame-sized buffers (0.25-4 MiB: camera copies, crops, outputs) on many
+    threads. glibc raises its mmap threshold after the first such buffers are freed, so later ones come from the
+    per-thread heaps, whose freed pages are kept: measured in headless Swift at 512², seven processors, RSS +87 MiB
+    in 4 minutes with the live Python heap flat (``mallinfo2``: in use 107 -> 118 MiB, free inside the heaps
+    25 -> 59 MiB) - the real application has the same allocator. ``malloc_trim(0)`` (10-60 ms, off the acquisition
+    and UI threads) releases those free pages; RSS then stays within a few MiB."""
+    global _trimmer
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    engine_ref = weakref.ref(engine)
+    with _trimmer_lock:
+        if _trimmer is not None and _trimmer.is_alive():
+            return True
+
+        def loop() -> None:
+            while True:
+                time.sleep(HEAP_TRIM_INTERVAL_S)
+                target = engine_ref()
+                if target is None:
+                    return
+                if any(stream.runners for stream in target.streams):
+                    trim(0)
+                del target
+
+        _trimmer = threading.Thread(target=loop, name="insitu-heap-trim", daemon=True)
+        _trimmer.start()
+    return True
 
 
 def _purge_later(model_ref: "weakref.ReferenceType[typing.Any]") -> None:
     model = model_ref()
     if model is not None:
         purge_transaction_counts(model)
+
+
+class OpenComputationActivities:
+    """Swift's open computation activities (the Activity panel's rows), so a removed computation's can be finished.
+
+    Works around a Swift retention (nionswift 16.16, ``DocumentModel.__start_computation.run_computation``): when a
+    computation is removed while its execute runs, the executor is dropped without ``close()`` (that branch commits
+    and closes only ``if not computation._closed``), so its ``ComputationActivity`` is never finished: the Activity
+    panel keeps a "(computing)" row for it forever, and through it the computation and its removed outputs with
+    their last data (about one per attach/detach of a live processor; the real application too). Listens to
+    ``Activity.activity_appended_event`` / ``activity_finished_event`` (public module events) and, when a computation
+    is removed, finishes its activities that are still open; an activity Swift already finished is never finished
+    twice (the Activity panel would raise on it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: "weakref.WeakSet[typing.Any]" = weakref.WeakSet()
+        self._listeners: tuple[typing.Any, ...] = ()
+
+    def install(self) -> None:
+        from nion.swift.model import Activity
+        with self._lock:
+            if not self._listeners:
+                self._listeners = (Activity.activity_appended_event.listen(self._appended),
+                                   Activity.activity_finished_event.listen(self._finished))
+
+    def _appended(self, activity: typing.Any) -> None:
+        if getattr(activity, "computation", None) is not None:
+            with self._lock:
+                self._open.add(activity)
+
+    def _finished(self, activity: typing.Any) -> None:
+        with self._lock:
+            self._open.discard(activity)
+
+    def finish_for(self, computation: typing.Any) -> int:
+        """Finish the open activities of ``computation`` (main thread, after Swift removed it); returns how many."""
+        from nion.swift.model import Activity
+        with self._lock:
+            stale = [a for a in self._open if getattr(a, "computation", None) is computation]
+            for activity in stale:
+                self._open.discard(activity)
+        for activity in stale:
+            Activity.activity_finished(activity)
+        return len(stale)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+
+#: the open computation activities of the process (installed by the engine)
+ACTIVITIES = OpenComputationActivities()
 
 
 def _computation_alive(computation: typing.Any) -> typing.Callable[[], bool]:
@@ -130,6 +262,7 @@ class LiveEngine(Engine):
 
     def __init__(self, workers: int | None = None) -> None:
         super().__init__(workers)
+        ACTIVITIES.install()
         self._watch_lock = threading.Lock()
         self._watched: "weakref.WeakKeyDictionary[typing.Any, typing.Any]" = weakref.WeakKeyDictionary()
 
@@ -157,6 +290,7 @@ class LiveEngine(Engine):
                     return
                 if key == "computations":
                     engine.remove(value)
+                    ACTIVITIES.finish_for(value)
                 if key in ("computations", "data_items", "display_items"):
                     # after the removal has finished: Swift removes items inside a transaction of its own, which
                     # leaves them as zero-count keys only when it closes
@@ -176,6 +310,7 @@ class LiveEngine(Engine):
             stream = self.find_stream(key)
             if isinstance(stream, HardwareStream) and stream.hardware_source is hardware_source:
                 return stream
+            start_heap_trimmer(self)
             return typing.cast(HardwareStream,
                                self.add_stream(key, HardwareStream(self.scheduler, hardware_source, channel_index)))
 
