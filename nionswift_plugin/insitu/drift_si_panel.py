@@ -402,9 +402,7 @@ class DriftSIPanel(Panel.Panel):
         run = self._run
         stats = run._analysis_runner.stats() if run is not None and run._analysis_runner is not None else None
         for title, xdata in drift_si.live_analysis_xdatas(outputs, stats):
-            labels = xdata.metadata.get("insitu", {}).get("labels")
-            two_d_lines = xdata.is_data_2d and xdata.datum_dimension_count == 1
-            self._live(f"analysis:{title}", f"{title} (live)", xdata, labels if two_d_lines else None)
+            self._live(f"analysis:{title}", f"{title} (live)", xdata, _line_labels(xdata))
         notices = [o.text for o in outputs if type(o).__name__ == "Notice"]
         if notices:
             self._message("Live analysis: " + "; ".join(notices))
@@ -413,7 +411,11 @@ class DriftSIPanel(Panel.Panel):
         self._show_verdicts(result, final=True)
 
         def finish() -> None:
-            drift_si.create_data_items(self.document_controller.document_model, result)
+            document_model = self.document_controller.document_model
+            for item in drift_si.create_data_items(document_model, result):
+                labels = _line_labels(item.xdata) if item.xdata is not None else None
+                if labels:   # the saved live-analysis rows are k lines too
+                    display.show_rows_as_lines(document_model.get_display_item_for_data_item(item), labels)
             rejected = sum(1 for m in result.measurements if not m.accepted)
             flagged_m = sum(1 for m in result.measurements if m.flagged)
             flagged_s = len(result.flagged_sections(0)) if result.passes else 0
@@ -430,6 +432,13 @@ class DriftSIPanel(Panel.Panel):
             self._run.abort()
         self._listeners = []
         super().close()
+
+
+def _line_labels(xdata: DataAndMetadata.DataAndMetadata) -> list[str] | None:
+    """Labels of a (k, n) rows item (component spectra, convergence curves: ``display.rows_xdata`` with labels in
+    the metadata, as Decompose SI's outputs), shown as k labelled lines over its x axis; None for anything else."""
+    labels = xdata.metadata.get("insitu", {}).get("labels")
+    return list(labels) if labels and xdata.is_data_2d and not xdata.is_collection else None
 
 
 def register_panels() -> None:

@@ -183,7 +183,7 @@ def test_panel_offers_the_three_live_decompositions(stem: typing.Any, tmp_path: 
         combo = panel._analysis_combo
         for name in LIVE_NAMES:
             assert name in combo.items, combo.items
-            assert [p.name for p in la.live_analysis_parameters(name)] == ["n_components", "poisson"]
+            assert [p.name for p in la.live_analysis_parameters(name)] == ["n_components", "poisson", "reconstruct"]
         combo.current_index = combo.items.index("Decomposition VCA")
         combo.on_current_item_changed("Decomposition VCA")
         panel.start()
@@ -194,5 +194,90 @@ def test_panel_offers_the_three_live_decompositions(stem: typing.Any, tmp_path: 
         dc.periodic()
         titles = [d.title for d in dc.document_model.data_items]
         assert any("VCA component spectra" in t for t in titles), titles
+    finally:
+        panel.close()
+
+
+def _run_panel(stem: typing.Any, tmp_path: typing.Any, monkeypatch: pytest.MonkeyPatch, **settings: typing.Any
+               ) -> tuple[typing.Any, typing.Any]:
+    """Run a drift-corrected SI from the panel (its own live items), return (panel, the run's result)."""
+    from nionswift_plugin.insitu import drift_si_panel
+    monkeypatch.setenv("INSITU_SETTINGS_DIR", str(tmp_path))
+    _settings(**settings).save()
+    dc = stem.document_controller
+    panel = drift_si_panel.DriftSIPanel(dc, "drift-si-decompose-lines", {})
+    finished: list[typing.Any] = []
+    panel.start()
+    run = panel._run
+    assert run is not None, panel._status.text
+    run.finished_event.listen(finished.append)
+    deadline = time.monotonic() + 180
+    while (panel._run is not None or not finished) and time.monotonic() < deadline:
+        dc.periodic()
+        time.sleep(0.02)
+    for _ in range(5):
+        dc.periodic()
+    return panel, run.result
+
+
+def _layers(document_model: typing.Any, item: typing.Any) -> tuple[str, list[str]]:
+    display_item = document_model.get_display_item_for_data_item(item)
+    return display_item.display_type, [layer.label for layer in display_item.display_layers]
+
+
+def test_live_component_spectra_are_k_labelled_lines_over_eV_not_an_image(stem: typing.Any, tmp_path: typing.Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (issue 12): the live (k, n) component spectra were shown as an image."""
+    panel, result = _run_panel(stem, tmp_path, monkeypatch, si_size_px=(12, 12),
+                               live_analysis_parameters={"n_components": 3, "poisson": True})
+    try:
+        assert result.complete, result.message
+        dm = stem.document_controller.document_model
+        live = {key: item for key, item in panel._live_items.items() if key.startswith("analysis:")}
+        spectra = next(i for k, i in live.items() if k.endswith("PCA component spectra"))
+        xdata = spectra.xdata
+        assert xdata.data.shape == (3, result.si_xdata().data_shape[-1]), xdata.data.shape
+        assert xdata.dimensional_calibrations[-1].units == "eV"
+        display_type, labels = _layers(dm, spectra)
+        assert display_type == "line_plot", display_type
+        assert labels[:3] == ["PCA 1", "PCA 2", "PCA 3"], labels
+        scree = next(i for k, i in live.items() if k.endswith("PCA scree"))
+        assert len(scree.xdata.data_shape) == 1 and _layers(dm, scree)[0] in (None, "line_plot")
+        maps = [i for k, i in live.items() if "score map" in k]
+        assert maps and all(_layers(dm, m)[0] != "line_plot" for m in maps)   # maps stay images
+        # the items saved with the SI at the end are lines too
+        saved = [d for d in dm.data_items if d.title.endswith("PCA component spectra")]
+        assert saved, [d.title for d in dm.data_items]
+        for d in saved:
+            assert _layers(dm, d)[0] == "line_plot" and _layers(dm, d)[1][:3] == ["PCA 1", "PCA 2", "PCA 3"]
+    finally:
+        panel.close()
+
+
+def test_live_denoised_si_on_request_updates_and_is_saved_with_the_si(stem: typing.Any, tmp_path: typing.Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    panel, result = _run_panel(stem, tmp_path, monkeypatch, si_size_px=(12, 12),
+                               live_analysis="Decomposition NMF",
+                               live_analysis_parameters={"n_components": 2, "poisson": True, "reconstruct": True})
+    try:
+        assert result.complete, result.message
+        stats = result.live_analysis_stats
+        assert not stats["error"] and stats["final_update_done"], stats
+        dm = stem.document_controller.document_model
+        live = next(i for k, i in panel._live_items.items() if k.endswith("NMF denoised SI"))
+        si = result.si_xdata()
+        assert live.xdata.data_shape == si.data_shape
+        assert live.xdata.collection_dimension_count == 2 and live.xdata.datum_dimension_count == 1
+        assert [c.units for c in live.xdata.dimensional_calibrations] == ["nm", "nm", "eV"]
+        saved = [d for d in dm.data_items if d.title.endswith("NMF denoised SI") and d is not live]
+        assert saved, [d.title for d in dm.data_items]
+        offline = decompose(si.data, method="nmf", n_components=2,
+                            energy_offset_eV=si.dimensional_calibrations[-1].offset,
+                            energy_scale_eV=si.dimensional_calibrations[-1].scale, reconstruct=True)
+        assert offline.reconstructed is not None
+        np.testing.assert_allclose(saved[-1].xdata.data, offline.reconstructed, rtol=1e-3,
+                                   atol=1e-3 * float(np.nanmax(si.data)))
+        print("live NMF + denoised SI: ms per update", stats["ms_per_update"], "section interval s",
+              stats["section_interval_s_median"], "skipped", stats["updates_skipped"])
     finally:
         panel.close()
