@@ -186,6 +186,12 @@ class DriftCorrectedSI(AcquisitionLoop):
                 self.result.message = self.result.message or (
                     f"aborted by the user; the {done} pixels acquired are kept." if done else
                     "aborted by the user before the first section: no SI pixel was acquired.")
+                last = self.result.sections[-1] if self.result.sections else None
+                if last is not None and not last.complete:
+                    w = self.result.passes[last.pass_index].geometry.shape[1]
+                    self.result.message += (f" Section {last.index} was stopped after {last.pixels_acquired // w} of "
+                                            f"its {last.rows} lines (kept, marked incomplete; the line being "
+                                            f"scanned is lost).")
             else:
                 self.result.state = "complete"
         except Exception as e:

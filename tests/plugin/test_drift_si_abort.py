@@ -125,6 +125,7 @@ def test_immediate_abort_keeps_exactly_the_completed_lines_of_the_section(sessio
         assert not second.trusted and any(f.startswith("incomplete") for f in second.flags)
         assert np.all(main.source_section[SECTION:kept_rows] == second.index)
         assert not result.trusted_pixels()[SECTION:].any()
+        assert f"stopped after {completed} of its {SECTION} lines" in result.message
     else:  # nothing of section 1 was completed: no record for it, nothing of it kept
         assert [r.row0 for r in result.sections] == [0]
     # the delivered SI: every acquired row, marked incomplete, the per-row counts say which pixels are real
