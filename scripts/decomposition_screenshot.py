@@ -8,6 +8,8 @@ panel shows the SI, its spectrum and the live PCA outputs (scree, component spec
 the screenshot is taken while the run is going, then again at the end.
 
 usage: .venv/bin/python scripts/decomposition_screenshot.py [--out docs/screenshots] [--method PCA] [--seconds 25]
+                                                             [--reconstruct]
+(``--reconstruct``: the live analysis's "Denoised SI" option on; files ``live-decomposition-<method>-denoised*.png``)
 """
 from __future__ import annotations
 
@@ -97,6 +99,7 @@ def main() -> int:
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--method", default="PCA", choices=("PCA", "NMF", "VCA"))
     parser.add_argument("--seconds", type=float, default=60.0, help="time into the run of the first screenshot")
+    parser.add_argument("--reconstruct", action="store_true", help="live denoised SI on")
     args = parser.parse_args()
     reason = swift_xvfb.available()
     if reason:
@@ -115,7 +118,9 @@ def main() -> int:
     os.environ["INSITU_SETTINGS_DIR"] = str(settings_dir)
     DriftSISettings(si_size_px=(48, 48), section_lines=4, exposure_s=0.004, camera_binning=1,
                     scan_field=(0.25, 0.25, 0.5, 0.5), live_analysis=f"Decomposition {args.method}",
-                    live_analysis_parameters={"n_components": 3, "poisson": True}).save()
+                    live_analysis_parameters={"n_components": 3, "poisson": True,
+                                              "reconstruct": bool(args.reconstruct)}).save()
+    stem = f"live-decomposition-{args.method.lower()}" + ("-denoised" if args.reconstruct else "")
     args.out.mkdir(parents=True, exist_ok=True)
     xvfb = swift = None
     log_path = work / "swift.log"
@@ -140,11 +145,11 @@ def main() -> int:
             t_run = time.monotonic()
             while time.monotonic() - t_run < args.seconds and not (driver / "finished").exists():
                 time.sleep(0.5)
-            swift_xvfb.screenshot(display, args.out / f"live-decomposition-{args.method.lower()}-running.png")
+            swift_xvfb.screenshot(display, args.out / f"{stem}-running.png")
             while not (driver / "finished").exists() and time.monotonic() - t_run < 600:
                 time.sleep(0.5)
             time.sleep(3.0)
-            swift_xvfb.screenshot(display, args.out / f"live-decomposition-{args.method.lower()}.png")
+            swift_xvfb.screenshot(display, args.out / f"{stem}.png")
             (driver / "quit").touch()
             rc = swift.wait(timeout=60)
         print(f"Swift exit code {rc}; run took {time.monotonic() - t_run:.0f} s; screenshots in {args.out}")
