@@ -281,3 +281,26 @@ def test_live_denoised_si_on_request_updates_and_is_saved_with_the_si(stem: typi
               stats["section_interval_s_median"], "skipped", stats["updates_skipped"])
     finally:
         panel.close()
+
+
+def test_every_labelled_rows_output_is_shown_as_lines_and_nothing_else() -> None:
+    """The panel's rule (fusion convergence, component spectra, time series: lines; maps, SIs, 1-D plots: not)."""
+    from nionswift_plugin.insitu import drift_si
+    from nionswift_plugin.insitu.drift_si_panel import _line_labels
+    from processing import base
+    outputs = (
+        base.LinePlotOutput("convergence", np.ones((4, 12), np.float32), base.Calibration(0, 1, "iteration"), "",
+                            ("HAADF", "Poisson", "TV", "total"), "Fusion convergence"),
+        base.LinePlotOutput("spectra", np.ones((2, 64), np.float32), base.Calibration(380, 1, "eV"),
+                            labels=("NMF 1", "NMF 2"), title="NMF component spectra"),
+        base.TimeSeriesOutput("t", np.arange(5.0), np.ones((2, 5)), labels=("a", "b"), title="series"),
+        base.LinePlotOutput("scree", np.ones(8, np.float32), title="scree"),
+        base.ImageOutput("map_1", np.ones((6, 6), np.float32), title="map"),
+        base.ImageOutput("denoised_si", np.ones((6, 6, 64), np.float32),
+                         typing.cast(typing.Any, (base.Calibration(), base.Calibration(), base.Calibration())),
+                         title="denoised SI"),
+    )
+    labels = {title.split(": ")[-1]: _line_labels(x) for title, x in drift_si.live_analysis_xdatas(outputs, None)}
+    assert labels == {"Fusion convergence": ["HAADF", "Poisson", "TV", "total"],
+                      "NMF component spectra": ["NMF 1", "NMF 2"], "series": ["a", "b"], "scree": None,
+                      "map": None, "denoised SI": None}, labels
