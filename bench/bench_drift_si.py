@@ -11,6 +11,9 @@ Scenarios (each on a fresh simulated STEM, started at the same instrument time s
 2. **energy**: energy drift (linear + random walk + jump) on a fine dispersion; the aligned ZLP across the SI.
 3. **eegs**: Ag nanoparticles, laser wavelength scan; gain-peak intensity versus wavelength at a particle and far
    away; the recovered resonance versus the simulated one.
+4. **abort**: immediate aborts at seeded random points; lines of the running section kept versus the lines the
+   camera completed (its own frames), with line-by-line delivery and as before.
+5. **delivery**: section and run time with line-by-line delivery versus device_kit's 1 s pieces (interleaved).
 
 Run: ``.venv/bin/python bench/bench_drift_si.py [--quick]``; writes ``bench/results/drift_si.json``.
 """
@@ -314,10 +317,123 @@ def eegs_scenario(quick: bool) -> dict[str, typing.Any]:
     return out
 
 
+def _abort_run(session: Session, settings: drift_si.DriftSISettings, grab_number: int, frame_number: int,
+               flyback: int = 2) -> dict[str, typing.Any]:
+    """One run aborted immediately while the camera reads frame ``frame_number`` of synchronized grab
+    ``grab_number`` (1 = timing probe). Truth: the frames the camera read in that grab (its own simulator)."""
+    run = drift_si.DriftCorrectedSI(settings)
+    sim = session.parts.eels_simulator
+    original_frame, original_grab = sim.get_frame_data, session.scan.grab_synchronized
+    state: dict[str, typing.Any] = {"grab": 0, "frames": [], "records": []}
+
+    def grab(*args: typing.Any, **kw: typing.Any) -> typing.Any:
+        state["grab"] += 1
+        return original_grab(*args, **kw)
+
+    def frame(*args: typing.Any, **kw: typing.Any) -> typing.Any:
+        xdata = original_frame(*args, **kw)
+        if state["grab"] == grab_number:
+            state["frames"].append(np.asarray(xdata.data, dtype=np.float64).sum(axis=0))
+            if len(state["frames"]) == frame_number:
+                run.abort(immediately=True)
+        return xdata
+
+    listener = run.section_event.listen(lambda _r, _p, record: state["records"].append((state["grab"], record)))
+    session.scan.grab_synchronized, sim.get_frame_data = grab, frame
+    try:
+        t0 = time.perf_counter()
+        result = run.run()
+        wall = time.perf_counter() - t0
+    finally:
+        del session.scan.grab_synchronized, sim.get_frame_data, listener
+    w = settings.si_size_px[1]
+    line = w + flyback
+    completed = len(state["frames"]) // line
+    mine = [r for g, r in state["records"] if g == grab_number]
+    kept = mine[0].pixels_acquired // w if mine else 0
+    exact_data = True
+    if mine and kept:
+        main = result.main
+        assert main is not None
+        lines = np.asarray(state["frames"][:kept * line]).reshape(kept, line, -1)[:, flyback:]
+        rows = slice(mine[0].row0, mine[0].row0 + kept)
+        exact_data = bool(np.allclose(main.raw.data[rows], lines, rtol=1e-5, atol=1e-3))
+    return {"grab": grab_number, "frame": frame_number, "lines_completed": completed, "lines_kept": kept,
+            "lines_lost": completed - kept, "data_exact": exact_data, "state": result.state, "wall_s": wall,
+            "valid_empty_result": result.si_xdata().data_shape[0] >= 0, "message": result.message}
+
+
+def abort_scenario(quick: bool, n: int = 10, seed: int = 4100) -> dict[str, typing.Any]:
+    """Immediate aborts at seeded random points (grab, frame): lines of the running section kept versus completed,
+    with line-by-line delivery + drain (this engine) and as before (device_kit's 1 s pieces, no drain)."""
+    from instrument_sim.eels_camera import SimEELSCamera
+    from nionswift_plugin.insitu.drift_si_acquire import AcquisitionLoop
+    n = 4 if quick else n
+    rng = np.random.default_rng(seed)
+    settings = drift_si.DriftSISettings(si_size_px=(16, 16), section_lines=4, exposure_s=0.002, camera_binning=1,
+                                        scan_field=(0.375, 0.375, 0.25, 0.25), alias_safe_sections=False,
+                                        reference_region=(0.05, 0.05, 0.15, 0.15), reference_size_px=32)
+    points = [(int(rng.integers(2, 6)), int(rng.integers(1, 4 * 18 + 1))) for _ in range(n)]
+    out: dict[str, typing.Any] = {"points": points}
+    drain = AcquisitionLoop._drain
+    with stem_session(seed=3, drift=DriftModel(rate_nm_per_s=(0.05, -0.03), seed=3)) as session:
+        for label, lines, drains in (("engine", 1, True), ("before", None, False)):
+            SimEELSCamera.lines_per_delivery = lines
+            if not drains:
+                AcquisitionLoop._drain = lambda self, grab_done, channel: None  # type: ignore[method-assign]
+            try:
+                runs = [_abort_run(session, settings, g, f) for g, f in points]
+            finally:
+                SimEELSCamera.lines_per_delivery = 1
+                AcquisitionLoop._drain = drain  # type: ignore[method-assign]
+            lost = np.array([r["lines_lost"] for r in runs], dtype=np.float64)
+            out[label] = {"runs": runs, "lines_lost_median": float(np.median(lost)),
+                          "lines_lost_p90": float(np.percentile(lost, 90)), "lines_lost_worst": float(lost.max()),
+                          "exact": sum(1 for r in runs if r["lines_lost"] == 0 and r["data_exact"]),
+                          "lines_completed_total": int(sum(r["lines_completed"] for r in runs)),
+                          "lines_kept_total": int(sum(r["lines_kept"] for r in runs))}
+            print("abort", label, json.dumps({k: v for k, v in out[label].items() if k != "runs"}))
+    return out
+
+
+def delivery_scenario(quick: bool, repeats: int = 4) -> dict[str, typing.Any]:
+    """Cost of the line-by-line delivery on a normal run: section time and run time, interleaved runs with
+    device_kit's pieces (1 s) and with one piece per line, same session (so the same machine load)."""
+    from instrument_sim.eels_camera import SimEELSCamera
+    size = (16, 16) if quick else (32, 32)
+    settings = drift_si.DriftSISettings(si_size_px=size, section_lines=4, exposure_s=0.002, camera_binning=1,
+                                        scan_field=(0.375, 0.375, 0.25, 0.25), alias_safe_sections=False,
+                                        reference_region=(0.05, 0.05, 0.15, 0.15), reference_size_px=32)
+    sections: dict[str, list[float]] = {"pieces": [], "lines": []}
+    walls: dict[str, list[float]] = {"pieces": [], "lines": []}
+    with stem_session(seed=3, drift=DriftModel(rate_nm_per_s=(0.05, -0.03), seed=3)) as session:
+        drift_si.DriftCorrectedSI(settings).run()  # warm-up (compilation, first-use costs), not counted
+        for k in range(repeats):  # the order alternates, so that a trend in the machine's load favours neither
+            for label, lines in ((("pieces", None), ("lines", 1)) if k % 2 == 0 else (("lines", 1), ("pieces", None))):
+                SimEELSCamera.lines_per_delivery = lines
+                try:
+                    t0 = time.perf_counter()
+                    result = drift_si.DriftCorrectedSI(settings).run()
+                    walls[label].append(time.perf_counter() - t0)
+                finally:
+                    SimEELSCamera.lines_per_delivery = 1
+                sections[label] += [r.t_end_s - r.t_start_s for r in result.sections if r.complete]
+    out: dict[str, typing.Any] = {"si_size_px": list(size), "repeats": repeats}
+    for label in sections:
+        out[label] = {"section_s_median": float(np.median(sections[label])),
+                      "section_s_p90": float(np.percentile(sections[label], 90)),
+                      "run_s_median": float(np.median(walls[label])), "n_sections": len(sections[label])}
+    out["section_time_ratio_lines_to_pieces"] = out["lines"]["section_s_median"] / out["pieces"]["section_s_median"]
+    out["run_time_ratio_lines_to_pieces"] = out["lines"]["run_s_median"] / out["pieces"]["run_s_median"]
+    print("delivery", json.dumps(out))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller SIs (a smoke run)")
-    parser.add_argument("--only", choices=("spatial", "spatial_nanoparticles", "energy", "eegs"), default=None)
+    parser.add_argument("--only", choices=("spatial", "spatial_nanoparticles", "energy", "eegs", "abort", "delivery"),
+                        default=None)
     args = parser.parse_args()
     figures: dict[str, typing.Any] = {}
     if RESULTS.exists():
@@ -329,7 +445,8 @@ def main() -> None:
         return spatial_scenario(quick, sample="nanoparticles", sample_options=NANOPARTICLES)
 
     for name, fn in (("spatial", spatial_scenario), ("spatial_nanoparticles", nanoparticles),
-                     ("energy", energy_scenario), ("eegs", eegs_scenario)):
+                     ("energy", energy_scenario), ("eegs", eegs_scenario), ("abort", abort_scenario),
+                     ("delivery", delivery_scenario)):
         if args.only in (None, name):
             figures[name] = fn(args.quick)
     figures["quick"] = args.quick
