@@ -125,20 +125,19 @@ class DriftCorrectedAcquisition:
         return self.estimator.predict_offset_nm(time_s) if self.correct_drift else (0.0, 0.0)
 
     def _measure(self) -> DriftMeasurement:
-        # the offset in force during the reference scan: the prediction at its start (end of the last section)
-        offset = self._offset(float(self._times[-1][-1])) if self._times else (0.0, 0.0)
-        image, time_s = self.scanner.reference(offset)
-        return self.estimator.add_image(np.asarray(image, np.float64), time_s=float(time_s),
-                                        pixel_size_nm=tuple(self.scanner.reference_pixel_size_nm),  # type: ignore[arg-type]
-                                        applied_offset_nm=offset)
+        """A reference scan after a section, with the prediction at its start (the end of the last section)."""
+        return self._register(self._offset(float(self._times[-1][-1])) if self._times else (0.0, 0.0))
 
     def _measure_now(self) -> None:
         """A reference scan before any section (bootstrap, after a wait), with the prediction for its time."""
-        offset = self._offset(self.estimator.records[-1].time_s + self.bootstrap_interval_s)
+        self._register(self._offset(self.estimator.records[-1].time_s + self.bootstrap_interval_s))
+
+    def _register(self, offset: Vec2) -> DriftMeasurement:
+        """Record the reference sub-scan with ``offset`` in force and register it (the SI engine's call)."""
         image, time_s = self.scanner.reference(offset)
-        self.estimator.add_image(np.asarray(image, np.float64), time_s=float(time_s),
-                                 pixel_size_nm=tuple(self.scanner.reference_pixel_size_nm),  # type: ignore[arg-type]
-                                 applied_offset_nm=offset)
+        py, px = self.scanner.reference_pixel_size_nm
+        return self.estimator.add_image(np.asarray(image, np.float64), time_s=float(time_s),
+                                        pixel_size_nm=(float(py), float(px)), applied_offset_nm=offset)
 
     def _correction(self, times: F64) -> F64:
         t = np.asarray(times, np.float64).reshape(-1)
