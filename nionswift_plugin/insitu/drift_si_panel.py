@@ -368,9 +368,10 @@ class DriftSIPanel(Panel.Panel):
             np.nan_to_num(haadf, nan=fill),
             dimensional_calibrations=[Calibration.Calibration(0, cy, "nm"), Calibration.Calibration(0, cx, "nm")]))
         self._show_verdicts(result)
-        last = record.row0 + record.rows - 1
+        w = p.geometry.shape[1]
+        last_pixel = record.row0 * w + max(record.pixels_acquired, 1) - 1  # an aborted section: its last acquired pixel
         axis = result.energy_axis
-        spectrum = p.aligned.data[last, -1].astype(np.float64)
+        spectrum = p.aligned.data[last_pixel // w, last_pixel % w].astype(np.float64)
         self._live("spectrum", "Drift-corrected SI latest spectrum", DataAndMetadata.new_data_and_metadata(
             spectrum, dimensional_calibrations=[Calibration.Calibration(axis.offset_eV if axis else 0.0,
                                                                         axis.scale_eV if axis else 1.0, "eV")]))

@@ -291,7 +291,7 @@ def assign_verdicts(result: SIRunResult, *, correct_drift: bool) -> None:
         record.measurement_before = None if before is None else before.index
         record.measurement_after = None if after is None else after.index
         if not record.complete:
-            flags.append(f"incomplete: {record.pixels_acquired} of {record.rows} rows' pixels acquired (aborted)")
+            flags.append(f"incomplete (aborted): {record.pixels_acquired} pixels of its {record.rows} rows acquired")
         if correct_drift:
             if after is None:
                 flags.append("no drift measurement after the section (run ended): drift extrapolated")
