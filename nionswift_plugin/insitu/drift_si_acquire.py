@@ -247,14 +247,14 @@ class AcquisitionLoop(EngineSupport):
         first) ends the read in progress, so the last completed piece is delivered before the scan is aborted.
         The cancel is repeated while waiting: a camera that had not begun yet clears it when it begins."""
         deliveries = len(channel.deliveries)
-        quiet_s = 0.05  # after the last piece: the scan rows of that line come in the next loop turns
+        quiet_s = 0.15  # after the last piece, unless the scan rows of that line have come in already
         deadline = time.monotonic() + max(float(self.settings.abort_drain_s), 0.0)
         last_change: float | None = None
         while not grab_done.is_set() and time.monotonic() < deadline:
             n = len(channel.deliveries)
             if n != deliveries:
                 deliveries, last_change = n, time.monotonic()
-            if last_change is not None and time.monotonic() - last_change >= quiet_s:
+            if last_change is not None and (time.monotonic() - last_change >= quiet_s or self._scan_caught_up(channel)):
                 return
             try:
                 self._camera.acquire_sequence_cancel()
@@ -262,6 +262,15 @@ class AcquisitionLoop(EngineSupport):
                 logging.debug("camera acquire_sequence_cancel: %s", e)
                 return
             grab_done.wait(0.01)
+
+    def _scan_caught_up(self, channel: _TrackingDataChannel) -> bool:
+        """True when the scan (HAADF) channels hold as many pixels as the camera channel."""
+        cam_id, scan_id = self._camera.hardware_source_id, self._scan.hardware_source_id
+        counts: dict[str, list[int]] = {cam_id: [], scan_id: []}
+        for ch in list(channel.shapes):
+            if ch.segments and ch.segments[0] in counts:
+                counts[ch.segments[0]].append(channel.pixels(ch))
+        return bool(counts[cam_id]) and min(counts[scan_id], default=0) >= max(counts[cam_id])
 
     def _store_section(self, p: PassResult, row0: int, rows: int, results: typing.Any, channel: _TrackingDataChannel,
                        t_start: float, t_end: float, offset: tuple[float, float], t_offset: float, flyback: int,

@@ -50,7 +50,8 @@ def session() -> typing.Iterator[Session]:
 def _settings(**kw: typing.Any) -> drift_si.DriftSISettings:
     base: dict[str, typing.Any] = dict(si_size_px=(16, W), section_lines=SECTION, exposure_s=0.002, camera_binning=1,
                                        scan_field=(0.375, 0.375, 0.25, 0.25), alias_safe_sections=False,
-                                       reference_region=(0.05, 0.05, 0.15, 0.15), reference_size_px=32)
+                                       reference_region=(0.05, 0.05, 0.15, 0.15), reference_size_px=32,
+                                       abort_drain_s=3.0)  # longer than the default 0.5 s: a loaded machine
     base.update(kw)
     return drift_si.DriftSISettings(**base)
 
