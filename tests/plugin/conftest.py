@@ -13,6 +13,7 @@ from nion.swift.test import TestContext
 
 from nionswift_plugin.insitu import computations
 from nionswift_plugin.insitu import panels
+from nionswift_plugin.insitu.headless import release_removed_widgets_like_qt
 from nionswift_plugin.insitu.live_engine import ENGINE
 
 Facade.initialize()  # registers the API broker; without it every computation fails silently
@@ -23,6 +24,7 @@ def swift() -> typing.Iterator[TestContext.TestSetup]:
     """A fresh Swift application (Application.app) per test; engine runners are stopped afterwards."""
     computations.register_all()
     panels.guard_thumbnail_race()  # as the plug-in does when Swift loads it
+    release_removed_widgets_like_qt()  # as the real (Qt) UI does
     setup = TestContext.TestSetup()
     try:
         yield setup
@@ -61,6 +63,18 @@ def rss_mib() -> float:
     """Resident memory of this process in MiB (Linux /proc)."""
     with open(f"/proc/{os.getpid()}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def retained_rss_mib() -> float:
+    """Resident memory held by live objects: RSS after ``gc.collect()`` and after glibc returned its free heap pages
+    (``malloc_trim``, as the plug-in's heap trimmer does while streaming), so allocator slack is not counted as a
+    leak."""
+    from nionswift_plugin.insitu import live_engine
+    gc.collect()
+    trim = live_engine._malloc_trim()
+    if trim is not None:
+        trim(0)
+    return rss_mib()
 
 
 def live_threads() -> int:

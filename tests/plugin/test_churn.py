@@ -15,19 +15,24 @@ import weakref
 
 import numpy as np
 import pytest
+from nion.swift.model import Activity
+from nion.swift.model import DataItem
+from nion.swift.model import DisplayItem
 from nion.swift.model import Graphics
+from nion.swift.model import Symbolic
 from nion.utils import Geometry
 
 from nionswift_plugin.insitu import computations
 from nionswift_plugin.insitu.headless import HeadlessSwift
 from nionswift_plugin.insitu.live_engine import ENGINE
 from processing import registry
-from tests.plugin.conftest import collected_object_count, rss_mib
+from tests.plugin.conftest import collected_object_count, retained_rss_mib
 
 CAMERA_ID = "insitu_camera"
 SHAPE = (128, 128)
 TIMEOUT_S = 120.0
 CYCLES = 200
+WARM_UP_CYCLES = 20
 RESTARTS = 50
 
 
@@ -89,16 +94,24 @@ def test_attach_all_process_detach_cycles_leak_nothing(swift: HeadlessSwift, swi
         assert all(r.closed and not r.is_streaming for r in runners)  # at once, before any pump
         return runners
 
-    cycle()  # start-up: Swift's pools and caches
-    swift.pump(0.3)
+    camera = swift.hardware_source(CAMERA_ID)
+    for _ in range(WARM_UP_CYCLES):  # start-up: Swift's pools and caches, numba and OpenCV buffers
+        cycle()
+    # memory is measured with the camera stopped and Swift's threads idle (walking gc.get_objects() while other
+    # threads build tuples can make CPython raise SystemError in them)
+    camera.stop_playing(sync_timeout=5.0)
+    swift.pump(0.5)
     baseline_counts, baseline_threads_own = _counts(swift), _threads_but_swift_pools()
-    baseline_ours, baseline_objects, baseline_rss = _our_objects(), collected_object_count(), rss_mib()
+    baseline_ours, baseline_swift = _our_objects(), _swift_model_objects()
+    baseline_objects, baseline_rss = collected_object_count(), retained_rss_mib()
+    camera.start_playing()
     references: list[weakref.ref[typing.Any]] = []
     for i in range(CYCLES):
         runners = cycle()
         if i % 50 == 0:
             references += [weakref.ref(r) for r in runners] + [weakref.ref(r.stats) for r in runners]
         del runners
+    camera.stop_playing(sync_timeout=5.0)
     swift.pump(0.5)
     assert _counts(swift) == baseline_counts  # no data item, computation or runner left behind
     assert _threads_but_swift_pools() <= baseline_threads_own, sorted(t.name for t in threading.enumerate())
@@ -106,10 +119,31 @@ def test_attach_all_process_detach_cycles_leak_nothing(swift: HeadlessSwift, swi
     ours = _our_objects()
     grown = {k: v - baseline_ours.get(k, 0) for k, v in ours.items() if v > baseline_ours.get(k, 0)}
     assert not grown, f"objects of the suite retained after {CYCLES} cycles: {grown}"
-    # Swift itself keeps each removed output's DataItem/DisplayItem (not through our code, nor through its transaction
-    # counter, which is purged): measured and reported, not asserted (see the report of issue 14)
-    print(f"\nchurn {CYCLES} cycles: Python objects {baseline_objects} -> {collected_object_count()}, "
-          f"RSS {baseline_rss:.0f} -> {rss_mib():.0f} MiB")
+    # nor anything of Swift's: the removed outputs' data items, display items and computations are freed (Swift's
+    # transaction and write-delay counters are purged by the engine), so memory after the cycles is the start's
+    objects, rss = collected_object_count(), retained_rss_mib()
+    print(f"\nchurn {CYCLES} cycles: Python objects {baseline_objects} -> {objects}, "
+          f"RSS {baseline_rss:.0f} -> {rss:.0f} MiB")
+    swift_objects = _swift_model_objects()
+    grown = {k: v - baseline_swift.get(k, 0) for k, v in swift_objects.items() if v > baseline_swift.get(k, 0) + 8}
+    assert not grown, f"Swift objects of removed outputs retained after {CYCLES} cycles: {grown}"
+    # (Python objects still grow by ~26 small PersistentObjectReferences per cycle: Swift's Project keeps the item
+    # reference of every bound computation input ever made - Persistence.destroy_item_reference is never called -
+    # a few KiB per cycle, outside our code; measured, printed above, not asserted)
+    assert rss <= baseline_rss * 1.05, f"RSS {baseline_rss:.0f} -> {rss:.0f} MiB after {CYCLES} cycles"
+
+
+def _swift_model_objects() -> dict[str, int]:
+    """Live Swift model objects that carry data or the Activity panel's rows, by class (outputs, displays,
+    computations and their activities)."""
+    kinds = (DataItem.DataItem, DisplayItem.DisplayItem, DisplayItem.DisplayDataChannel, Symbolic.Computation,
+             Symbolic.ComputationActivity)
+    counts: dict[str, int] = {}
+    gc.collect()
+    for obj in gc.get_objects():
+        if isinstance(obj, kinds):
+            counts[type(obj).__qualname__] = counts.get(type(obj).__qualname__, 0) + 1
+    return counts
 
 
 def _our_objects() -> dict[str, int]:
@@ -145,6 +179,12 @@ def test_detached_processors_state_and_outputs_are_released(swift: HeadlessSwift
     for item in outputs:
         swift.document_model.remove_data_item(item)
     del outputs, runners, item
+    # Swift's Activity panel keeps the last activity it handled in a local variable of its maintenance task (so one
+    # computation with its outputs, bounded) until it handles the next one: one more activity moves it on
+    flush = Activity.Activity("insitu-test", "flush")
+    Activity.append_activity(flush)
+    swift.pump(0.5)
+    Activity.activity_finished(flush)
     deadline = time.monotonic() + 10.0
     while True:  # a computation Swift's dispatcher is executing at this moment is released when it returns
         swift.pump(0.2)
@@ -153,13 +193,9 @@ def test_detached_processors_state_and_outputs_are_released(swift: HeadlessSwift
         if not any(alive.values()) or time.monotonic() > deadline:
             break
     assert alive["processors"] == alive["results"] == alive["runners"] == 0, alive
-    # The removed output data items themselves are Swift's: they are gone from the document and from its transaction
-    # counter (purged), but Swift may still hold one for a while in the pending asyncio task of a computation it
-    # was running when the item was removed (DocumentModel.__start_computation's run_computation -> its
-    # ComputationActivity -> the closed Computation -> its output items). Not asserted: outside our code.
-    model = swift.document_model
-    assert not [r() for r in refs["data items"] if r() is not None and r() in model.data_items]
-    assert not [r() for r in refs["computations"] if r() is not None and r() in model.computations]
+    # and Swift's objects of the removed outputs too (the engine purges Swift's transaction and write-delay counters,
+    # which kept every output removed while the camera had played)
+    assert alive["data items"] == alive["computations"] == 0, alive
 
 
 def test_camera_stop_start_cycles_every_processor_resumes(swift: HeadlessSwift, swift_log: None) -> None:
