@@ -228,6 +228,7 @@ def _layers(document_model: typing.Any, item: typing.Any) -> tuple[str, list[str
 def test_live_component_spectra_are_k_labelled_lines_over_eV_not_an_image(stem: typing.Any, tmp_path: typing.Any,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression (issue 12): the live (k, n) component spectra were shown as an image."""
+    before = set(stem.document_controller.document_model.data_items)
     panel, result = _run_panel(stem, tmp_path, monkeypatch, si_size_px=(12, 12),
                                live_analysis_parameters={"n_components": 3, "poisson": True})
     try:
@@ -245,8 +246,8 @@ def test_live_component_spectra_are_k_labelled_lines_over_eV_not_an_image(stem: 
         assert len(scree.xdata.data_shape) == 1 and _layers(dm, scree)[0] in (None, "line_plot")
         maps = [i for k, i in live.items() if "score map" in k]
         assert maps and all(_layers(dm, m)[0] != "line_plot" for m in maps)   # maps stay images
-        # the items saved with the SI at the end are lines too
-        saved = [d for d in dm.data_items if d.title.endswith("PCA component spectra")]
+        # the items the panel saves with the SI at the end are lines too
+        saved = [d for d in dm.data_items if d.title.endswith("PCA component spectra") and d not in before]
         assert saved, [d.title for d in dm.data_items]
         for d in saved:
             assert _layers(dm, d)[0] == "line_plot" and _layers(dm, d)[1][:3] == ["PCA 1", "PCA 2", "PCA 3"]
