@@ -305,3 +305,23 @@ def test_every_labelled_rows_output_is_shown_as_lines_and_nothing_else() -> None
     assert labels == {"Fusion convergence": ["HAADF", "Poisson", "TV", "total"],
                       "NMF component spectra": ["NMF 1", "NMF 2"], "series": ["a", "b"], "scree": None,
                       "map": None, "denoised SI": None}, labels
+
+
+@pytest.mark.parametrize("method", ["pca", "vca"])
+def test_decompose_si_gives_the_denoised_si_for_pca_and_vca(document_controller: typing.Any, two_phase: typing.Any,
+                                                            method: str) -> None:
+    """(NMF: in the rerun test above.) The denoised SI item is a calibrated SI closer to the truth than the raw SI."""
+    dm = document_controller.document_model
+    si = _add(document_controller, two_phase.counts, f"two-phase SI {method}")
+    target = decompose_computation.decompose_item(dm, si, method=method, n_components=2, reconstruct=True)
+    _recompute(document_controller)
+    assert target.xdata is not None, dm.get_data_item_computation(target).error_text
+    title = f"{decompose_computation.TITLE}: {method.upper()} denoised SI"
+    denoised = [d for d in dm.data_items if d.title == title]
+    assert denoised, [d.title for d in dm.data_items]
+    xdata = denoised[-1].xdata
+    assert xdata.data_shape == two_phase.counts.shape
+    assert xdata.collection_dimension_count == 2 and xdata.datum_dimension_count == 1
+    assert [c.units for c in xdata.dimensional_calibrations] == ["nm", "nm", "eV"]
+    raw = np.linalg.norm(two_phase.counts - two_phase.expected)
+    assert raw / np.linalg.norm(xdata.data - two_phase.expected) > 5
