@@ -43,12 +43,16 @@ WINDOW_S = 60.0     # "first minute" / "last minute" after start-up
 # ---------------------------------------------------------------------------------------------------------------
 # sampling (in the process that runs Swift)
 
-def process_counters() -> dict[str, float]:
+def process_counters() -> dict[str, typing.Any]:
     """RSS (MiB) and OS thread count of this process, from /proc."""
     status = pathlib.Path("/proc/self/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    groups: dict[str, int] = {}
+    for t in threading.enumerate():  # by name without its number: which pool grew, if one did
+        name = t.name.rstrip("0123456789_-").split("(")[0].strip() or t.name
+        groups[name] = groups.get(name, 0) + 1
     return {"rss_mib": int(fields["VmRSS"].split()[0]) / 1024.0, "threads": int(fields["Threads"].split()[0]),
-            "py_threads": threading.active_count()}
+            "py_threads": threading.active_count(), "thread_groups": groups}
 
 
 def sample(t0: float, tracebacks: int) -> dict[str, typing.Any]:
@@ -194,6 +198,11 @@ def analyse(samples: list[dict[str, typing.Any]], n_processors: int) -> dict[str
         "threads_constant_after_s": next((s["t_s"] for i, s in enumerate(series)
                                           if all(x["threads"] == s["threads"] for x in series[i:])), None),
         "threads_ok": max(threads) == min(threads),
+        "thread_groups_first_last": [after[0].get("thread_groups"), after[-1].get("thread_groups")],
+        # Python's on-demand pools (concurrent.futures: Swift's thumbnails and computations) add a worker only when
+        # every worker is busy at a submit, up to their size: a load spike can add one late
+        "threads_but_on_demand_pools": sorted({s["py_threads"] - s.get("thread_groups", {}).get("ThreadPoolExecutor", 0)
+                                               for s in after}),
         "rss_mib_after_first_minute": round(rss_start, 1), "rss_mib_end": round(rss_end, 1),
         "rss_mib_samples_after_start_up": {"min": round(min(s["rss_mib"] for s in after), 1),
                                            "max": round(max(s["rss_mib"] for s in after), 1),
