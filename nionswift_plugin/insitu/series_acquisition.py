@@ -16,6 +16,7 @@ used, darks acquired, time, per-slice exposure / dark / value); an aborted serie
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import typing
 
@@ -81,6 +82,13 @@ class SwiftSeriesDevice:
             raise pb.InputError(f"the camera delivered no frame within {self.timeout_s:g} s; check it is connected.")
         self.calibrations = xdata.dimensional_calibrations
         return np.asarray(xdata.data)
+
+    def prepare(self) -> None:
+        """Start the camera playing now (call it on Swift's UI thread: in the real application a camera started from
+        the series' worker thread delivers no frame, "Could not start data_source"); stopped again by :meth:`close`."""
+        if not self.camera.is_playing:
+            self.camera.start_playing()
+            self.__started_playing = True
 
     def acquire(self, exposure_s: float, binning: int) -> np.typing.NDArray[typing.Any]:
         return self._grab(exposure_s, binning)
@@ -158,6 +166,10 @@ class SeriesRunner:
                                      progress=self.on_progress)
         except (pb.ProcessingError, ValueError, OSError) as e:
             self.error = str(e)
+        except Exception as e:  # an unexpected failure of the camera or instrument: a message, never a dead thread
+            import traceback
+            self.error = f"unexpected {type(e).__name__}: {e}"
+            logging.error("insitu series: %s", traceback.format_exc())
         finally:
             close = getattr(self.device, "close", None)
             if callable(close):
@@ -236,6 +248,7 @@ class SeriesPanel(Panel.Panel):
         def kind_changed(item: str) -> None:
             self.values["kind"] = "focal" if item.startswith("Focal") else "energy"
         kind.on_current_item_changed = kind_changed
+        self._kind_box = kind
         row("Series", kind)
         self.edits: dict[str, typing.Any] = {}
         for name, label, default in self.FIELDS:
@@ -290,6 +303,7 @@ class SeriesPanel(Panel.Panel):
         for name, edit in self.edits.items():
             edit.text = f"{self.values[name]:g}"
         self._align_box.checked = bool(self.values["align"])
+        self._kind_box.current_index = 0 if self.values["kind"] == "focal" else 1
 
         def go() -> None:
             from nion.utils import Registry
@@ -355,6 +369,12 @@ class SeriesPanel(Panel.Panel):
 
         self.runner = SeriesRunner(device, plan, exposure_s=self.values["exposure_ms"] / 1000, policy=policy,
                                    on_progress=self._progress_update, on_finished=finished)
+        try:
+            device.prepare()
+        except Exception as e:  # a camera that cannot start: a message, nothing started
+            self.runner = None
+            self._message(f"Not started: the camera could not start playing ({type(e).__name__}: {e}).")
+            return
         self._status.text = "Starting..."
         self.runner.start()
 
@@ -365,9 +385,14 @@ class SeriesPanel(Panel.Panel):
 
 
 def register_panels() -> None:
+    """Window > Focal / energy series, and the fixed-exposure method in Swift's Acquisition panel."""
+    from nionswift_plugin.insitu import series_method
     Workspace.WorkspaceManager().register_panel(SeriesPanel, PANEL_ID, "Focal / energy series", ["left", "right"],
                                                 "right", {"min-width": 320})
+    series_method.register()
 
 
 def unregister_panels() -> None:
+    from nionswift_plugin.insitu import series_method
     Workspace.WorkspaceManager().unregister_panel(PANEL_ID)
+    series_method.unregister()
