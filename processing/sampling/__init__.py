@@ -12,6 +12,7 @@ from processing.sampling.patterns import (PATTERNS, check_fraction, check_positi
                                           line_hopping_pattern, make_pattern, mask_from_positions, random_pattern)
 from processing.sampling.reconstruct import SparseReconstruction, inpaint_pca, inpaint_tv
 
-__all__ = ["DriftCorrectedAcquisition", "SparseDriftResult", "acquire_sparse_drift_corrected", "DynamicSampling", "dynamic_sampling", "expected_reduction", "next_positions", "PATTERNS",
+__all__ = ["DriftCorrectedAcquisition", "SparseDriftResult", "acquire_sparse_drift_corrected", "DynamicSampling",
+           "dynamic_sampling", "expected_reduction", "next_positions", "PATTERNS",
            "check_fraction", "check_positions", "jittered_grid_pattern", "line_hopping_pattern", "make_pattern",
            "mask_from_positions", "random_pattern", "SparseReconstruction", "inpaint_pca", "inpaint_tv"]
