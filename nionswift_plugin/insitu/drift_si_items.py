@@ -133,7 +133,7 @@ def create_data_items(document_model: typing.Any, result: DriftSIResult) -> list
             add(result.haadf_xdata(i), f"Drift-corrected SI HAADF ({p.label})")
     for title, xdata in live_analysis_xdatas(result.live_outputs, result.live_analysis_stats):
         add(xdata, title)
-        if xdata.metadata.get("insitu", {}).get("labels") and xdata.is_data_2d and xdata.datum_dimension_count == 1:
+        if xdata.metadata.get("insitu", {}).get("labels") and xdata.is_data_2d and not xdata.is_collection:
             display.show_rows_as_lines(document_model.get_display_item_for_data_item(items[-1]),
                                        xdata.metadata["insitu"]["labels"])
     if result.measurements:

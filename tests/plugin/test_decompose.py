@@ -149,6 +149,9 @@ def test_live_pca_during_a_drift_corrected_si_equals_the_offline_decomposition(s
     title = next(t for t in by_title if t.endswith("PCA component spectra"))
     live_spectra = by_title[title].xdata
     assert live_spectra.dimensional_calibrations[-1].units == "eV"
+    # created from a script (not the panel): the k component spectra are k labelled lines, not an image
+    shown = stem.document_controller.document_model.get_display_item_for_data_item(by_title[title])
+    assert shown.display_type == "line_plot" and len(shown.display_layers) == live_spectra.data.shape[0]
     assert any(t.endswith("PCA score map 1") for t in by_title), sorted(by_title)
     assert any("scree" in t for t in by_title), sorted(by_title)
     si = result.si_xdata()
