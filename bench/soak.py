@@ -49,7 +49,7 @@ def process_counters() -> dict[str, typing.Any]:
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     groups: dict[str, int] = {}
     for t in threading.enumerate():  # by name without its number: which pool grew, if one did
-        name = t.name.rstrip("0123456789_-").split("(")[0].strip() or t.name
+        name = t.name.split("(")[0].strip().rstrip("0123456789_-") or t.name
         groups[name] = groups.get(name, 0) + 1
     return {"rss_mib": int(fields["VmRSS"].split()[0]) / 1024.0, "threads": int(fields["Threads"].split()[0]),
             "py_threads": threading.active_count(), "thread_groups": groups}
