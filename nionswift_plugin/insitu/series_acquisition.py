@@ -42,7 +42,8 @@ PANEL_ID = "insitu-series-panel"
 class SwiftSeriesDevice:
     """A Swift camera hardware source + the instrument (stem controller) as a series device. Frames: the first
     frame that starts after the exposure/binning are set (``get_next_xdatas_to_start``). Darks: beam blanked with
-    ``blank_control`` (default ``C_Blank``)."""
+    ``blank_control`` (default ``C_Blank``); the first frame after each blanker move is discarded (in the real GUI a
+    slice right after a dark came out blanked: its signal read 0 and the exposure jumped to the maximum)."""
 
     def __init__(self, camera: typing.Any, instrument: typing.Any, *, full_scale_counts: float = 16383.0,
                  blank_control: str = "C_Blank", timeout_s: float = 30.0) -> None:
@@ -53,6 +54,7 @@ class SwiftSeriesDevice:
         self.timeout_s = float(timeout_s)
         self.calibrations: typing.Sequence[Calibration.Calibration] = ()
         self.__started_playing = False
+        self.__settle = False
 
     def has_control(self, name: str) -> bool:
         ok, _value = self.instrument.TryGetVal(name)
@@ -91,15 +93,22 @@ class SwiftSeriesDevice:
             self.__started_playing = True
 
     def acquire(self, exposure_s: float, binning: int) -> np.typing.NDArray[typing.Any]:
+        if self.__settle:
+            # the first frame after the blanker moved may have been exposed before it did (a playing camera
+            # pipelines its frames): discarded, so a slice never measures a blanked frame
+            self.__settle = False
+            self._grab(exposure_s, binning)
         return self._grab(exposure_s, binning)
 
     def acquire_dark(self, exposure_s: float, binning: int) -> np.typing.NDArray[typing.Any]:
         blanked = self.get_control(self.blank_control)
         self.set_control(self.blank_control, 1.0)
         try:
+            self._grab(exposure_s, binning)          # may have started before the beam was blanked: discarded
             return self._grab(exposure_s, binning)
         finally:
             self.set_control(self.blank_control, blanked)
+            self.__settle = True
 
     def close(self) -> None:
         if self.__started_playing and self.camera.is_playing:

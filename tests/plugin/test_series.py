@@ -105,18 +105,15 @@ def test_camera_changing_shape_mid_series_stops_with_a_message(headless: Headles
     """The readout area changes after 2 frames: the panel says why, the slices acquired are data items titled
     INCOMPLETE with the report, nothing is lost."""
     swift = headless
-    grab = series_acquisition.SwiftSeriesDevice._grab
+    acquire = series_acquisition.SwiftSeriesDevice.acquire
     calls = {"n": 0}
 
     def shrinking(self: typing.Any, exposure_s: float, binning: int) -> typing.Any:
-        frame = grab(self, exposure_s, binning)
-        if exposure_s > 0 and self.get_control(self.blank_control) < 0.5:   # beam on: a slice, not a dark
-            calls["n"] += 1
-            if calls["n"] > 2:
-                return frame[:48, :64]
-        return frame
+        frame = acquire(self, exposure_s, binning)          # a slice frame (darks go through acquire_dark)
+        calls["n"] += 1
+        return frame if calls["n"] <= 2 else frame[:48, :64]
 
-    monkeypatch.setattr(series_acquisition.SwiftSeriesDevice, "_grab", shrinking)
+    monkeypatch.setattr(series_acquisition.SwiftSeriesDevice, "acquire", shrinking)
     panel = series_acquisition.SeriesPanel(swift.document_controller, "series-test-3", {})
     try:
         panel.values.update({"kind": "focal", "start": -10.0, "step": 5.0, "count": 5, "exposure_ms": 20.0})
@@ -126,7 +123,7 @@ def test_camera_changing_shape_mid_series_stops_with_a_message(headless: Headles
         assert "STOPPED by an error" in text and "has shape (48, 64)" in text and "are kept" in text, text
         item = next(d for d in swift.document_model.data_items if d.title == "Focal series (INCOMPLETE): raw counts")
         report = item.xdata.metadata["insitu"]["series"]
-        # 2 beam-on frames before the change: 2 slices, or 1 if auto-exposure retook the first
+        # 2 slice frames before the change: 2 slices, or 1 if auto-exposure retook the first
         assert not report["complete"] and 1 <= report["slices_acquired"] <= 2
         assert item.xdata.data.shape == (report["slices_acquired"], 96, 96)
         assert any("has shape (48, 64)" in n for n in report["notes"])
