@@ -85,12 +85,30 @@ REFERENCE_ON_FEATURE = False
 
 
 def _reference_region(sc: typing.Mapping[str, typing.Any]) -> tuple[float, float, float, float]:
+    """(0.05, 0.05, 0.15, 0.15) of the scan, or on the particle specimen centred on a particle as the user sees it
+    at the start (rotated scan, moved by the drift since the simulator's t = 0): the one farthest inside the
+    scan, preferring those outside the SI field (a particle near the edge drifts out of the scan)."""
     if not (REFERENCE_ON_FEATURE and sc["sample"] == "nanoparticles"):
         return (0.05, 0.05, 0.15, 0.15)
-    py, px = NANOPARTICLES["centers_nm"][0]
+    moved = np.asarray(_drift(sc).offset_nm(START_TIME_S + 0.5), dtype=np.float64).reshape(-1)
     t = -math.radians(sc["rotation_deg"])  # sample -> scan axes
     c, s = math.cos(t), math.sin(t)
-    fy, fx = (s * px + c * py) / FOV_NM + 0.5, (c * px - s * py) / FOV_NM + 0.5
+    best: tuple[float, float, float] | None = None
+    for (py0, px0), radius in zip(NANOPARTICLES["centers_nm"], NANOPARTICLES["radii_nm"]):
+        py, px = py0 + float(moved[0]), px0 + float(moved[1])
+        # the region holds the particle's edge (a particle larger than the region shows no contrast inside it):
+        # its centre moves from the particle's centre towards the scan centre by (radius - 0.6 nm)
+        dist = math.hypot(py, px)
+        if radius > 0.6 and dist > 0:
+            py, px = py - py / dist * (radius - 0.6), px - px / dist * (radius - 0.6)
+        fy, fx = (s * px + c * py) / FOV_NM + 0.5, (c * px - s * py) / FOV_NM + 0.5
+        inside = min(fy, fx, 1.0 - fy, 1.0 - fx)
+        in_si = 0.2 < fy < 0.8 and 0.2 < fx < 0.8
+        score = inside - (1.0 if in_si else 0.0)
+        if best is None or score > best[0]:
+            best = (score, fy, fx)
+    assert best is not None
+    _score, fy, fx = best
     return (min(max(fy - 0.075, 0.0), 0.85), min(max(fx - 0.075, 0.0), 0.85), 0.15, 0.15)
 
 
@@ -271,8 +289,8 @@ def main() -> None:
         try:
             if seed in reused:
                 row["uncorrected"] = reused[seed]["uncorrected"]
-                if "swift" in reused[seed]:
-                    row["swift"] = reused[seed]["swift"]
+                if "swift" in reused[seed] and not (REFERENCE_ON_FEATURE and sc["sample"] == "nanoparticles"):
+                    row["swift"] = reused[seed]["swift"]  # same reference region as before: same run
                 row["references_from"] = str(args.reuse_references)
             else:
                 row["uncorrected"] = run_engine(sc, args.size, corrected=False)

@@ -314,7 +314,8 @@ class DriftEstimator:
         p = self.predictor
         return {"accel_sigma_nm_per_s2": max(p.max_accel_nm_per_s2, 1e-3) / 3.0,
                 "measurement_sigma_nm": max(p.measurement_sigma_nm, 0.005),
-                "walk_nm_per_sqrt_s": max(p.walk_nm_per_sqrt_s, 0.01), "ambiguity_margin": self.ambiguity_margin}
+                "walk_nm_per_sqrt_s": max(p.walk_nm_per_sqrt_s, 0.01), "ambiguity_margin": self.ambiguity_margin,
+                "max_rate_nm_per_s": p.max_rate_nm_per_s if p.max_rate_nm_per_s > 0 else math.inf}
 
     # -- prediction ----------------------------------------------------------------------------------------
     def rate_nm_per_s(self) -> Vec2:
@@ -451,7 +452,8 @@ class DriftEstimator:
             provisional = DriftMeasurement(index, float(time_s), applied, (0.0, 0.0), pixel,
                                            (float(drifts[chosen][0]), float(drifts[chosen][1])), 1.0, True,
                                            candidates_nm=cands, n_candidates=len(competitive))
-            joint = resolve_chain(list(self._records) + [provisional], max_outliers=0, **self.chain_parameters())
+            joint = resolve_chain(list(self._records) + [provisional], max_outliers=0, lattice_extent=0,
+                                  **self.chain_parameters())
             final = joint.drift_nm[-1]
             if final is not None:
                 chosen = min(competitive, key=lambda i: float(np.hypot(drifts[i][0] - final[0],

@@ -55,11 +55,45 @@ class ChainSolution:
         return [i for i, v in enumerate(self.verdict) if v not in ("outlier", "rejected")]
 
 
-def _candidates(m: DriftMeasurement) -> FloatArray:
+def _lattice_basis(points: FloatArray) -> list[FloatArray]:
+    """One or two shortest independent difference vectors of the candidate positions (the alias lattice)."""
+    diffs = (points[:, None, :] - points[None, :, :]).reshape(-1, 2)
+    lengths = np.hypot(diffs[:, 0], diffs[:, 1])
+    keep = lengths > 0.05
+    diffs, lengths = diffs[keep], lengths[keep]
+    if diffs.size == 0:
+        return []
+    order = np.argsort(lengths)
+    a1 = diffs[order[0]]
+    for k in order[1:]:
+        cross = abs(a1[0] * diffs[k][1] - a1[1] * diffs[k][0])
+        if cross > 0.5 * lengths[order[0]] * lengths[k]:  # at least 30 degrees apart
+            return [a1, diffs[k]]
+    return [a1]
+
+
+def _candidates(m: DriftMeasurement, lattice_extent: int) -> FloatArray:
+    """The measurement's candidates; when several (a lattice), completed by the aliases up to ``lattice_extent``
+    periods from the chosen one that the search range did not cover (a live chain that slipped has the truth
+    outside it; a clean lattice matches them all equally)."""
     cands = list(m.candidates_nm) or [m.drift_nm]
     if not any(abs(c[0] - m.drift_nm[0]) < 1e-9 and abs(c[1] - m.drift_nm[1]) < 1e-9 for c in cands):
         cands.insert(0, m.drift_nm)
-    return np.asarray(cands, dtype=np.float64).reshape(-1, 2)
+    points = np.asarray(cands, dtype=np.float64).reshape(-1, 2)
+    if len(points) < 2 or lattice_extent <= 0:
+        return points
+    basis = _lattice_basis(points)
+    if not basis:
+        return points
+    k = np.arange(-lattice_extent, lattice_extent + 1, dtype=np.float64)
+    if len(basis) == 2:
+        i, j = np.meshgrid(k, k, indexing="ij")
+        virtual = (points[0][None, :] + i.reshape(-1, 1) * basis[0][None, :] + j.reshape(-1, 1) * basis[1][None, :])
+    else:
+        virtual = points[0][None, :] + k[:, None] * basis[0][None, :]
+    tol = 0.3 * float(np.hypot(*basis[0]))
+    dist = np.hypot(*(virtual[:, None, :] - points[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+    return np.concatenate([points, virtual[dist > tol]], axis=0)
 
 
 class _Model(typing.NamedTuple):
@@ -68,7 +102,19 @@ class _Model(typing.NamedTuple):
     walk: float
     jump_cost: float
     jump_cost_per_nm: float
+    max_rate: float = math.inf
+    rate_sigma: float = 0.2
     scale2: float = 1.0  # variance scale found from the chain itself (<= 1)
+
+
+def _rate_cost(a: FloatArray, b: FloatArray, ta: float, tb: float, model: _Model) -> FloatArray:
+    """(len a, len b) soft bound on the mean speed between two measurements: 0 up to ``max_rate``, then
+    ((speed - max_rate) / rate_sigma)^2 (a lattice alias every sampling interval is a fast, smooth 'rate alias')."""
+    if not math.isfinite(model.max_rate):
+        return np.zeros((len(a), len(b)))
+    dt = max(tb - ta, 1e-6)
+    speed = np.hypot(*((b[None, :, :] - a[:, None, :]) / dt).transpose(2, 0, 1))
+    return np.asarray((np.maximum(speed - model.max_rate, 0.0) / model.rate_sigma) ** 2, dtype=np.float64)
 
 
 def _triple_cost(a: FloatArray, b: FloatArray, c: FloatArray, ta: float, tb: float, tc: float,
@@ -78,7 +124,7 @@ def _triple_cost(a: FloatArray, b: FloatArray, c: FloatArray, ta: float, tb: flo
     dt2 = max(tc - tb, 1e-6)
     chi2 = _chi2(a, b, c, ta, tb, tc, model)
     # a step costs a constant plus a little per nm of step (the smaller of a jump and its alias is more likely)
-    size = np.sqrt(chi2 * _variance(dt1, dt2, model)) * min(dt1, dt2)
+    size = np.sqrt(chi2 * _variance(dt1, dt2, model)) * 0.5 * (dt1 + dt2)
     return np.asarray(np.minimum(chi2, model.jump_cost + model.jump_cost_per_nm * size), dtype=np.float64)
 
 
@@ -98,6 +144,55 @@ def _chi2(a: FloatArray, b: FloatArray, c: FloatArray, ta: float, tb: float, tc:
     return np.asarray(np.sum(dv ** 2, axis=-1) / _variance(dt1, dt2, model), dtype=np.float64)
 
 
+def _path_cost(times: FloatArray, values: FloatArray, model: _Model) -> float:
+    """Cost of one path (n, 2) at ``times`` (n,): the rate bounds and every second difference, as in the DP."""
+    if len(times) < 2:
+        return 0.0
+    dt = np.maximum(np.diff(times), 1e-6)
+    vel = np.diff(values, axis=0) / dt[:, None]
+    cost = 0.0
+    if math.isfinite(model.max_rate):
+        cost += float(np.sum((np.maximum(np.hypot(vel[:, 0], vel[:, 1]) - model.max_rate, 0.0)
+                              / model.rate_sigma) ** 2))
+    if len(times) >= 3:
+        dt1, dt2 = dt[:-1], dt[1:]
+        var = model.scale2 * ((model.accel_sigma * 0.5 * (dt1 + dt2)) ** 2
+                              + model.meas_sigma ** 2 * (2 / dt1 ** 2 + 2 / dt2 ** 2)
+                              + model.walk ** 2 * (1 / dt1 + 1 / dt2))
+        chi2 = np.sum((vel[1:] - vel[:-1]) ** 2, axis=1) / var
+        size = np.sqrt(chi2 * var) * 0.5 * (dt1 + dt2)
+        cost += float(np.sum(np.minimum(chi2, model.jump_cost + model.jump_cost_per_nm * size)))
+    return cost
+
+
+def _slip_ambiguous(times: FloatArray, values: FloatArray, bases: list[list[FloatArray]], model: _Model,
+                    margin: float) -> NDArray[np.bool_]:
+    """(n,) True where the register could have slipped by one lattice vector at or before the measurement, up to
+    the next measurement whose content decides (a single candidate): the path shifted by an alias from there on
+    costs less than ``margin`` more. Independent of the candidates found (a chain that ran away has the truth
+    outside them): a slow sampling of a clean lattice cannot tell a drift rate from that rate plus one period per
+    interval."""
+    n = len(times)
+    out = np.zeros(n, dtype=bool)
+    base = _path_cost(times, values, model)
+    for k in range(1, n):
+        if not bases[k]:
+            continue
+        end = next((j for j in range(k + 1, n) if not bases[j]), n)
+        vectors = list(bases[k])
+        if len(vectors) == 2:
+            vectors += [vectors[0] + vectors[1], vectors[0] - vectors[1]]
+        best = math.inf
+        for v in vectors:
+            for sign in (1.0, -1.0):
+                shifted = values.copy()
+                shifted[k:end] += sign * v
+                best = min(best, _path_cost(times, shifted, model) - base)
+        if best < margin:
+            out[k:end] = True
+    return out
+
+
 def _scale_from_path(times: list[float], cands: list[FloatArray], path: list[int], model: _Model) -> float:
     """Variance scale (<= 1) of the smooth model from the chain itself: twice the median chi^2 of the path's
     non-jump second differences over its expectation (1.386, chi^2 with 2 dof); 1 with fewer than 4 of them."""
@@ -109,7 +204,7 @@ def _scale_from_path(times: list[float], cands: list[FloatArray], path: list[int
             values.append(v)
     if len(values) < 4:
         return 1.0
-    return float(np.clip(2.0 * np.median(values) / 1.386, 0.05, 1.0))
+    return float(np.clip(2.0 * np.median(values) / 1.386, 0.2, 1.0))
 
 
 def _solve(times: list[float], cands: list[FloatArray], model: _Model
@@ -118,14 +213,15 @@ def _solve(times: list[float], cands: list[FloatArray], model: _Model
     n = len(times)
     if n == 0:
         return 0.0, [], []
-    if n <= 2:  # no second difference: nothing to compare; each measurement keeps its first candidate
-        return 0.0, [0] * n, [np.where(np.arange(len(c)) == 0, 0.0, math.inf) for c in cands]
+    if n == 1:
+        return 0.0, [0], [np.where(np.arange(len(cands[0])) == 0, 0.0, math.inf)]
     # forward: F[k] (len k-1, len k): best cost of a path ending with the pair (k-1, k)
     forward: list[FloatArray] = [np.zeros((1, 1))]  # dummy for k = 0
-    forward.append(np.zeros((len(cands[0]), len(cands[1]))))
+    forward.append(_rate_cost(cands[0], cands[1], times[0], times[1], model))
     triples: list[FloatArray] = [np.zeros(0), np.zeros(0)]
     for k in range(2, n):
         t3 = _triple_cost(cands[k - 2], cands[k - 1], cands[k], times[k - 2], times[k - 1], times[k], model)
+        t3 = t3 + _rate_cost(cands[k - 1], cands[k], times[k - 1], times[k], model)[None, :, :]
         triples.append(t3)
         forward.append(np.min(forward[k - 1][:, :, None] + t3, axis=0))
     # backward: B[k] (len k-1, len k): best cost of the rest given the pair (k-1, k)
@@ -147,8 +243,10 @@ def _solve(times: list[float], cands: list[FloatArray], model: _Model
 
 def resolve_chain(measurements: typing.Sequence[DriftMeasurement], *, accel_sigma_nm_per_s2: float = 0.25 / 3,
                   measurement_sigma_nm: float = 0.01, walk_nm_per_sqrt_s: float = 0.02, jump_cost: float = 25.0,
-                  ambiguity_margin: float = 6.0, outlier_gain: float = 1.6, max_outliers: int | None = None,
-                  jump_cost_per_nm: float = 40.0, adapt_scale: bool = True) -> ChainSolution:
+                  ambiguity_margin: float = 6.0, outlier_gain: float = 2.2, max_outliers: int | None = None,
+                  jump_cost_per_nm: float = 40.0, adapt_scale: bool = True, lattice_extent: int = 3,
+                  max_rate_nm_per_s: float = math.inf, rate_sigma_nm_per_s: float = 0.1, slip_test: bool = False
+                  ) -> ChainSolution:
     """Unwrap the accepted measurements jointly (see the module docstring); rejected ones keep "rejected".
 
     Parameters (keyword-only): accel_sigma_nm_per_s2 (1 sigma of the smooth drift's acceleration),
@@ -157,7 +255,11 @@ def resolve_chain(measurements: typing.Sequence[DriftMeasurement], *, accel_sigm
     outlier_gain (a measurement is an outlier when removing it saves more than this many jump costs),
     max_outliers (default: a quarter of the measurements), jump_cost_per_nm (added cost per nm of a step: of a
     jump and its alias the smaller step is preferred), adapt_scale (shrink the smooth model's variance to what the
-    chain's own second differences show, at most 1, at least 0.05, with a factor-2 margin).
+    chain's own second differences show, at most 1, at least 0.2, with a factor-2 margin), lattice_extent
+    (aliases up to this many periods from the chosen one are candidates too, see :func:`_candidates`),
+    max_rate_nm_per_s / rate_sigma_nm_per_s (soft bound on the speed between measurements, :func:`_rate_cost`),
+    slip_test (also call ambiguous what a one-period slip of the chosen path explains nearly as well,
+    :func:`_slip_ambiguous`; off by default: it flags well-sampled chains too).
     """
     if not (accel_sigma_nm_per_s2 > 0 and measurement_sigma_nm > 0 and walk_nm_per_sqrt_s >= 0
             and jump_cost > 0 and ambiguity_margin >= 0 and outlier_gain > 0):
@@ -165,11 +267,12 @@ def resolve_chain(measurements: typing.Sequence[DriftMeasurement], *, accel_sigm
                              f"{accel_sigma_nm_per_s2}, measurement {measurement_sigma_nm}, walk "
                              f"{walk_nm_per_sqrt_s}, jump_cost {jump_cost}, margin {ambiguity_margin}, outlier_gain "
                              f"{outlier_gain}.")
-    model = _Model(accel_sigma_nm_per_s2, measurement_sigma_nm, walk_nm_per_sqrt_s, jump_cost, jump_cost_per_nm)
+    model = _Model(accel_sigma_nm_per_s2, measurement_sigma_nm, walk_nm_per_sqrt_s, jump_cost, jump_cost_per_nm,
+                   max_rate_nm_per_s, rate_sigma_nm_per_s)
     n_all = len(measurements)
     verdict = ["rejected" if not m.accepted else "" for m in measurements]
     used = [i for i, m in enumerate(measurements) if m.accepted]
-    all_cands = [_candidates(m) for m in measurements]
+    all_cands = [_candidates(m, lattice_extent) for m in measurements]
     if used:  # the reference is fixed where it was
         all_cands[used[0]] = all_cands[used[0]][:1]
 
@@ -196,6 +299,10 @@ def resolve_chain(measurements: typing.Sequence[DriftMeasurement], *, accel_sigm
         total, path, marginals = solve(used)
     for i in outliers:
         verdict[i] = "outlier"
+    chosen_values = np.array([all_cands[i][path[k]] for k, i in enumerate(used)]).reshape(-1, 2)
+    bases = [_lattice_basis(_candidates(measurements[i], 0)) if k > 0 else [] for k, i in enumerate(used)]
+    slipped = _slip_ambiguous(np.array([measurements[i].time_s for i in used]), chosen_values, bases, model,
+                              ambiguity_margin)
     drift: list[Vec2 | None] = [None] * n_all
     margin = [math.inf] * n_all
     for k, i in enumerate(used):
@@ -208,7 +315,7 @@ def resolve_chain(measurements: typing.Sequence[DriftMeasurement], *, accel_sigm
         m = measurements[i]
         live = np.asarray(m.drift_nm)
         moved = float(np.hypot(*(chosen - live))) > 1e-6
-        if margin[i] < ambiguity_margin or (m.ambiguous and len(m.candidates_nm) < 2):
+        if margin[i] < ambiguity_margin or (slip_test and slipped[k]) or (m.ambiguous and len(m.candidates_nm) < 2):
             verdict[i] = "ambiguous"  # (an ambiguous record without its candidates cannot be re-checked)
         elif moved:
             verdict[i] = "re-placed"

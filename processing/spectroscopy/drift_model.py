@@ -193,9 +193,14 @@ class DriftPredictor:
             unmodelled = self.max_accel_nm_per_s2 * dt * (dt + span) / 2.0
             var = noise * (1.0 + factor) + (unmodelled / 3.0) ** 2
         else:
+            span_all = float(np.ptp(tc))
             value_q, rate_q, sse_q, factor_q, dof_q = fit(2)
             noise_q = max(sse_q / (2 * dof_q) if dof_q > 0 else 0.0, m2)
-            if (sse - sse_q) / 2.0 > 4.0 * noise_q:  # significant curvature (F test): follow it
+            if (sse - sse_q) / 2.0 > 4.0 * noise_q and dt > 0.5 * span_all:
+                # curvature, but far beyond the fitted points: a quadratic extrapolated that far runs away (a
+                # long section, a slow camera); the line, uncertain by as much as the quadratic would differ
+                var = noise * (1.0 + factor) + max(noise_q * factor_q, float(np.sum((value - value_q) ** 2)) / 2)
+            elif (sse - sse_q) / 2.0 > 4.0 * noise_q:  # significant curvature (F test): follow it
                 value, rate, noise = value_q, rate_q, noise_q
                 unmodelled = self.max_jerk_nm_per_s3 * dt ** 3 / 6.0
                 var = noise_q * (1.0 + factor_q) + (unmodelled / 3.0) ** 2

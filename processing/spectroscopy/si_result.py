@@ -261,7 +261,8 @@ def resolve_measurements(result: SIRunResult, estimator: DriftEstimator | None =
     params: dict[str, typing.Any] = estimator.chain_parameters() if estimator is not None else {
         "accel_sigma_nm_per_s2": max(s.max_drift_accel_nm_per_s2, 1e-3) / 3.0,
         "measurement_sigma_nm": max(template.measurement_sigma_nm, 0.005),
-        "walk_nm_per_sqrt_s": max(template.walk_nm_per_sqrt_s, 0.01)}
+        "walk_nm_per_sqrt_s": max(template.walk_nm_per_sqrt_s, 0.01),
+        "max_rate_nm_per_s": s.max_drift_rate_nm_per_s if s.max_drift_rate_nm_per_s > 0 else float("inf")}
     solution = resolve_chain(ms, **params)
     result.measurements = annotate(ms, solution)
     result.chain_solution = solution
