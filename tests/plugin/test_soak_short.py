@@ -50,10 +50,16 @@ def test_two_thousand_frames_with_every_processor_attached(swift: HeadlessSwift,
     # retained objects: what a long run keeps does not grow with the number of frames
     objects = [s["objects"] for s in samples]
     assert objects[-1] <= objects[1] * 1.02 + 500, objects
-    # the process's CPU time per camera frame (insensitive to other processes' load): no upward trend
-    cpu = [(b["cpu_s"] - a["cpu_s"]) / max(1, b["frames"] - a["frames"]) for a, b in zip(samples[1:-1], samples[2:])]
+    # the process's CPU time per processed frame (all runners): no upward trend. Per *processed* frame, not per camera
+    # frame: when other processes' load falls, fewer frames are dropped and the CPU per camera frame rises with it
+    # (seen: +31 % in a run whose load average went from 10 to 3.5); Swift's per-second work (display refreshes)
+    # spread over fewer frames under more load is what the margin allows for
+    def processed(sample: dict[str, typing.Any]) -> int:
+        return sum(p for p, _ in sample["stats"])
+    cpu = [(b["cpu_s"] - a["cpu_s"]) / max(1, processed(b) - processed(a))
+           for a, b in zip(samples[1:-1], samples[2:])]
     half = len(cpu) // 2
-    assert statistics.median(cpu[half:]) <= 1.25 * statistics.median(cpu[:half]), cpu
+    assert statistics.median(cpu[half:]) <= 1.5 * statistics.median(cpu[:half]), cpu
     # per-frame cost of each processor per window (wall time, so only a loose guard against a trend)
     for i, runner in enumerate(runners):
         per_window = []
