@@ -4,7 +4,7 @@ Sc L2,3 edge (402 eV), run from the "Focal / energy series" panel in the real Ni
 virtual X screen (simulator mode, the machinery of ``scripts/swift_xvfb.py``).
 
 A small temporary plug-in acts as the user: it opens the panel, chooses "Energy series", 370-460 eV in 10 eV steps,
-slit 10 eV, start exposure 20 ms, "Align the series (SDSD) when done", presses Start; when the series is done it
+slit 10 eV, start exposure 50 ms, "Align the series (SDSD) when done", presses Start; when the series is done it
 shows the scaled series (at the slice just past the Sc L2,3 edge) and the SDSD-aligned sum next to the panel, whose
 status line is the report (slices, exposures used, dark references, time).
 
@@ -30,7 +30,7 @@ import os, pathlib, time
 from nion.swift import Application
 
 FOLDER = pathlib.Path(os.environ["SERIES_SHOT_DRIVER"])
-VALUES = {"kind": "energy", "start": 370.0, "step": 10.0, "count": 10, "slit_width_eV": 10.0, "exposure_ms": 20.0,
+VALUES = {"kind": "energy", "start": 370.0, "step": 10.0, "count": 10, "slit_width_eV": 10.0, "exposure_ms": 50.0,
           "align": True}
 SHOW_SLICE = 4          # 410 eV: just past the Sc L2,3 edge
 
@@ -82,7 +82,8 @@ class SeriesShotExtension:
             from instrument_sim.drift import DriftModel
             self.instrument.sample_drift = DriftModel(rate_nm_per_s=(0.004, -0.003), random_walk_nm_per_sqrt_s=0.001,
                                                       seed=4)
-            self.instrument.SetVal("BeamCurrent", 20e-9)    # 20 nA (default 0.2 nA): core-loss slices in < 1 s
+            # the dose is spread over the 1024^2 sensor: 2 uA gives ~6e6 e/px/s, core-loss slices in about 1 s
+            self.instrument.SetVal("BeamCurrent", 2e-6)
             self.instrument.SetVal("EFTEM_Slit", 1.0)
             self.instrument.SetVal("EFTEM_EnergyOffset", 370.0)
             self.camera = HardwareSource.HardwareSourceManager().get_hardware_source_for_hardware_source_id(
@@ -120,9 +121,12 @@ class SeriesShotExtension:
             self.stage = 3
             self.t_done = time.time()
         elif self.stage == 3 and time.time() - self.t_done > 3.0:     # items added, alignment computed
-            self.stage = 4
             model = dc.document_model
             titles = {d.title: d for d in model.data_items}
+            done = any(t.endswith("aligned sum") and d.xdata is not None for t, d in titles.items())
+            if not done and time.time() - self.t_done < 180.0:          # SDSD of 10 x 1024^2 frames
+                return
+            self.stage = 4
             panels = dc.workspace_controller.display_panels
             scaled = titles.get("Energy series: scaled to first exposure")
             aligned = next((d for t, d in titles.items() if t.endswith("aligned sum")), None)
