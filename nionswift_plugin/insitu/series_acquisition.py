@@ -42,8 +42,9 @@ PANEL_ID = "insitu-series-panel"
 class SwiftSeriesDevice:
     """A Swift camera hardware source + the instrument (stem controller) as a series device. Frames: the first
     frame that starts after the exposure/binning are set (``get_next_xdatas_to_start``). Darks: beam blanked with
-    ``blank_control`` (default ``C_Blank``); the first frame after each blanker move is discarded (in the real GUI a
-    slice right after a dark came out blanked: its signal read 0 and the exposure jumped to the maximum)."""
+    ``blank_control`` (default ``C_Blank``); the first frame after each blanker move is discarded (a playing camera
+    pipelines frames: in the real GUI the first slice's dark-subtracted signal read 0 and its exposure jumped to the
+    maximum)."""
 
     def __init__(self, camera: typing.Any, instrument: typing.Any, *, full_scale_counts: float = 16383.0,
                  blank_control: str = "C_Blank", timeout_s: float = 30.0) -> None:
