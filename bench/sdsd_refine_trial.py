@@ -2,8 +2,14 @@
 on new seeds 9100-9109, theta = 0 and 60 deg (bench_sdsd_contrast scenarios). Run from the repository root:
     nice -n 10 .venv/bin/python bench/sdsd_refine_trial.py
 Result in bench/results_sdsd.md (no gain: the refinement keeps e_k and adds the mixed reference's bias)."""
-import sys; sys.path.insert(0, "bench"); sys.path.insert(0, ".")
+from __future__ import annotations
+
+import sys
+
 import numpy as np
+
+sys.path.insert(0, "bench")
+sys.path.insert(0, ".")
 from bench_sdsd_contrast import scenario
 from bench_sdsd import rms
 from processing.alignment.sdsd import align_stack, measure_pairs
