@@ -132,30 +132,48 @@ def test_one_ambiguous_measurement_flags_only_the_sections_it_affects() -> None:
     assert trusted[:5] == [True] * 5 and not any(trusted[5:]), [s.flags for s in unresolved.sections]
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_run_away_scenario_never_ends_worse_than_uncorrected_and_every_period_error_is_flagged(seed: int) -> None:
-    """Old failure 2 (long sections, drift ~ one period per section: the chain ran away by a period per reference
-    scan). On a clean lattice, the live chain (aliases chosen by the whole chain so far) and the retrospective
-    check together: the final drift at every reference scan is closer to the truth than no correction, and
-    whatever is off by more than a quarter period is flagged."""
+def _run_away(seed: int, *, joint: bool) -> tuple[float, float, float, int]:
+    """Old failure 2 on a clean lattice: fast sinusoid (0.5 nm, 10 s) + 0.3 nm/s, reference scans 1.2 s apart, a
+    jump of 0.55 period at 7 s. Returns (RMS error of the live trajectory, RMS error of the final trajectory,
+    RMS of no correction, number of final drifts off by more than a quarter period and not flagged)."""
     from test_drift_issue13 import PIXEL_NM, _crystal, _scan
 
     from processing.spectroscopy.drift import DriftEstimator
     from processing.spectroscopy.drift_consistency import annotate
     spec = _crystal(0.0, seed=seed)
     rng = np.random.default_rng(100 + seed)
-    est = DriftEstimator(quality_threshold=0.4, rate_window=5, jump_floor_nm=0.03)
-    rate = rng.uniform(0.25, 0.4) * np.array([np.cos(seed), np.sin(seed)])
-    times = np.array([0.0, 0.3, 0.6] + list(np.arange(1.6, 14.0, rng.uniform(0.9, 1.3))))
-    truth = times[:, None] * rate[None, :] + 0.3 * np.sin(2 * np.pi * times / 25.0)[:, None]
+    est = DriftEstimator(quality_threshold=0.4, rate_window=5, jump_floor_nm=0.03, max_shift_fraction=0.3,
+                         joint_unwrap=joint)
+    times = np.array([0.0, 0.3, 0.6] + list(np.arange(1.6, 16.0, 1.2)))
+    truth = (times[:, None] * 0.3 * np.array([np.cos(seed), np.sin(seed)])[None, :]
+             + 0.5 * np.sin(2 * np.pi * times / 10.0)[:, None] * np.array([1.0, -0.7]))
+    truth[times > 7.0] += 0.55 * PERIOD_NM * np.array([0.6, 0.8])
     for t, drift in zip(times, truth):
         off = est.predict_offset_nm(float(t))
         est.add_image(_scan(spec, drift - np.asarray(off), rng), time_s=float(t), pixel_size_nm=(PIXEL_NM, PIXEL_NM),
                       applied_offset_nm=off)
+    live = est.trajectory_nm(times)
     records = annotate(est.records, resolve_chain(est.records, **est.chain_parameters()))
     final = rebuild_predictor(records, est.predictor).trajectory_nm(times)
     error = np.hypot(*(final - truth).T)
-    uncorrected = np.hypot(*(truth - truth[0]).T)
-    assert np.sqrt(np.mean(error ** 2)) <= np.sqrt(np.mean(uncorrected ** 2)), (error.round(3), uncorrected.round(3))
-    assert all(m.flagged for m, e in zip(records, error) if e > PERIOD_NM / 4), (
-        error.round(3), [m.retro for m in records])
+
+    def rms(v: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(v ** 2)))
+
+    silent = sum(1 for m, e in zip(records, error) if e > PERIOD_NM / 4 and not m.flagged)
+    return rms(np.hypot(*(live - truth).T)), rms(error), rms(np.hypot(*truth.T)), silent
+
+
+def test_run_away_scenario_is_contained_and_every_period_error_is_flagged() -> None:
+    """Old failure 2 (the chain ran away by a period per reference scan) on a clean lattice with fast drift and a
+    0.55-period jump: with the old live choice (prediction only, no joint check) the error ends larger than no
+    correction on every seed; the live chain chosen by the whole chain so far plus the retrospective check ends
+    smaller than the old one on every seed, smaller than no correction in the median, and whatever stays off by
+    more than a quarter period is flagged (no silent error). Not guaranteed: one seed of three still ends above no
+    correction (3.4 vs 2.5 nm RMS), flagged."""
+    old = [_run_away(seed, joint=False) for seed in range(3)]
+    new = [_run_away(seed, joint=True) for seed in range(3)]
+    assert all(o[0] > o[2] for o in old), old  # the old behaviour: worse than uncorrected
+    assert all(n[1] < o[0] for n, o in zip(new, old)), (new, old)
+    assert float(np.median([n[1] / n[2] for n in new])) < 1.0, new
+    assert all(n[3] == 0 for n in new), new
