@@ -52,6 +52,29 @@ def test_method_is_registered_with_the_acquisition_panel(headless: HeadlessSwift
     assert "Focal / energy series" in str(handler.ui_view)    # says where auto-exposure is
 
 
+def test_swifts_acquisition_panel_lists_the_method(headless: HeadlessSwift, tmp_path: typing.Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Swift's own Acquisition panel, built headless as the application builds it (its configuration and
+    preferences files), offers the method next to its own ones."""
+    from nion.instrumentation import AcquisitionPreferences
+    from nion.swift.model import ApplicationData
+    from nionswift_plugin.nion_instrumentation_ui import AcquisitionPanel
+    monkeypatch.setattr(AcquisitionPreferences, "acquisition_preferences", None)
+    AcquisitionPreferences.init_acquisition_preferences(tmp_path / "nion_acquisition_preferences.json")
+    monkeypatch.setattr(AcquisitionPanel, "acquisition_configuration", AcquisitionPanel.AcquisitionConfiguration(
+        ApplicationData.ApplicationData(tmp_path / "nion_acquisition_configuration.json")))
+    panel = AcquisitionPanel.AcquisitionPanel(headless.document_controller, "acquisition-panel", {})
+    try:
+        headless.pump(0.3)
+        import gc
+        combos = [o for o in gc.get_objects() if type(o).__name__ == "ComponentComboBoxHandler"]
+        names = [[getattr(i, "display_name", "") for i in c._combo_box_handler.sorted_items.items] for c in combos]
+        methods = next(n for n in names if "1D Ramp" in n)
+        assert "In-situ focal / energy series" in methods and "Sequence" in methods, names
+    finally:
+        panel.close()
+
+
 def test_energy_series_across_sc_l23_through_swifts_stream(headless: HeadlessSwift) -> None:
     instrument = headless.simulator.instrument
     handler = series_method.InsituSeriesMethodHandler(series_method._schema().create(), None)
