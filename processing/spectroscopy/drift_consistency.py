@@ -328,11 +328,17 @@ def resolve_chain(measurements: typing.Sequence[DriftMeasurement], *, accel_sigm
 
 def annotate(measurements: typing.Sequence[DriftMeasurement], solution: ChainSolution
              ) -> tuple[DriftMeasurement, ...]:
-    """The measurements with ``retro`` and ``final_drift_nm`` set from ``solution`` (rejected ones unchanged)."""
+    """The measurements with ``retro`` and ``final_drift_nm`` set from ``solution`` (rejected ones unchanged).
+
+    A measurement the joint check leaves ambiguous keeps its live value: the joint path is then no better founded
+    than the live decision (which followed the data as it came), and moving it could only add a period of error
+    to a section that is flagged anyway (seen in the sweep: a re-placement along a rate alias ran away)."""
     out = []
     for m, verdict, d in zip(measurements, solution.verdict, solution.drift_nm):
         if verdict == "rejected":
             out.append(m)
+        elif verdict == "ambiguous":
+            out.append(dataclasses.replace(m, retro=verdict, final_drift_nm=m.drift_nm))
         else:
             out.append(dataclasses.replace(m, retro=verdict, final_drift_nm=d))
     return tuple(out)
