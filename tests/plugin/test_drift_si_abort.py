@@ -1,9 +1,10 @@
 """An immediate abort keeps every line the camera completed in the section being scanned (issue 13, failure 6).
 
 The simulated EELS camera delivers a synchronized acquisition line by line; an immediate abort cancels the camera,
-lets Swift hand over the completed lines, then aborts the scan. Ground truth: the camera simulator's own frames
-(recorded here as they are read out), so the kept lines must be exactly the lines whose every frame was read, with
-those frames' spectra, and nothing else marked acquired.
+lets Swift hand over the completed lines, then aborts the scan. Ground truth: the camera's own read-out buffer at the
+last piece it completed (recorded here as the camera hands it to Swift), so the kept lines must be exactly the lines
+the camera completed, with exactly its spectra, and nothing else marked acquired. (Not the simulator's frames one by
+one: device_kit's camera thread may read a frame again when its exposure wait is interrupted.)
 
 Old behaviour: the section being scanned kept nothing (Swift drops the piece still in its pipeline, and device_kit's
 camera delivered a whole section in one piece), whatever the abort point.
@@ -57,14 +58,17 @@ def _settings(**kw: typing.Any) -> drift_si.DriftSISettings:
 
 
 def _run_with_abort(session: Session, grab_number: int, frame_number: int
-                    ) -> tuple[drift_si.DriftCorrectedSI, drift_si.DriftSIResult, np.ndarray]:
+                    ) -> tuple[drift_si.DriftSIResult, int, np.ndarray]:
     """Run; abort immediately while the camera reads frame ``frame_number`` (1-based, flyback frames included) of
-    synchronized grab ``grab_number`` (1: timing probe, 2: section 0, 3: section 1). Returns the run, its result and
-    the (frames, E) spectra the camera read in that grab (summed over the sensor rows, as Swift's sum_project)."""
+    synchronized grab ``grab_number`` (1: timing probe, 2: section 0, 3: section 1). Returns the result, the frames
+    the camera read in that grab and its own read-out buffer at its last completed piece: (pixels, E) spectra in
+    scan order, flyback included (summed over the sensor rows, as Swift's sum_project)."""
     run = drift_si.DriftCorrectedSI(_settings())
     sim = session.parts.eels_simulator
+    camera = session.parts.eels_module.camera_device
     original_frame, original_grab = sim.get_frame_data, session.scan.grab_synchronized
-    state: dict[str, typing.Any] = {"grab": 0, "frames": []}
+    original_continue = camera.acquire_synchronized_continue
+    state: dict[str, typing.Any] = {"grab": 0, "frames": 0, "completed": np.zeros((0, 1))}
 
     def grab(*args: typing.Any, **kw: typing.Any) -> typing.Any:
         state["grab"] += 1
@@ -73,19 +77,28 @@ def _run_with_abort(session: Session, grab_number: int, frame_number: int
     def frame(*args: typing.Any, **kw: typing.Any) -> typing.Any:
         xdata = original_frame(*args, **kw)
         if state["grab"] == grab_number:
-            state["frames"].append(np.asarray(xdata.data, dtype=np.float64).sum(axis=0))
-            if len(state["frames"]) == frame_number:
+            state["frames"] += 1
+            if state["frames"] == frame_number:
                 run.abort(immediately=True)
         return xdata
 
+    def read_out(**kw: typing.Any) -> typing.Any:  # the camera's own record of the pieces it completed
+        partial = original_continue(**kw)
+        if state["grab"] == grab_number and not partial.is_canceled and partial.valid_count:
+            data = np.asarray(partial.xdata.data, dtype=np.float64)
+            state["completed"] = data.reshape(-1, data.shape[-1])[:partial.valid_count].copy()
+        return partial
+
     session.scan.grab_synchronized = grab
     sim.get_frame_data = frame
+    camera.acquire_synchronized_continue = read_out
     try:
         result = run.run()
     finally:
         del session.scan.grab_synchronized
         del sim.get_frame_data
-    return run, result, np.asarray(state["frames"])
+        del camera.acquire_synchronized_continue
+    return result, int(state["frames"]), np.asarray(state["completed"])
 
 
 # abort points in section 1 (frame numbers, 1-based): inside line 0 (no line complete), inside a line, on the last
@@ -97,10 +110,11 @@ _POINTS = [5, 2 * LINE + 9, 5 * LINE, 6 * LINE + 1] + [int(v) for v in
 @pytest.mark.parametrize("frame_number", _POINTS)
 def test_immediate_abort_keeps_exactly_the_completed_lines_of_the_section(session: Session,
                                                                          frame_number: int) -> None:
-    run, result, frames = _run_with_abort(session, 3, frame_number)
+    result, n_frames, read_out = _run_with_abort(session, 3, frame_number)
     assert result.state == "aborted" and not result.complete
-    completed = len(frames) // LINE  # lines whose every frame the camera read (a few frames may follow the call)
-    assert completed >= (frame_number // LINE)
+    assert len(read_out) % LINE == 0  # the camera completes whole lines (one piece per line)
+    completed = len(read_out) // LINE  # lines the camera completed (its own read-out; a frame may follow the call)
+    assert frame_number // LINE <= completed <= n_frames // LINE
     main = result.main
     assert main is not None
     first = [r for r in result.sections if r.row0 == 0]
@@ -118,8 +132,8 @@ def test_immediate_abort_keeps_exactly_the_completed_lines_of_the_section(sessio
     assert np.array_equal(np.isfinite(haadf.data), main.haadf.valid_pixels[:kept_rows])
     assert haadf.metadata["drift_si"]["valid_pixels_per_row"] == haadf_rows[:kept_rows].tolist()
     if completed:
-        lines = frames[:completed * LINE].reshape(completed, LINE, -1)[:, FLYBACK:]  # Swift drops the flyback
-        np.testing.assert_allclose(main.raw.data[SECTION:kept_rows], lines, rtol=1e-5, atol=1e-3)
+        lines = read_out.reshape(completed, LINE, -1)[:, FLYBACK:]  # Swift drops the flyback
+        np.testing.assert_array_equal(main.raw.data[SECTION:kept_rows], lines)
         assert np.all(main.raw.data[kept_rows:] == 0)
         second = result.sections[-1]
         assert second.row0 == SECTION and not second.complete and second.pixels_acquired == completed * W
@@ -138,7 +152,7 @@ def test_immediate_abort_keeps_exactly_the_completed_lines_of_the_section(sessio
 
 
 def test_immediate_abort_in_the_timing_probe_gives_a_valid_empty_result(session: Session) -> None:
-    _run, result, _frames = _run_with_abort(session, 1, 3)
+    result, _frames, _read_out = _run_with_abort(session, 1, 3)
     assert result.state == "aborted" and result.sections == []
     xdata = result.si_xdata()
     assert xdata.data_shape[0] == 0 and xdata.metadata["drift_si"]["acquired_pixels"] == 0
