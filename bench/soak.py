@@ -52,7 +52,26 @@ def process_counters() -> dict[str, typing.Any]:
         name = t.name.split("(")[0].strip().rstrip("0123456789_-") or t.name
         groups[name] = groups.get(name, 0) + 1
     return {"rss_mib": int(fields["VmRSS"].split()[0]) / 1024.0, "threads": int(fields["Threads"].split()[0]),
-            "py_threads": threading.active_count(), "thread_groups": groups}
+            "py_threads": threading.active_count(), "thread_groups": groups, **heap_counters()}
+
+
+def heap_counters() -> dict[str, float]:
+    """glibc's heap (``mallinfo2``, MiB): in use, free inside the heaps, mmapped blocks; Python's small-object
+    allocator (allocated blocks); {} where unavailable. Splits RSS growth into retention and allocator slack."""
+    try:
+        import ctypes
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in
+                        ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                         "fordblks", "keepcost")]
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+        mallinfo2.restype = MallInfo2
+        info = mallinfo2()
+    except (OSError, AttributeError):
+        return {}
+    return {"heap_in_use_mib": round(info.uordblks / 2 ** 20, 1), "heap_free_mib": round(info.fordblks / 2 ** 20, 1),
+            "mmap_mib": round(info.hblkhd / 2 ** 20, 1), "py_blocks": sys.getallocatedblocks()}
 
 
 def sample(t0: float, tracebacks: int) -> dict[str, typing.Any]:
@@ -255,7 +274,11 @@ def plot(samples: list[dict[str, typing.Any]], verdict: dict[str, typing.Any], p
                 draw.ellipse((xy[0][0] - 2, xy[0][1] - 2, xy[0][0] + 2, xy[0][1] + 2), fill=colours[i % len(colours)])
             draw.text((x1 + 8, y0 + 14 * i), name[:24], fill=colours[i % len(colours)])
 
-    panel(0, "RSS (MiB)", [("RSS", [(s["t_s"], s["rss_mib"]) for s in samples])])
+    memory = [("RSS", [(s["t_s"], s["rss_mib"]) for s in samples])]
+    if any("heap_in_use_mib" in s for s in samples):  # glibc's view: what is held vs RSS
+        memory.append(("malloc in use + mmap", [(s["t_s"], s["heap_in_use_mib"] + s["mmap_mib"]) for s in samples
+                                                if "heap_in_use_mib" in s]))
+    panel(0, "RSS (MiB)", memory)
     panel(1, "OS threads", [("threads", [(s["t_s"], float(s["threads"])) for s in samples])])
     minutes = verdict.get("per_minute", [])
     names = sorted({k for m in minutes for k in m if k != "t_s"})
