@@ -84,6 +84,10 @@ def _drift(sc: typing.Mapping[str, typing.Any]) -> DriftModel:
 REFERENCE_ON_FEATURE = False
 
 
+#: version of the reference placement (results of another placement cannot share Swift's tracker runs)
+PLACEMENT = "particle edge visible at the start"
+
+
 def _reference_region(sc: typing.Mapping[str, typing.Any]) -> tuple[float, float, float, float]:
     """(0.05, 0.05, 0.15, 0.15) of the scan, or on the particle specimen centred on a particle as the user sees it
     at the start (rotated scan, moved by the drift since the simulator's t = 0): the one farthest inside the
@@ -274,22 +278,27 @@ def main() -> None:
     parser.add_argument("--reuse-references", type=pathlib.Path, default=None,
                         help="take the uncorrected and Swift DriftTracker runs of the seeds found in this earlier "
                              "results file (they do not depend on the engine) and run only the engine")
+    parser.add_argument("--seeds", type=int, nargs="*", default=None, help="explicit seeds (instead of the range)")
     args = parser.parse_args()
     reused: dict[int, dict[str, typing.Any]] = {}
+    same_placement = False
     if args.reuse_references is not None:
-        for old in json.loads(args.reuse_references.read_text())["scenarios"]:
+        previous = json.loads(args.reuse_references.read_text())
+        same_placement = previous.get("reference_placement") == PLACEMENT
+        for old in previous["scenarios"]:
             if "uncorrected" in old:
                 reused[int(old["scenario"]["seed"])] = old
     global REFERENCE_ON_FEATURE
     REFERENCE_ON_FEATURE = bool(args.reference_on_feature)
     rows: list[dict[str, typing.Any]] = []
-    for seed in range(args.first_seed, args.first_seed + args.n):
+    for seed in (args.seeds if args.seeds else range(args.first_seed, args.first_seed + args.n)):
         sc = draw_scenario(seed)
         row: dict[str, typing.Any] = {"scenario": sc}
         try:
             if seed in reused:
                 row["uncorrected"] = reused[seed]["uncorrected"]
-                if "swift" in reused[seed] and not (REFERENCE_ON_FEATURE and sc["sample"] == "nanoparticles"):
+                if "swift" in reused[seed] and (same_placement or not (REFERENCE_ON_FEATURE
+                                                                       and sc["sample"] == "nanoparticles")):
                     row["swift"] = reused[seed]["swift"]  # same reference region as before: same run
                 row["references_from"] = str(args.reuse_references)
             else:
@@ -309,6 +318,7 @@ def main() -> None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps({"start_time_s": START_TIME_S, "size_px": args.size,
                                            "reference_on_feature": REFERENCE_ON_FEATURE,
+                                           "reference_placement": PLACEMENT,
                                            "summary": summarise(rows), "scenarios": rows}, indent=1))
     print(json.dumps(summarise(rows), indent=1))
 
