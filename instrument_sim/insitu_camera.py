@@ -35,7 +35,6 @@ import dataclasses
 import gettext
 import threading
 import typing
-import weakref
 
 import numpy as np
 from numpy.typing import NDArray
@@ -118,9 +117,12 @@ class InSituCameraSimulator:
         self.__rng = np.random.default_rng([seed, 0x15C])
         self.__lock = threading.Lock()
         self.__frame_log: collections.deque[FrameRecord] = collections.deque(maxlen=log_length)
-        # (weak reference to the xdata handed to device_kit, its record): to find the record of a delivered frame
-        self.__delivered: collections.deque[tuple[weakref.ref[DataAndMetadata.DataAndMetadata], FrameRecord]] = \
-            collections.deque(maxlen=16)
+        # (timestamp device_kit gave the frame, its record) of the last 16 frames before the newest: to find the
+        # record of a delivered frame however late device_kit's acquire_image looks it up. device_kit stamps a
+        # frame at the end of its exposure, before it asks for the next one, so a frame's stamp is final when the
+        # next frame is rendered; the values are kept, not the frames (device_kit hands out deep copies, so a
+        # reference to the frame it was given may die before the lookup)
+        self.__delivered: collections.deque[tuple[typing.Any, FrameRecord]] = collections.deque(maxlen=16)
         self.__newest: tuple[DataAndMetadata.DataAndMetadata, FrameRecord] | None = None
         #: optics parameters of the contrast transfer (active when C10 or C30 is non-zero)
         self.optics = ctf.Optics()
@@ -258,10 +260,9 @@ class InSituCameraSimulator:
             newest = self.__newest
             if newest is not None and newest[0].timestamp == timestamp:
                 return newest[1]
-            for reference, record in reversed(self.__delivered):
-                xdata = reference()
-                if xdata is not None and xdata.timestamp == timestamp:
-                    return record
+            for stamp, record in reversed(self.__delivered):
+                if stamp == timestamp:
+                    return typing.cast(FrameRecord, record)
         return None
 
     def get_frame_data(self, readout_area: Geometry.IntRect, binning_shape: Geometry.IntSize, exposure_s: float,
@@ -282,9 +283,9 @@ class InSituCameraSimulator:
             dimensional_calibrations=self.get_dimensional_calibrations(readout_area, binning_shape),
             metadata={"insitu_sim": record.as_metadata()})
         with self.__lock:
-            self.__delivered.append((weakref.ref(xdata), record))
-            # the newest frame is held strongly until the next one: device_kit may drop its xdata before
-            # acquire_image looks the record up, and a dead weak reference would lose the frame's ground truth
+            if self.__newest is not None:   # its stamp is final now (see __init__)
+                self.__delivered.append((self.__newest[0].timestamp, self.__newest[1]))
+            # the newest frame is held until the next one: device_kit stamps it at the end of its exposure
             self.__newest = (xdata, record)
         return xdata
 

@@ -56,6 +56,32 @@ def _frame_data(handle: SimulatorHandle, *, exposure_s: float = 0.05, binning: i
 # --- the simulator alone (no Swift machinery)
 
 
+def test_a_frame_record_is_found_by_its_stamp_after_device_kit_dropped_the_frame() -> None:
+    """device_kit stamps a frame at the end of its exposure, renders the next one, and hands out a deep copy of
+    the stamped frame whenever ``acquire_image`` runs: on a busy machine that may be after several more frames
+    and after the frame it was given has died. The record must still be found by the stamp."""
+    from nion.utils import DateTime
+    clock = ManualClock(1.0)
+    handle = build_simulator(_config(clock))
+    try:
+        simulator = handle.insitu_camera.simulator
+        stamps, t_s = [], []
+        for i in range(5):
+            xdata = _frame_data(handle)
+            t_s.append(xdata.metadata["insitu_sim"]["t_s"])
+            xdata._set_timestamp(DateTime.utcnow())  # as device_kit does at the end of the exposure
+            stamps.append(xdata.timestamp)
+            clock.advance(0.05)
+            del xdata
+            gc.collect()  # nothing but the simulator keeps the frame it handed out
+        _frame_data(handle)  # the next frame is being exposed
+        for stamp, t in zip(stamps, t_s):
+            record = simulator.record_for_timestamp(stamp)
+            assert record is not None and record.as_metadata()["t_s"] == t
+    finally:
+        unregister_simulator(handle)
+
+
 def test_frame_shape_calibration_dose_and_blanking() -> None:
     handle = build_simulator(_config(ManualClock(1.0)))
     try:
