@@ -79,6 +79,12 @@ class GuiDriver:
         if camera is None:
             self.say("no simulated camera (simulator mode off?)")
             return
+        # the workspace is split before the camera plays: nion.ui's splitter can race a live display's repaint thread
+        # while it gains children (see scripts/swift_xvfb.KNOWN_UPSTREAM_TRACEBACKS), as it would for a user
+        primary = dc.selected_display_panel or dc.workspace_controller.display_panels[0]
+        columns = 2 if len(self.processors) <= 3 else 3
+        rows = 2 if len(self.processors) <= 5 else 3
+        grid = dc.workspace_controller.apply_layouts(primary, [primary], columns, rows) or [primary]
         camera.start_playing()
         self.say("camera playing")
         deadline = time.time() + 10
@@ -93,10 +99,6 @@ class GuiDriver:
         if display_item is None:
             self.say("no live data item appeared")
             return
-        primary = dc.selected_display_panel or dc.workspace_controller.display_panels[0]
-        columns = 2 if len(self.processors) <= 3 else 3
-        rows = 2 if len(self.processors) <= 5 else 3
-        grid = dc.workspace_controller.apply_layouts(primary, [primary], columns, rows) or [primary]
         display_panels = list(dc.workspace_controller.display_panels)
         display_panels[0].set_display_panel_display_item(display_item)
         roi = Graphics.RectangleGraphic()

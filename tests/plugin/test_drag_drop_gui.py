@@ -162,7 +162,8 @@ def test_dragging_a_processor_onto_the_live_view_in_the_real_gui(tmp_path: pathl
         assert max_fft[0]["source"] == coords["live_title"] and not max_fft[0]["error"], max_fft
         assert any(title and "Max FFT" in title for title in after["shown"]), after["shown"]  # output shown
         log_text = log_path.read_text()
-        assert "Traceback" not in log_text, log_text[-5000:]
+        unexpected, _known_upstream = swift_xvfb.classify_tracebacks(log_text)
+        assert not unexpected, "\n\n".join(unexpected)[-5000:]  # any traceback of ours fails; see swift_xvfb
         from PIL import Image
         image = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
         assert image.std() > 10 and len(np.unique(image)) > 100

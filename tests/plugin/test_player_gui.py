@@ -91,8 +91,9 @@ def test_real_swift_plays_a_recording_in_the_player_with_two_processors(tmp_path
         shutil.rmtree(work, ignore_errors=True)
     assert rc == 0, log_text[-3000:]
     assert "NOT loaded" not in log_text, log_text[-5000:]
-    # the only traceback allowed: Swift's scripting server finding its port taken by another Swift on this machine
-    assert log_text.count("Traceback") <= log_text.count("SimpleXMLRPCServer(("), log_text[-5000:]
+    # only Swift's own recovered ones are allowed (e.g. its scripting server finding its port taken by another Swift)
+    unexpected, _known_upstream = swift_xvfb.classify_tracebacks(log_text)
+    assert not unexpected, "\n\n".join(unexpected)[-5000:]
     assert "INSITU PLAYER GUI DRIVER: ready" in log_text, log_text[-3000:]
     titles = {r["title"] for r in status["runners"]}
     assert {"Live Difference", "Radial Kymograph"} <= titles or len(status["runners"]) >= 2, status
