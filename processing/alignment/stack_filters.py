@@ -54,6 +54,9 @@ SDSD_PARAMETERS: tuple[Parameter, ...] = (
                           "sharpness, or the correlation maximum itself (the seed's rule)"),
     Parameter("reject_sigma", "Reject at", "real", 3.0, 0.0, 100.0, "sigma",
               description="reject pairs whose residual exceeds this many robust sigmas (0 = never)"),
+    Parameter("drift_prior", "Drift prior", "choice", "off", choices=("off", "random-walk"),
+              description="smooth the shifts by a linear-drift + random-walk prior whose strength is estimated "
+                          "from the series (robust: jumps kept); see docs/stack.md"),
 )
 
 _BY_NAME = {p.name: p for p in SDSD_PARAMETERS}
