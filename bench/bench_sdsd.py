@@ -47,7 +47,13 @@ print(json.dumps(out))
 """
 
 
-def scenario(seed: int, n: int = 20, size: int = 256, dose: float = 10.0):
+DRIFTS = ("linear+walk", "walk", "jump", "smooth")
+
+
+def scenario(seed: int, n: int = 20, size: int = 256, dose: float = 10.0, drift: str = "linear+walk"):
+    """drift: "linear+walk" (the issue's model: 0.2-1.5 px/frame + random walk 0.1-0.6 px/frame), "walk" (the
+    random walk alone), "jump" (linear + walk and the specimen jumping 3-8 px at a random frame 5-15), "smooth"
+    (linear + a small random walk 0.01-0.05 px/frame: slow thermal drift)."""
     rng = np.random.default_rng(seed)
     sigma = rng.uniform(2.0, 5.0)
     pad = 64
@@ -59,8 +65,16 @@ def scenario(seed: int, n: int = 20, size: int = 256, dose: float = 10.0):
     walk = rng.uniform(0.1, 0.6)
     contrast = rng.uniform(0.1, 0.4)
     change = rng.uniform(0.3, 1.0)
+    if drift == "smooth":
+        walk = walk / 10.0
     steps = np.arange(n)[:, None] * speed * np.array([np.sin(angle), np.cos(angle)])
     true = steps + np.cumsum(rng.normal(0, walk, (n, 2)), axis=0)
+    if drift == "walk":
+        true = true - steps
+    if drift == "jump":
+        at = int(rng.integers(5, 16))
+        jump_angle = rng.uniform(0, 2 * np.pi)
+        true[at:] += rng.uniform(3.0, 8.0) * np.array([np.sin(jump_angle), np.cos(jump_angle)])
     true -= true[0]
     frames = []
     for k, s in enumerate(true):
@@ -89,23 +103,33 @@ def stats(values) -> str:
     return f"median {np.median(v):.3f} / p90 {np.percentile(v, 90):.3f} / worst {v.max():.3f}"
 
 
-METHODS = {"sdsd_all": {}, "sdsd_all_corr_weights": {"weighting": "correlation"},
-           "sdsd_banded": {"reference": "banded", "band_k": 5}, "first_frame": {"reference": "first"}}
+METHODS = {"sdsd_all": {"drift_prior": "off"}, "sdsd_prior": {"drift_prior": "random-walk"},
+           "sdsd_all_corr_weights": {"weighting": "correlation", "drift_prior": "off"},
+           "sdsd_banded": {"reference": "banded", "band_k": 5, "drift_prior": "off"},
+           "sdsd_banded_prior": {"reference": "banded", "band_k": 5, "drift_prior": "random-walk"},
+           "first_frame": {"reference": "first", "drift_prior": "off"}}
+#: z = (estimate - truth) / uncertainty per frame (frames 1..N-1), pooled per method: a consistent uncertainty has
+#: RMS z near 1
+ZSCORES: dict[str, list[float]] = {}
 
 
-def accuracy(seeds: int, base_seed: int = 1000) -> tuple[dict, dict]:
+def accuracy(seeds: int, base_seed: int = 1000, drift: str = "linear+walk") -> tuple[dict, dict]:
     errors: dict[str, list[float]] = {name: [] for name in list(METHODS) + ["hyperspy_stat"]}
     free: dict[str, list[float]] = {name: [] for name in errors}
     series = {}
     truths = {}
     for seed in range(seeds):
-        frames, true, _params = scenario(base_seed + seed)
+        frames, true, _params = scenario(base_seed + seed, drift=drift)
         series[f"s{seed}"] = frames
         truths[seed] = true
         for name, kwargs in METHODS.items():
-            shifts = align_stack(frames, **kwargs).shifts_px
+            result = align_stack(frames, **kwargs)
+            shifts = result.shifts_px
             errors[name].append(rms(shifts, true))
             free[name].append(rms_free(shifts, true))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = ((shifts - true) / result.uncertainty_px)[1:]
+            ZSCORES.setdefault(name, []).extend(z[np.isfinite(z)].ravel().tolist())
     if BENCH_PYTHON.exists():
         with tempfile.TemporaryDirectory() as folder:
             path = pathlib.Path(folder) / "series.npz"
@@ -160,11 +184,12 @@ def main() -> None:
     parser.add_argument("--base-seed", type=int, default=1000, help="first scenario seed")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--drift", default="linear+walk", choices=DRIFTS, help="drift law of the scenarios")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")
     if not args.no_accuracy:
-        print(f"scenarios: seeds {args.base_seed}..{args.base_seed + args.seeds - 1}")
-        both = accuracy(args.seeds, args.base_seed)
+        print(f"scenarios: seeds {args.base_seed}..{args.base_seed + args.seeds - 1}, drift {args.drift}")
+        both = accuracy(args.seeds, args.base_seed, args.drift)
         for label, errors in zip(("frame-0 referenced", "offset-free"), both):
             print(f"--- RMS error, {label}")
             for name, values in errors.items():
@@ -173,13 +198,23 @@ def main() -> None:
                     print(f"{name:22s} RMS error px: {stats(values)}; pooled over scenarios {pooled:.3f}")
             failures = {name: int(np.sum(np.asarray(v) > 1.0)) for name, v in errors.items() if v}
             print(f"scenarios with RMS error > 1 px (registration failed): {failures} of {args.seeds}")
-            for name in ("sdsd_all", "sdsd_all_corr_weights", "sdsd_banded"):
+            for name in ("sdsd_all", "sdsd_prior", "sdsd_all_corr_weights", "sdsd_banded", "sdsd_banded_prior"):
                 ratio = np.asarray(errors[name]) / np.asarray(errors["first_frame"])
                 print(f"{name} / first-frame per scenario: {stats(ratio)}; <= 0.6 in "
                       f"{int(np.sum(ratio <= 0.6))} of {len(ratio)}")
+            for name, base in (("sdsd_prior", "sdsd_all"), ("sdsd_banded_prior", "sdsd_banded")):
+                ratio = np.asarray(errors[name]) / np.asarray(errors[base])
+                print(f"{name} / {base} per scenario: {stats(ratio)}; better in {int(np.sum(ratio < 0.999))}, "
+                      f"worse in {int(np.sum(ratio > 1.001))} of {len(ratio)}")
             if errors["hyperspy_stat"]:
-                ratio = np.asarray(errors["sdsd_all"]) / np.asarray(errors["hyperspy_stat"])
-                print(f"SDSD / HyperSpy stat per scenario: {stats(ratio)}")
+                for name in ("sdsd_all", "sdsd_prior"):
+                    ratio = np.asarray(errors[name]) / np.asarray(errors["hyperspy_stat"])
+                    print(f"{name} / HyperSpy stat per scenario: {stats(ratio)}; lower in "
+                          f"{int(np.sum(ratio < 1))} of {len(ratio)}")
+        print("--- uncertainty consistency: RMS of (estimate - truth) / uncertainty over frames 1..N-1 (1 = "
+              "consistent)")
+        for name, z in ZSCORES.items():
+            print(f"{name:22s} RMS z {float(np.sqrt(np.mean(np.square(z)))):.2f} ({len(z)} values)")
     if args.speed:
         for size in (512, 1024):
             s = speed(size)

@@ -40,6 +40,7 @@ __all__ = ["SDSD_PARAMETERS", "SDSDResult", "PairMeasurement", "pair_list", "mea
            "solve_shifts", "align_stack", "sdsd_options"]
 
 FloatArray = NDArray[np.float64]
+_PRIOR_DEFAULT = str(next(p.default for p in SDSD_PARAMETERS if p.name == "drift_prior"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,8 @@ class SDSDResult:
     pairs : every measured pair; ``rejected`` : the (i, j) pairs excluded by the robust re-weighting.
     residual_rms_px : weighted RMS residual of the kept pairs.
     notes : messages for the user (rejections, weak correlations, missing uncertainty).
+    drift_prior : the temporal drift prior's fit when it was applied (option ``drift_prior``): random walk and
+        frame noise estimated (px), velocity, jumps kept, step weights; None when off.
     """
 
     shifts_px: FloatArray
@@ -78,6 +81,7 @@ class SDSDResult:
     reference: str
     pixel_size_nm: tuple[float, float]
     notes: tuple[str, ...] = ()
+    drift_prior: dict[str, typing.Any] | None = None
 
     @property
     def n_frames(self) -> int:
@@ -90,7 +94,8 @@ class SDSDResult:
                                    for row in self.uncertainty_px],
                 "rejected_pairs": [list(p) for p in self.rejected], "n_pairs": len(self.pairs),
                 "residual_rms_px": self.residual_rms_px, "reference": self.reference,
-                "pixel_size_nm": list(self.pixel_size_nm), "notes": list(self.notes)}
+                "pixel_size_nm": list(self.pixel_size_nm), "notes": list(self.notes),
+                "drift_prior": self.drift_prior}
 
 
 def pair_list(n_frames: int, reference: str, band_k: int = 10) -> list[tuple[int, int]]:
@@ -291,6 +296,7 @@ def _separation_variance(pairs: NDArray[np.intp], keep: NDArray[np.bool_], stand
 
 def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], *, reject_sigma: float = 3.0,
                  min_residual_px: float = 0.1, max_iterations: int = 10, weighting: str = "variance",
+                 drift_prior: str | None = None, prior_info: dict[str, typing.Any] | None = None,
                  ) -> tuple[FloatArray, FloatArray, tuple[tuple[int, int], ...], float, list[str]]:
     """Weighted least squares over pairs with robust rejection.
 
@@ -300,6 +306,12 @@ def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], 
         changes along the series makes distant pairs err more than their noise says; estimated from the
         residuals, iterated with the rejection); "correlation": by the correlation maximum (the seed's rule, kept
         for comparison).
+
+    drift_prior : "random-walk": the solution is then smoothed by the temporal drift prior (linear drift + random
+        walk, strength estimated from the series, Huber-robust steps, jumps kept:
+        :func:`processing.alignment.sdsd_prior.smooth_drift`); the uncertainty is its posterior; "off": the pair
+        solution as is; None: the default of :data:`SDSD_PARAMETERS`. ``prior_info``, if given, receives the fit
+        (:meth:`~processing.alignment.sdsd_prior.DriftPriorFit.to_dict`).
 
     Returns (shifts_px (N, 2), uncertainty_px (N, 2), rejected pairs, weighted RMS residual px, notes).
     A pair is rejected when its residual, in units of its own expected error (1 / sqrt(weight)), exceeds
@@ -372,11 +384,36 @@ def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], 
     rejected = tuple((int(a), int(b)) for a, b in pairs[~keep])
     if rejected:
         notes.append(f"{len(rejected)} of {len(pairs)} pairs rejected as inconsistent with the solution.")
+    prior_mode = _PRIOR_DEFAULT if drift_prior is None else drift_prior
+    if prior_mode not in ("off", "random-walk"):
+        raise ParameterError(f"drift_prior must be 'off' or 'random-walk'; got {drift_prior!r}.")
+    if prior_mode == "random-walk":
+        positions, uncertainty = _apply_prior(n_frames, pairs[keep], measurements, keep, positions, uncertainty,
+                                              notes, prior_info)
     weak = int(np.sum(np.asarray([m.correlation for m in measurements]) < 0.05))
     if weak:
         notes.append(f"{weak} pairs have a correlation maximum below 0.05: the frames share little structure; "
                      f"the shifts of those frames are uncertain.")
     return positions, uncertainty, rejected, rms, notes
+
+
+def _apply_prior(n_frames: int, kept: NDArray[np.intp], measurements: typing.Sequence[PairMeasurement],
+                 keep: NDArray[np.bool_], positions: FloatArray, uncertainty: FloatArray, notes: list[str],
+                 prior_info: dict[str, typing.Any] | None) -> tuple[FloatArray, FloatArray]:
+    """The pair solution smoothed by the temporal drift prior (:mod:`processing.alignment.sdsd_prior`)."""
+    from processing.alignment.sdsd_prior import MIN_FRAMES, frame_noise_scale, smooth_drift
+    if n_frames < MIN_FRAMES:
+        notes.append(f"drift prior not applied: {n_frames} frames, it needs at least {MIN_FRAMES} to estimate its "
+                     f"strength; shifts as measured.")
+        return positions, uncertainty
+    corr = np.asarray([m.correlation for m in measurements], dtype=np.float64)[keep]
+    curv = np.asarray([m.curvature_per_px2 for m in measurements], dtype=np.float64)[keep]
+    omega = frame_noise_scale(n_frames, kept, pair_weight(corr, np.where(np.isfinite(curv), curv, 1.0)))
+    fit = smooth_drift(positions, frame_noise=omega, pair_uncertainty_px=uncertainty)
+    notes[:] = [n for n in notes if not n.startswith("no redundant pairs")] + list(fit.notes)
+    if prior_info is not None:
+        prior_info.update(fit.to_dict())
+    return fit.shifts_px, fit.uncertainty_px
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -394,7 +431,8 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
     pixel_size_nm : nm per px (scalar or (y, x)), for ``shifts_nm``.
     block_frames : frames read per block (multiple of 16); None: the whole stack if in memory, else 256 MB.
     **options : the SDSD parameters (:data:`SDSD_PARAMETERS`: reference, band_k, region, window, median_px,
-        edge_filter, lowpass_sigma_px, highpass_sigma_px, subpixel_px, max_shift_px, reject_sigma).
+        edge_filter, lowpass_sigma_px, highpass_sigma_px, subpixel_px, max_shift_px, reject_sigma, weighting,
+        drift_prior).
 
     Returns
     -------
@@ -411,9 +449,12 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
     measurements, prefilter_notes = measure_in_blocks(source, opts, pairs, offsets)
     large = 0.02 * min(h, w)
     for _pass in range(5):
+        prior_info: dict[str, typing.Any] = {}
         shifts, uncertainty, rejected, rms, notes = solve_shifts(n, measurements,
                                                                  reject_sigma=float(opts["reject_sigma"]),
-                                                                 weighting=str(opts["weighting"]))
+                                                                 weighting=str(opts["weighting"]),
+                                                                 drift_prior=str(opts["drift_prior"]),
+                                                                 prior_info=prior_info)
         # the window and the content entering/leaving the frame bias large shifts towards zero: when a frame moved
         # more than 2 % of the frame, the pairs whose whole-pixel pre-shifts differ are measured again on frames
         # pre-shifted by the whole-pixel estimate (residuals < 1 px, bias negligible), until the estimate settles
@@ -430,4 +471,5 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
     py, px = float(sizes[0]), float(sizes[1])
     return SDSDResult(shifts_px=shifts, shifts_nm=shifts * np.asarray([py, px]), uncertainty_px=uncertainty,
                       pairs=tuple(measurements), rejected=rejected, residual_rms_px=rms,
-                      reference=str(opts["reference"]), pixel_size_nm=(py, px), notes=tuple(notes))
+                      reference=str(opts["reference"]), pixel_size_nm=(py, px), notes=tuple(notes),
+                      drift_prior=prior_info or None)
