@@ -113,7 +113,8 @@ METHODS = {"sdsd_all": {"drift_prior": "off"}, "sdsd_prior": {"drift_prior": "ra
 ZSCORES: dict[str, list[float]] = {}
 
 
-def accuracy(seeds: int, base_seed: int = 1000, drift: str = "linear+walk") -> tuple[dict, dict]:
+def accuracy(seeds: int, base_seed: int = 1000, drift: str = "linear+walk", hyperspy: bool = True,
+             ) -> tuple[dict, dict]:
     errors: dict[str, list[float]] = {name: [] for name in list(METHODS) + ["hyperspy_stat"]}
     free: dict[str, list[float]] = {name: [] for name in errors}
     series = {}
@@ -130,7 +131,7 @@ def accuracy(seeds: int, base_seed: int = 1000, drift: str = "linear+walk") -> t
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = ((shifts - true) / result.uncertainty_px)[1:]
             ZSCORES.setdefault(name, []).extend(z[np.isfinite(z)].ravel().tolist())
-    if BENCH_PYTHON.exists():
+    if hyperspy and BENCH_PYTHON.exists():
         with tempfile.TemporaryDirectory() as folder:
             path = pathlib.Path(folder) / "series.npz"
             np.savez(path, **series)
@@ -185,11 +186,12 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--drift", default="linear+walk", choices=DRIFTS, help="drift law of the scenarios")
+    parser.add_argument("--no-hyperspy", action="store_true")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")
     if not args.no_accuracy:
         print(f"scenarios: seeds {args.base_seed}..{args.base_seed + args.seeds - 1}, drift {args.drift}")
-        both = accuracy(args.seeds, args.base_seed, args.drift)
+        both = accuracy(args.seeds, args.base_seed, args.drift, not args.no_hyperspy)
         for label, errors in zip(("frame-0 referenced", "offset-free"), both):
             print(f"--- RMS error, {label}")
             for name, values in errors.items():
@@ -214,7 +216,8 @@ def main() -> None:
         print("--- uncertainty consistency: RMS of (estimate - truth) / uncertainty over frames 1..N-1 (1 = "
               "consistent)")
         for name, z in ZSCORES.items():
-            print(f"{name:22s} RMS z {float(np.sqrt(np.mean(np.square(z)))):.2f} ({len(z)} values)")
+            if z:
+                print(f"{name:22s} RMS z {float(np.sqrt(np.mean(np.square(z)))):.2f} ({len(z)} values)")
     if args.speed:
         for size in (512, 1024):
             s = speed(size)

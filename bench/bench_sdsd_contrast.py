@@ -129,17 +129,22 @@ def fmt(values: typing.Any) -> str:
 
 def run_level(level: typing.Any, seeds: typing.Sequence[int], hyperspy: bool) -> dict[str, typing.Any]:
     options: dict[str, typing.Any] = {"inverted_contrast": True} if level == 120 else {}
-    errors: dict[str, list[float]] = {"sdsd": [], "banded": [], "first": [], "floor": [], "sdsd_clean": [],
-                                      "hyperspy": []}
+    errors: dict[str, list[float]] = {"sdsd": [], "sdsd_prior": [], "banded": [], "banded_prior": [], "first": [],
+                                      "floor": [], "sdsd_clean": [], "hyperspy": []}
     series: dict[str, np.ndarray] = {}
     truths = {}
     for seed in seeds:
         noisy, clean, true = scenario(seed, level)
-        errors["sdsd"].append(rms(align_stack(noisy, **options).shifts_px, true))
-        errors["banded"].append(rms(align_stack(noisy, reference="banded", band_k=5, **options).shifts_px, true))
-        errors["first"].append(rms(align_stack(noisy, reference="first", **options).shifts_px, true))
+        errors["sdsd"].append(rms(align_stack(noisy, drift_prior="off", **options).shifts_px, true))
+        errors["sdsd_prior"].append(rms(align_stack(noisy, drift_prior="random-walk", **options).shifts_px, true))
+        errors["banded"].append(rms(align_stack(noisy, reference="banded", band_k=5, drift_prior="off",
+                                                **options).shifts_px, true))
+        errors["banded_prior"].append(rms(align_stack(noisy, reference="banded", band_k=5, drift_prior="random-walk",
+                                                      **options).shifts_px, true))
+        errors["first"].append(rms(align_stack(noisy, reference="first", drift_prior="off", **options).shifts_px,
+                                   true))
         errors["floor"].append(floor_error(noisy, clean, options))
-        errors["sdsd_clean"].append(rms(align_stack(clean, **options).shifts_px, true))
+        errors["sdsd_clean"].append(rms(align_stack(clean, drift_prior="off", **options).shifts_px, true))
         series[f"s{seed}"] = noisy
         truths[f"s{seed}"] = true
     if hyperspy and BENCH_PYTHON.exists():
@@ -190,33 +195,41 @@ def main() -> None:
     seeds = list(range(args.base_seed, args.base_seed + args.seeds))
     print(f"seeds {seeds[0]}..{seeds[-1]}")
     pooled_all: dict[str, list[float]] = {}
-    ratios_all: list[float] = []
+    ratios_all: dict[str, list[float]] = {}
     for raw in args.levels.split(","):
         level: typing.Any = raw if raw == "sim-eftem" else int(raw)
         t0 = time.perf_counter()
         errors = run_level(level, seeds, not args.no_hyperspy)
-        ratio = np.asarray(errors["sdsd"]) / np.asarray(errors["first"])
         floor_ratio = np.asarray(errors["floor"]) / np.asarray(errors["first"])
-        ratios_all.extend(ratio.tolist())
         print(f"=== level {level} ({time.perf_counter() - t0:.0f} s)")
         for name, values in errors.items():
             if values:
                 pooled = float(np.sqrt(np.mean(np.square(values))))
                 pooled_all.setdefault(name, []).extend(values)
                 fails = int(np.sum(np.asarray(values) > 1.0))
-                print(f"  {name:9s} RMS px median/p90/worst {fmt(values)}  pooled {pooled:.3f}  >1px {fails}")
-        print(f"  ratio sdsd/first  {fmt(ratio)}  (<= 0.6 in {int(np.sum(ratio <= 0.6))}/{len(ratio)})")
+                print(f"  {name:12s} RMS px median/p90/worst {fmt(values)}  pooled {pooled:.3f}  >1px {fails}")
+        for name in ("sdsd", "sdsd_prior", "banded", "banded_prior"):
+            ratio = np.asarray(errors[name]) / np.asarray(errors["first"])
+            ratios_all.setdefault(name, []).extend(ratio.tolist())
+            pooled_ratio = float(np.sqrt(np.mean(np.square(errors[name])) / np.mean(np.square(errors["first"]))))
+            print(f"  ratio {name}/first  {fmt(ratio)}  (<= 0.6 in {int(np.sum(ratio <= 0.6))}/{len(ratio)}); "
+                  f"pooled {pooled_ratio:.3f}")
         print(f"  ratio floor/first {fmt(floor_ratio)}  (the best any pair-based method could do)")
-        pooled_ratio = float(np.sqrt(np.mean(np.square(errors['sdsd'])) / np.mean(np.square(errors['first']))))
-        print(f"  pooled ratio sdsd/first {pooled_ratio:.3f}")
+        for name, base in (("sdsd_prior", "sdsd"), ("banded_prior", "banded")):
+            ratio = np.asarray(errors[name]) / np.asarray(errors[base])
+            print(f"  ratio {name}/{base} {fmt(ratio)}  (better in {int(np.sum(ratio < 0.999))}, worse in "
+                  f"{int(np.sum(ratio > 1.001))} of {len(ratio)})")
         if errors["hyperspy"]:
-            hs = np.asarray(errors["sdsd"]) / np.asarray(errors["hyperspy"])
-            print(f"  ratio sdsd/hyperspy {fmt(hs)}  (SDSD better in {int(np.sum(hs < 1))}/{len(hs)})")
+            for name in ("sdsd", "sdsd_prior"):
+                hs = np.asarray(errors[name]) / np.asarray(errors["hyperspy"])
+                print(f"  ratio {name}/hyperspy {fmt(hs)}  (lower in {int(np.sum(hs < 1))}/{len(hs)})")
         sys.stdout.flush()
     print("=== all levels")
     for name, values in pooled_all.items():
         print(f"  {name:9s} pooled RMS {float(np.sqrt(np.mean(np.square(values)))):.3f}")
-    print(f"  ratio sdsd/first all scenarios {fmt(ratios_all)}")
+    for name, values in ratios_all.items():
+        print(f"  ratio {name}/first all scenarios {fmt(values)}  (<= 0.6 in {int(np.sum(np.asarray(values) <= 0.6))}"
+              f"/{len(values)})")
     print(f"load average at end: {os.getloadavg()}")
 
 

@@ -297,6 +297,7 @@ def _separation_variance(pairs: NDArray[np.intp], keep: NDArray[np.bool_], stand
 def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], *, reject_sigma: float = 3.0,
                  min_residual_px: float = 0.1, max_iterations: int = 10, weighting: str = "variance",
                  drift_prior: str | None = None, prior_info: dict[str, typing.Any] | None = None,
+                 frame_noise_px: float | None = None,
                  ) -> tuple[FloatArray, FloatArray, tuple[tuple[int, int], ...], float, list[str]]:
     """Weighted least squares over pairs with robust rejection.
 
@@ -311,7 +312,9 @@ def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], 
         walk, strength estimated from the series, Huber-robust steps, jumps kept:
         :func:`processing.alignment.sdsd_prior.smooth_drift`); the uncertainty is its posterior; "off": the pair
         solution as is; None: the default of :data:`SDSD_PARAMETERS`. ``prior_info``, if given, receives the fit
-        (:meth:`~processing.alignment.sdsd_prior.DriftPriorFit.to_dict`).
+        (:meth:`~processing.alignment.sdsd_prior.DriftPriorFit.to_dict`). ``frame_noise_px``: the frames' own
+        noise measured on the images (:func:`~processing.alignment.sdsd_prior.split_frame_noise`, what
+        :func:`align_stack` passes); None: estimated from the series' temporal statistics alone (weaker).
 
     Returns (shifts_px (N, 2), uncertainty_px (N, 2), rejected pairs, weighted RMS residual px, notes).
     A pair is rejected when its residual, in units of its own expected error (1 / sqrt(weight)), exceeds
@@ -389,7 +392,7 @@ def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], 
         raise ParameterError(f"drift_prior must be 'off' or 'random-walk'; got {drift_prior!r}.")
     if prior_mode == "random-walk":
         positions, uncertainty = _apply_prior(n_frames, pairs[keep], measurements, keep, positions, uncertainty,
-                                              notes, prior_info)
+                                              notes, prior_info, frame_noise_px)
     weak = int(np.sum(np.asarray([m.correlation for m in measurements]) < 0.05))
     if weak:
         notes.append(f"{weak} pairs have a correlation maximum below 0.05: the frames share little structure; "
@@ -399,7 +402,8 @@ def solve_shifts(n_frames: int, measurements: typing.Sequence[PairMeasurement], 
 
 def _apply_prior(n_frames: int, kept: NDArray[np.intp], measurements: typing.Sequence[PairMeasurement],
                  keep: NDArray[np.bool_], positions: FloatArray, uncertainty: FloatArray, notes: list[str],
-                 prior_info: dict[str, typing.Any] | None) -> tuple[FloatArray, FloatArray]:
+                 prior_info: dict[str, typing.Any] | None, frame_noise_px: float | None,
+                 ) -> tuple[FloatArray, FloatArray]:
     """The pair solution smoothed by the temporal drift prior (:mod:`processing.alignment.sdsd_prior`)."""
     from processing.alignment.sdsd_prior import MIN_FRAMES, frame_noise_scale, smooth_drift
     if n_frames < MIN_FRAMES:
@@ -409,7 +413,7 @@ def _apply_prior(n_frames: int, kept: NDArray[np.intp], measurements: typing.Seq
     corr = np.asarray([m.correlation for m in measurements], dtype=np.float64)[keep]
     curv = np.asarray([m.curvature_per_px2 for m in measurements], dtype=np.float64)[keep]
     omega = frame_noise_scale(n_frames, kept, pair_weight(corr, np.where(np.isfinite(curv), curv, 1.0)))
-    fit = smooth_drift(positions, frame_noise=omega, pair_uncertainty_px=uncertainty)
+    fit = smooth_drift(positions, frame_noise=omega, pair_uncertainty_px=uncertainty, frame_noise_px=frame_noise_px)
     notes[:] = [n for n in notes if not n.startswith("no redundant pairs")] + list(fit.notes)
     if prior_info is not None:
         prior_info.update(fit.to_dict())
@@ -448,13 +452,18 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
     offsets = np.zeros((n, 2), dtype=np.int64)
     measurements, prefilter_notes = measure_in_blocks(source, opts, pairs, offsets)
     large = 0.02 * min(h, w)
+    split_noise: float | None = None
+    if opts["drift_prior"] != "off":
+        from processing.alignment.sdsd_prior import split_frame_noise
+        split_noise = split_frame_noise(source, opts)[0]
     for _pass in range(5):
         prior_info: dict[str, typing.Any] = {}
         shifts, uncertainty, rejected, rms, notes = solve_shifts(n, measurements,
                                                                  reject_sigma=float(opts["reject_sigma"]),
                                                                  weighting=str(opts["weighting"]),
                                                                  drift_prior=str(opts["drift_prior"]),
-                                                                 prior_info=prior_info)
+                                                                 prior_info=prior_info,
+                                                                 frame_noise_px=split_noise)
         # the window and the content entering/leaving the frame bias large shifts towards zero: when a frame moved
         # more than 2 % of the frame, the pairs whose whole-pixel pre-shifts differ are measured again on frames
         # pre-shifted by the whole-pixel estimate (residuals < 1 px, bias negligible), until the estimate settles

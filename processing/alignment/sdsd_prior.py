@@ -39,7 +39,7 @@ import numpy as np
 import scipy.optimize
 from numpy.typing import NDArray
 
-__all__ = ["DriftPriorFit", "smooth_drift", "frame_noise_scale", "MIN_FRAMES", "HUBER_C", "JUMP_SIGMA"]
+__all__ = ["DriftPriorFit", "smooth_drift", "frame_noise_scale", "split_frame_noise", "checkerboard_halves", "MIN_FRAMES", "HUBER_C", "JUMP_SIGMA"]
 
 FloatArray = NDArray[np.float64]
 
@@ -52,6 +52,7 @@ HUBER_C = 2.5
 JUMP_SIGMA = 6.0
 _LOG_LAMBDA = np.linspace(math.log(1e-4), math.log(1e5), 28)
 _MAX_ROBUST_ITERATIONS = 20
+_CHUNK = 16              # frames split and measured together (the blocks' multiple: sdsd_blocks._FFT_BATCH)
 _LRT_CRITICAL = 2.71   # 5 % level of the boundary likelihood-ratio test (50:50 chi2_0 / chi2_1)
 
 
@@ -110,8 +111,9 @@ class _Model:
     of step weights) every lambda costs O(N): V^-1 = Omega^-1/2 U diag(1 / (lambda mu + 1)) U^T Omega^-1/2."""
 
     def __init__(self, y: FloatArray, omega: FloatArray, step_weights: FloatArray,
-                 jumps: NDArray[np.intp] | None = None) -> None:
+                 jumps: NDArray[np.intp] | None = None, fixed_r: float | None = None) -> None:
         n = len(y)
+        self.fixed_r = fixed_r
         self.y, self.omega, self.n = y, omega, n
         index = np.arange(n)
         # fixed effects: start, velocity, and one free offset per jump (frames after step m move by it)
@@ -144,6 +146,8 @@ class _Model:
         logdet_v = self.log_omega - float(np.sum(np.log(d)))
         logdet_a = math.log(max(float(np.linalg.det(a)), 1e-300))
         axes = int(self.y.shape[1])
+        if self.fixed_r is not None:          # r known: the terms in r alone are constants
+            return 0.5 * float(axes * (logdet_v + logdet_a) + s / self.fixed_r)
         return 0.5 * float(axes * (logdet_v + logdet_a) + self.n_eff * math.log(s / self.n_eff))
 
     def best_log_lambda(self) -> float:
@@ -158,7 +162,7 @@ class _Model:
         """(P y (N, A), r = S / n_eff, beta (2, A)): P y = V^-1 (y - X beta) in units of 1 / r."""
         d, _a, beta, s = self.parts(log_lambda)
         py = self.z[:, None] * (self.u @ (d[:, None] * (self.yt - self.xt @ beta)))
-        return py, s / self.n_eff, beta
+        return py, (s / self.n_eff if self.fixed_r is None else self.fixed_r), beta
 
     def posterior_relative_variance(self, log_lambda: float) -> FloatArray:
         """Var(p_k - p_0 | y) / r (N,) for the posterior covariance r (Omega - Omega P Omega)."""
@@ -176,24 +180,27 @@ class _Model:
 
 
 def smooth_drift(shifts_px: typing.Any, *, frame_noise: typing.Any = None, pair_uncertainty_px: typing.Any = None,
-                 robust: bool = True) -> DriftPriorFit:
+                 frame_noise_px: float | None = None, robust: bool = True) -> DriftPriorFit:
     """Posterior of the drift under the linear-drift + random-walk prior, its strength estimated from the series.
 
     shifts_px : (N, 2) px, positions from the pair solve (frame 0 = 0), N >= ``MIN_FRAMES``.
     frame_noise : (N,) relative frame noise omega_k (:func:`frame_noise_scale`); None = equal.
     pair_uncertainty_px : (N, 2) one-sigma uncertainty of the pair solve (added in quadrature; NaN = 0).
+    frame_noise_px : the frames' own measurement noise (one sigma per axis, px), measured from the images
+        (:func:`split_frame_noise`); None: estimated from the series' temporal statistics with the walk (REML),
+        applied only when the likelihood-ratio test detects it.
     robust : Huber on the steps (a real jump is kept); False = Gaussian steps.
     """
     try:                        # small dense algebra: one BLAS thread (two threads on a busy machine cost 10x)
         from threadpoolctl import threadpool_limits
     except ImportError:         # pragma: no cover - threadpoolctl comes with scikit-learn
-        return _smooth_drift(shifts_px, frame_noise, pair_uncertainty_px, robust)
+        return _smooth_drift(shifts_px, frame_noise, pair_uncertainty_px, frame_noise_px, robust)
     with threadpool_limits(limits=1, user_api="blas"):
-        return _smooth_drift(shifts_px, frame_noise, pair_uncertainty_px, robust)
+        return _smooth_drift(shifts_px, frame_noise, pair_uncertainty_px, frame_noise_px, robust)
 
 
-def _smooth_drift(shifts_px: typing.Any, frame_noise: typing.Any, pair_uncertainty_px: typing.Any, robust: bool,
-                  ) -> DriftPriorFit:
+def _smooth_drift(shifts_px: typing.Any, frame_noise: typing.Any, pair_uncertainty_px: typing.Any,
+                  frame_noise_px: float | None, robust: bool) -> DriftPriorFit:
     y = np.asarray(shifts_px, dtype=np.float64)
     n = len(y)
     if y.ndim != 2 or n < MIN_FRAMES or not np.isfinite(y).all():
@@ -207,8 +214,9 @@ def _smooth_drift(shifts_px: typing.Any, frame_noise: typing.Any, pair_uncertain
     free = deviation > JUMP_SIGMA * max(scale, 1e-12)
     jump_steps = np.flatnonzero(free)
     weights = np.ones(n - 1)
+    fixed_r = None if frame_noise_px is None else max(float(frame_noise_px) ** 2, 1e-12)
     for _ in range(_MAX_ROBUST_ITERATIONS):
-        model = _Model(y, omega, weights, jump_steps)
+        model = _Model(y, omega, weights, jump_steps, fixed_r)
         log_lambda = model.best_log_lambda()
         t = _standardised_steps(model, log_lambda, weights)
         if not robust:
@@ -220,7 +228,7 @@ def _smooth_drift(shifts_px: typing.Any, frame_noise: typing.Any, pair_uncertain
     # the frame noise must be detectable: the likelihood-ratio test against no frame noise (lambda -> infinity,
     # the shifts as measured) at 5 % (boundary null: 2 dlogL > 2.71); otherwise the measured shifts are kept
     gain = 2.0 * (model.negative_log_likelihood(float(_LOG_LAMBDA[-1])) - model.negative_log_likelihood(log_lambda))
-    detected = gain > _LRT_CRITICAL
+    detected = gain > _LRT_CRITICAL or fixed_r is not None
     mean, relative, r, beta = _posterior(model, log_lambda)
     q = math.exp(log_lambda) * r
     if not detected:
@@ -244,8 +252,9 @@ def _smooth_drift(shifts_px: typing.Any, frame_noise: typing.Any, pair_uncertain
     uncertainty = np.sqrt(variance)
     uncertainty[0] = 0.0
     jumps = tuple(int(k) for k in np.flatnonzero(free))
-    notes = [f"drift prior (linear drift + random walk, strength from the series by REML): random walk "
-             f"{math.sqrt(q):.3g} px/frame, frame noise {math.sqrt(r):.3g} px per axis."]
+    source = "measured on split frames" if fixed_r is not None else "from the series by REML"
+    notes = [f"drift prior (linear drift + random walk): random walk {math.sqrt(q):.3g} px/frame (REML), frame noise "
+             f"{math.sqrt(r):.3g} px per axis ({source})."]
     if not detected:
         mean = y.copy()
         notes = [f"drift prior: no frame noise detectable against the random walk ({math.sqrt(q):.3g} px/frame; "
@@ -272,3 +281,46 @@ def _standardised_steps(model: _Model, log_lambda: float, weights: FloatArray) -
     # u = lambda tail / w and sqrt(q) = sqrt(lambda r): t = sqrt(lambda / r) |tail / w|
     return np.asarray(np.linalg.norm(tail / weights[:, None], axis=1) * math.sqrt(math.exp(log_lambda) / r),
                       dtype=np.float64)
+
+
+def checkerboard_halves(frames: typing.Any) -> NDArray[np.float32]:
+    """(2N, H, W) float32: for each frame (N, H, W) two images with independent noise, interleaved: A keeps the
+    pixels with y + x even and fills the others with the mean of their 4 neighbours (all even: the checkerboard),
+    B the converse. Their shot (white) noise is independent; both show the same structure at full resolution up
+    to a pattern at the Nyquist frequency, which the band-pass removes."""
+    stack = np.asarray(frames, dtype=np.float32)
+    n, h, w = stack.shape
+    padded = np.pad(stack, ((0, 0), (1, 1), (1, 1)), mode="reflect")    # reflection keeps the checkerboard parity
+    average = 0.25 * (padded[:, :-2, 1:-1] + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2] + padded[:, 1:-1, 2:])
+    even = (np.add.outer(np.arange(h), np.arange(w)) % 2 == 0)[None]
+    out = np.empty((2 * n, h, w), dtype=np.float32)
+    out[0::2] = np.where(even, stack, average)
+    out[1::2] = np.where(even, average, stack)
+    return out
+
+
+def split_frame_noise(source: typing.Any, options: typing.Mapping[str, typing.Any]) -> tuple[float, int]:
+    """The frames' own shift-measurement noise (one sigma per axis, px) from the data: every frame of ``source``
+    (a :class:`~processing.alignment.sdsd_blocks.FrameBlocks`, read block by block) is split into its two
+    checkerboard halves (:func:`checkerboard_halves`), pre-filtered and correlated with the SDSD options like any
+    pair. Each half has half the dose, so the halves' relative shift has variance 2 r + 2 r = 4 r, r the frame's
+    own error variance in a pair: r = median(s^2) / (4 x 0.455) over frames and axes (0.455 = median of chi^2_1).
+    Assumes spatially white noise (shot noise); noise correlated between neighbouring pixels (a detector's point
+    spread) makes it an underestimate, i.e. the prior then smooths less. Returns (sigma px, frames used)."""
+    from processing.alignment.sdsd import measure_pairs
+    from processing.alignment.stack_filters import prefilter_spectra
+    shifts: list[tuple[float, float]] = []
+    for block in range(source.n_blocks):
+        start, stop = source.block_range(block)
+        frames = source.read(start, stop)
+        # chunks of _CHUNK frames whatever the block (blocks are multiples of it): in memory == in blocks exactly
+        for first in range(0, stop - start, _CHUNK):
+            halves = checkerboard_halves(frames[first:first + _CHUNK])
+            spectra = prefilter_spectra(halves, options)
+            measured = measure_pairs(spectra, [(2 * k, 2 * k + 1) for k in range(len(halves) // 2)],
+                                     subpixel_px=float(options["subpixel_px"]),
+                                     max_shift_px=float(options["max_shift_px"]) or None,
+                                     inverted_contrast=bool(options["inverted_contrast"]))
+            shifts.extend(m.shift_px for m in measured)
+    values = np.square(np.asarray(shifts, dtype=np.float64)).ravel()
+    return math.sqrt(float(np.median(values)) / (4.0 * 0.4549364)), len(shifts)

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from processing.alignment.sdsd import align_stack, solve_shifts
-from processing.alignment.sdsd_prior import MIN_FRAMES, smooth_drift
+from processing.alignment.sdsd import align_stack, measure_pairs, solve_shifts
+from processing.alignment.sdsd_blocks import FrameBlocks
+from processing.alignment.sdsd_prior import MIN_FRAMES, smooth_drift, split_frame_noise
+from processing.alignment.stack_filters import prefilter_spectra, sdsd_options, validate_stack
 from processing.base import ParameterError
 from processing.io.stacks import open_stack
 
@@ -81,11 +83,11 @@ def test_no_detectable_frame_noise_leaves_the_shifts_as_measured() -> None:
 
 
 def _image_series(seed: int, n: int = 16, size: int = 96, dose: float = 2.0, walk_px: float = 0.03,
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  jump_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     texture = scipy.ndimage.gaussian_filter(rng.normal(size=(size + 40, size + 40)), 3.0, mode="wrap")
     texture /= texture.std()
-    true = _drift(rng, n, walk_px)
+    true = _drift(rng, n, walk_px, jump_px=jump_px, at=n // 2)
     frames = [rng.poisson(dose * np.clip(1 + 0.25 * scipy.ndimage.shift(texture, s, order=3, mode="wrap")
                                          [20:20 + size, 20:20 + size], 0, None)) for s in true]
     return np.asarray(frames, np.float32), true
@@ -103,6 +105,31 @@ def test_align_stack_with_the_prior_against_simulated_truth() -> None:
         assert any(note.startswith("drift prior") for note in prior.notes)
         assert np.all(np.isfinite(prior.uncertainty_px)) and prior.to_dict()["drift_prior"] is not None
     assert max(b / a for a, b in zip(off, on)) < 0.9, (off, on)
+
+
+def test_split_frame_noise_matches_the_frames_own_error() -> None:
+    """The checkerboard split's estimate against the truth: each noisy frame registered to its noise-free self."""
+    for seed, dose in ((800, 2.0), (801, 8.0)):
+        frames, _true = _image_series(seed, n=16, dose=dose)
+        nearly_clean, _ = _image_series(seed, n=16, dose=1e6)        # the same structure and drift (same seed)
+        clean = nearly_clean / 1e6 * dose
+        interleaved = np.empty((32,) + frames.shape[1:], np.float32)
+        interleaved[0::2], interleaved[1::2] = clean, frames
+        spectra = prefilter_spectra(validate_stack(interleaved), sdsd_options())
+        own = np.asarray([m.shift_px for m in measure_pairs(spectra, [(2 * k, 2 * k + 1) for k in range(16)])])
+        truth_sigma = float(np.sqrt(np.mean(own ** 2)))
+        estimate, used = split_frame_noise(FrameBlocks(frames), sdsd_options())
+        assert used == 16 and 0.6 * truth_sigma < estimate < 1.6 * truth_sigma, (estimate, truth_sigma)
+
+
+def test_align_stack_keeps_a_jump_of_the_specimen() -> None:
+    frames, true = _image_series(900, n=20, dose=3.0, jump_px=4.0)
+    plain = align_stack(frames)
+    prior = align_stack(frames, drift_prior="random-walk")
+    assert prior.drift_prior is not None and prior.drift_prior["jumps"] == [9]
+    step = prior.shifts_px[10] - prior.shifts_px[9]
+    assert np.linalg.norm(step - (true[10] - true[9])) < 0.3
+    assert _rms(prior.shifts_px, true) < _rms(plain.shifts_px, true)
 
 
 def test_prior_in_blocks_equals_in_memory(tmp_path: pathlib.Path) -> None:
