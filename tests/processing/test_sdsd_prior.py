@@ -156,3 +156,17 @@ def test_prior_options_and_short_series() -> None:
         solve_shifts(len(frames), list(result.pairs), drift_prior="spline")
     off = solve_shifts(len(frames), list(result.pairs), drift_prior="off")
     assert np.array_equal(off[0], align_stack(frames).shifts_px)
+
+
+def test_command_line_option(tmp_path: pathlib.Path) -> None:
+    import json
+    from processing.cli import main
+    frames, _true = _image_series(1000, n=12, size=64, dose=3.0)
+    path = tmp_path / "series.npy"
+    np.save(path, frames)
+    output = tmp_path / "aligned.hspy"
+    assert main(["align", "--input", str(path), "--output", str(output), "--drift-prior", "random-walk"]) == 0
+    shifts = json.loads((tmp_path / "aligned.hspy.shifts.json").read_text())
+    memory = align_stack(frames, drift_prior="random-walk")
+    assert np.array_equal(np.asarray(shifts["shifts_px"]), memory.shifts_px)
+    assert shifts["drift_prior"]["walk_px"] == memory.drift_prior["walk_px"]   # type: ignore[index]
