@@ -279,6 +279,10 @@ def main() -> None:
                         help="take the uncorrected and Swift DriftTracker runs of the seeds found in this earlier "
                              "results file (they do not depend on the engine) and run only the engine")
     parser.add_argument("--seeds", type=int, nargs="*", default=None, help="explicit seeds (instead of the range)")
+    parser.add_argument("--references-only", action="store_true",
+                        help="run only the uncorrected and Swift DriftTracker runs (they do not depend on the engine; "
+                             "Swift's section height is then the scenario's section_lines); reuse them later with "
+                             "--reuse-references")
     args = parser.parse_args()
     reused: dict[int, dict[str, typing.Any]] = {}
     same_placement = False
@@ -303,9 +307,10 @@ def main() -> None:
                 row["references_from"] = str(args.reuse_references)
             else:
                 row["uncorrected"] = run_engine(sc, args.size, corrected=False)
-            row["engine"] = run_engine(sc, args.size, corrected=True)
+            if not args.references_only:
+                row["engine"] = run_engine(sc, args.size, corrected=True)
             if not args.no_swift and "swift" not in row:
-                lines = int(round(row["engine"]["median_rows"] or sc["section_lines"]))
+                lines = int(round(row.get("engine", {}).get("median_rows") or sc["section_lines"]))
                 row["swift"] = run_swift(sc, args.size, max(lines, 1))
         except Exception as e:  # a failing scenario is reported, not hidden
             row["error"] = f"{type(e).__name__}: {e}"

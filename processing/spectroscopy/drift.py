@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 from processing.base import InputError, ParameterError
 from processing.alignment.registration import prefilter, shift_image, translation_candidates
 from processing.spectroscopy.drift_consistency import annotate, rebuild_predictor, resolve_chain
+from processing.spectroscopy.drift_guard import least_correction, reference_consistency, tracking_lost
 from processing.spectroscopy.drift_model import DriftPredictor, Prediction, scan_to_sample
 
 __all__ = ["DriftMeasurement", "DriftEstimator", "robust_rate", "records_from_json", "drift_trajectory_nm"]
@@ -97,12 +98,18 @@ class DriftMeasurement:
     retro: str = ""
     #: drift (nm) the retrospective check settled on (None when not run or an outlier)
     final_drift_nm: Vec2 | None = None
+    #: measured with the tracking lost (:func:`~processing.spectroscopy.drift_guard.tracking_lost`): the register is
+    #: unknown by whole lattice periods; the alias closest to no correction was used (flagged)
+    lost: bool = False
+    #: the references (comma-separated: "first", "previous") whose own registration disagrees with the drift chosen
+    #: against the running template (:func:`~processing.spectroscopy.drift_guard.reference_consistency`; flagged)
+    inconsistent: str = ""
 
     @property
     def flagged(self) -> bool:
         """Not trustworthy: rejected, inconsistent with the chain, or ambiguous between lattice aliases (after the
         retrospective check when it ran: a live ambiguity it resolved is no longer flagged)."""
-        if not self.accepted or self.retro in ("ambiguous", "outlier"):
+        if not self.accepted or self.retro in ("ambiguous", "outlier") or self.lost or self.inconsistent:
             return True
         if self.retro in ("consistent", "resolved", "re-placed"):
             return False
@@ -134,7 +141,8 @@ class DriftMeasurement:
                    rotation_rad=float(d.get("rotation_rad", 0.0)),
                    candidates_nm=tuple(_vec(c) for c in d.get("candidates_nm", ()) or ()),
                    retro=str(d.get("retro", "")),
-                   final_drift_nm=None if d.get("final_drift_nm") is None else _vec(d["final_drift_nm"]))
+                   final_drift_nm=None if d.get("final_drift_nm") is None else _vec(d["final_drift_nm"]),
+                   lost=bool(d.get("lost", False)), inconsistent=str(d.get("inconsistent", "")))
 
 
 def _vec(v: typing.Any) -> Vec2:
@@ -220,6 +228,12 @@ class DriftEstimator:
     jump_alias_ratio : a jump (no alias in the window) is resolved to the nearest alias only when its miss is at
         most this fraction of the next alias's miss (else ambiguous).
     predictor : the drift model (default :class:`DriftPredictor` with ``window=rate_window``).
+    lost_after : tracking is lost after this many consecutive jumps or ambiguous measurements (0 = off) on a periodic
+        reference; from then on to the end of the run the alias closest to the last trusted drift is used and
+        flagged (:mod:`processing.spectroscopy.drift_guard`).
+    check_references, reference_tolerance_px : also register each reference scan against the first and the previous
+        raw reference scans; a drift none of their candidates confirms within ``reference_tolerance_px`` reference
+        pixels (at least 0.05 nm) is flagged inconsistent.
 
     Usage
     -----
@@ -236,7 +250,8 @@ class DriftEstimator:
                  alias_quality_margin: float = 0.002, alias_noise_factor: float = 2.0,
                  alias_window_sigma: float = 3.0, jump_alias_ratio: float = 0.4,
                  predictor: DriftPredictor | None = None, joint_unwrap: bool = True,
-                 ambiguity_margin: float = 6.0) -> None:
+                 ambiguity_margin: float = 6.0, lost_after: int = 2, check_references: bool = True,
+                 reference_tolerance_px: float = 1.5) -> None:
         if not 0.0 <= quality_threshold < 1.0:
             raise ParameterError(f"quality_threshold must be in [0, 1); got {quality_threshold}. Typical: 0.3-0.7.")
         if not 0.0 <= template_weight <= 1.0:
@@ -267,6 +282,11 @@ class DriftEstimator:
         self.alias_window_sigma = float(alias_window_sigma)
         self.joint_unwrap = bool(joint_unwrap)
         self.ambiguity_margin = float(ambiguity_margin)
+        self.lost_after = int(lost_after)
+        self.check_references = bool(check_references)
+        self.reference_tolerance_px = float(reference_tolerance_px)
+        self._first_raw: NDArray[np.float64] | None = None
+        self._previous_raw: tuple[NDArray[np.float64], Vec2] | None = None
         self._predictor_template = predictor
         self.predictor = predictor if predictor is not None else DriftPredictor(window=self.rate_window)
         self._records: list[DriftMeasurement] = []
@@ -302,6 +322,8 @@ class DriftEstimator:
         self._records.clear()
         self._template = None
         self._shape = None
+        self._first_raw = None
+        self._previous_raw = None
         p = self.predictor
         self.predictor = DriftPredictor(window=p.window, measurement_sigma_nm=p.measurement_sigma_nm,
                                         walk_nm_per_sqrt_s=p.walk_nm_per_sqrt_s, max_rate_nm_per_s=p.max_rate_nm_per_s,
@@ -326,9 +348,17 @@ class DriftEstimator:
         """Predicted drift at ``time_s`` with its 1-sigma uncertainty (nm)."""
         return self.predictor.predict(time_s)
 
+    @property
+    def tracking_lost(self) -> bool:
+        """The drift model no longer tracks the register (:func:`~processing.spectroscopy.drift_guard.tracking_lost`)."""
+        return tracking_lost(self._records, self.lost_after)
+
     def predict_offset_nm(self, time_s: float) -> Vec2:
         """Predicted drift (dy, dx) in nm at ``time_s``: the scan offset to apply so that the scan follows the
-        specimen. (0, 0) before any measurement."""
+        specimen. (0, 0) before any measurement. With the tracking lost: the last (least-correction) drift, held."""
+        acc = self.accepted
+        if acc and acc[-1].lost:
+            return acc[-1].drift_nm
         return self.predictor.predict(time_s).drift_nm
 
     def alias_safe_interval_s(self, time_s: float, max_interval_s: float, *, fraction: float = 0.4) -> float:
@@ -336,8 +366,8 @@ class DriftEstimator:
         sigma) stays within ``fraction`` of the alias spacing, so the next reference scan can tell the aliases apart
         by the prediction; ``max_interval_s`` when no alias has been seen (non-periodic reference)."""
         spacing = self.alias_spacing_nm
-        if spacing is None or max_interval_s <= 0:
-            return max_interval_s
+        if spacing is None or max_interval_s <= 0 or self.tracking_lost:
+            return max_interval_s  # (lost: shorter sections cannot regain the register, only add time)
         limit = fraction * spacing
 
         def ok(dt: float) -> bool:
@@ -391,10 +421,13 @@ class DriftEstimator:
                                  rotation_rad=float(rotation_rad))
             self._records.append(m)
             self.predictor.add(float(time_s), applied)
+            self._first_raw = data.copy()
+            self._previous_raw = (data.copy(), (0.0, 0.0))
             return m
         if data.shape != self._shape:
             raise InputError(f"reference sub-scan shape {data.shape} differs from the first one {self._shape}; "
                              f"keep the reference-region size constant during a run.")
+        lost_before = self.tracking_lost
         prediction = self.predictor.predict(time_s)
         predicted = prediction.drift_nm
         h, w = data.shape
@@ -444,7 +477,33 @@ class DriftEstimator:
                         f"{margin:.4f} NCC and {len(inside)} lie in the prediction window "
                         f"(±{window:.3f} nm); the alias nearest the prediction is used")
         joint = None
-        if (self.joint_unwrap and len(competitive) > 1 and len(self.accepted) >= 2
+        # lost on a periodic reference stays lost to the end of the run: a single candidate there is no content
+        # decision (the other aliases fell outside the search range or below the overlap), so it cannot regain the
+        # register; its aliases are those of the previous lost measurement
+        lost = lost_before and (len(competitive) > 1 or (bool(self.accepted) and self.accepted[-1].lost))
+        lost_drift: NDArray[np.float64] | None = None
+        if lost:
+            # the drift model lost the register (consecutive jumps/ambiguities): no path over the chain can be
+            # trusted; the alias closest to the last trusted drift (least correction since then) holds the scan
+            # within a fraction of a period of "uncorrected from there on", never a run-away
+            prev = self.accepted[-1]
+            anchor = next((r.drift_nm for r in reversed(self.accepted)
+                           if not (r.lost or r.ambiguous or r.jump_nm is not None)), (0.0, 0.0))
+            options = [drifts[i] for i in competitive]
+            if prev.lost and prev.candidates_nm:  # the lattice of aliases seen last, around each candidate
+                offsets = [np.asarray(c) - np.asarray(prev.drift_nm) for c in prev.candidates_nm]
+                options += [d + o for d in list(options) for o in offsets if float(np.hypot(*o)) > 1e-9]
+            if spacing is None:
+                spacing = prev.alias_spacing_nm or self.alias_spacing_nm
+            k = least_correction(options, range(len(options)), prev.drift_nm if prev.lost else None, spacing,
+                                 anchor=anchor)
+            lost_drift = options[k]
+            chosen = min(competitive, key=lambda i: float(np.hypot(*(drifts[i] - lost_drift))))
+            ambiguous = True
+            note = (f"tracking lost ({self.lost_after} consecutive jumps or ambiguities on a periodic reference: the "
+                    f"register is unknown by whole lattice periods); of the aliases ({spacing or 0.0:.3f} nm apart) "
+                    f"the one closest to the last trusted drift is used (least correction since then)")
+        elif (self.joint_unwrap and len(competitive) > 1 and len(self.accepted) >= 2
                 and candidates[chosen].quality >= self.quality_threshold):
             # phase unwrapping over the whole chain so far (not only the last few points of the prediction): the
             # alias of the most plausible drift path, ambiguous when another alias is nearly as plausible
@@ -465,10 +524,10 @@ class DriftEstimator:
                     ) if ambiguous else ""
         result = candidates[chosen]
         shift = result.shift_px
-        drift_arr = drifts[chosen]
+        drift_arr = drifts[chosen] if lost_drift is None else lost_drift
         drift = (float(drift_arr[0]), float(drift_arr[1]))
         step = (drift[0] - predicted[0], drift[1] - predicted[1])
-        jump = (len(self.predictor.steps) >= 0 and math.isfinite(sigma)
+        jump = (not lost and math.isfinite(sigma)
                 and miss[chosen] > max(self.jump_sigma * sigma, self.jump_floor_nm))
         reason = ""
         if result.quality < self.quality_threshold:
@@ -476,19 +535,43 @@ class DriftEstimator:
         elif self.max_step_nm is not None and len(self.accepted) >= 2 and miss[chosen] > self.max_step_nm:
             reason = f"jump {miss[chosen]:.2f} nm from prediction > max_step_nm {self.max_step_nm:.2f}"
         accepted = not reason
+        inconsistent = ""
+        if accepted and self.check_references and self._first_raw is not None and self._previous_raw is not None:
+            refs: list[tuple[str, NDArray[np.float64], Vec2]] = [("first", self._first_raw, (0.0, 0.0))]
+            if len(self.accepted) >= 2:
+                refs.append(("previous", self._previous_raw[0], self._previous_raw[1]))
+            disagree = reference_consistency(
+                data, drift, applied, refs, pixel_size_nm=pixel, rotation_rad=float(rotation_rad),
+                lowpass_sigma_px=self.lowpass_sigma_px, highpass_sigma_px=self.highpass_sigma_px,
+                max_shift_fraction=self.max_shift_fraction,
+                tolerance_nm=max(self.reference_tolerance_px * max(pixel), 0.05), min_quality=self.quality_threshold)
+            if disagree:
+                inconsistent = ",".join(disagree)
+                note = (note + "; " if note else "") + (
+                    f"inconsistent: the registration against the {' and the '.join(disagree)} reference scan(s) "
+                    f"does not confirm this drift")
         m = DriftMeasurement(index, float(time_s), applied, (float(shift[0]), float(shift[1])), pixel, drift,
                              float(result.quality), accepted, reason or note, predicted,
                              predicted_sigma_nm=float(sigma) if math.isfinite(sigma) else None,
                              jump_nm=step if (jump and accepted) else None, ambiguous=ambiguous and accepted,
                              n_candidates=len(competitive), alias_spacing_nm=spacing, rotation_rad=float(rotation_rad),
-                             candidates_nm=tuple((float(drifts[i][0]), float(drifts[i][1])) for i in competitive))
+                             candidates_nm=(tuple((float(drifts[i][0]), float(drifts[i][1])) for i in competitive)
+                                            if lost_drift is None or len(competitive) > 1 else
+                                            tuple((float(c[0]) - self.accepted[-1].drift_nm[0] + drift[0],
+                                                   float(c[1]) - self.accepted[-1].drift_nm[1] + drift[1])
+                                                  for c in self.accepted[-1].candidates_nm) or (drift,)),
+                             lost=lost and accepted, inconsistent=inconsistent)
         self._records.append(m)
+        if accepted:
+            self._previous_raw = (data.copy(), (drift[0] - applied[0], drift[1] - applied[1]))
         if accepted and joint is not None and any(
                 d is not None and r.accepted and (abs(d[0] - r.drift_nm[0]) > 1e-9 or abs(d[1] - r.drift_nm[1]) > 1e-9)
                 for r, d in zip(self._records, joint.drift_nm)):
             # the joint fit re-placed earlier measurements: the drift model follows the unwrapped chain
             self.predictor = rebuild_predictor(annotate(self._records, joint), self.predictor,
                                                jump_sigma=self.jump_sigma, jump_floor_nm=self.jump_floor_nm)
+        elif accepted and lost:
+            pass  # the drift model keeps what it knew; the offset is held (predict_offset_nm)
         elif accepted:
             self.predictor.add(float(time_s), drift, step_nm=step if jump else None)
         if accepted and self.template_weight > 0 and result.quality >= self.template_min_quality:

@@ -50,6 +50,9 @@ class ChainSolution:
     verdict: tuple[str, ...]
     margin: tuple[float, ...]
     cost: float
+    #: per measurement, the candidates (nm) whose best path costs less than ``ambiguity_margin`` more than the
+    #: chosen one's (the hypotheses the path search cannot tell apart; the chosen one first); () when not computed
+    tied_nm: tuple[tuple[Vec2, ...], ...] = ()
 
     def used(self) -> list[int]:
         return [i for i, v in enumerate(self.verdict) if v not in ("outlier", "rejected")]
@@ -271,7 +274,12 @@ def resolve_chain(measurements: typing.Sequence[DriftMeasurement], *, accel_sigm
                    max_rate_nm_per_s, rate_sigma_nm_per_s)
     n_all = len(measurements)
     verdict = ["rejected" if not m.accepted else "" for m in measurements]
-    used = [i for i, m in enumerate(measurements) if m.accepted]
+    # measurements taken with the tracking lost are no evidence on the register (least-correction choices): they
+    # keep their live value, ambiguous
+    used = [i for i, m in enumerate(measurements) if m.accepted and not m.lost]
+    for i, m in enumerate(measurements):
+        if m.accepted and m.lost:
+            verdict[i] = "ambiguous"
     all_cands = [_candidates(m, lattice_extent) for m in measurements]
     if used:  # the reference is fixed where it was
         all_cands[used[0]] = all_cands[used[0]][:1]
@@ -303,8 +311,9 @@ def resolve_chain(measurements: typing.Sequence[DriftMeasurement], *, accel_sigm
     bases = [_lattice_basis(_candidates(measurements[i], 0)) if k > 0 else [] for k, i in enumerate(used)]
     slipped = _slip_ambiguous(np.array([measurements[i].time_s for i in used]), chosen_values, bases, model,
                               ambiguity_margin)
-    drift: list[Vec2 | None] = [None] * n_all
-    margin = [math.inf] * n_all
+    drift: list[Vec2 | None] = [None if not (m.accepted and m.lost) else m.drift_nm for m in measurements]
+    margin = [math.inf if not (m.accepted and m.lost) else 0.0 for m in measurements]
+    tied: list[tuple[Vec2, ...]] = [() for _ in measurements]
     for k, i in enumerate(used):
         cands = all_cands[i]
         chosen = cands[path[k]]
@@ -312,6 +321,8 @@ def resolve_chain(measurements: typing.Sequence[DriftMeasurement], *, accel_sigm
         mk = marginals[k]
         others = np.delete(mk, path[k])
         margin[i] = float(np.min(others) - mk[path[k]]) if others.size else math.inf
+        close = [j for j in np.argsort(mk) if j != path[k] and mk[j] - mk[path[k]] < ambiguity_margin]
+        tied[i] = tuple((float(cands[j][0]), float(cands[j][1])) for j in [path[k]] + close)
         m = measurements[i]
         live = np.asarray(m.drift_nm)
         moved = float(np.hypot(*(chosen - live))) > 1e-6
@@ -323,7 +334,7 @@ def resolve_chain(measurements: typing.Sequence[DriftMeasurement], *, accel_sigm
             verdict[i] = "resolved"
         else:
             verdict[i] = "consistent"
-    return ChainSolution(tuple(drift), tuple(verdict), tuple(margin), float(total))
+    return ChainSolution(tuple(drift), tuple(verdict), tuple(margin), float(total), tuple(tied))
 
 
 def annotate(measurements: typing.Sequence[DriftMeasurement], solution: ChainSolution

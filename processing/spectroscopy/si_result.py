@@ -302,6 +302,12 @@ def assign_verdicts(result: SIRunResult, *, correct_drift: bool) -> None:
                 elif m is not None and m.retro == "outlier":
                     flags.append(f"drift measurement {m.index} ({label}) inconsistent with the rest of the chain "
                                  f"(not used)")
+                elif m is not None and m.lost:
+                    flags.append(f"drift measurement {m.index} ({label}): tracking lost on a periodic reference "
+                                 f"(register unknown by whole lattice periods; least correction used)")
+                elif m is not None and m.inconsistent:
+                    flags.append(f"drift measurement {m.index} ({label}) not confirmed by the {m.inconsistent} "
+                                 f"reference scan(s)")
                 elif m is not None and m.flagged:
                     flags.append(f"drift measurement {m.index} ({label}) ambiguous between lattice aliases (may "
                                  f"be off by a lattice period)")
