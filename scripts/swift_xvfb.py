@@ -60,27 +60,14 @@ def _is_own_frame(line: str) -> bool:
     return path.startswith(str(ROOT) + "/") or any(f"/{package}" in path for package in OWN_PACKAGES)
 
 
-def traceback_blocks(log_text: str) -> list[str]:
-    """Every traceback in a Swift log: from "Traceback (most recent call last):" through its exception line and the
-    indented stack lines that follow it (nion.ui prints the stack after the traceback)."""
+def traceback_blocks(log_text: str, max_lines: int = 400) -> list[str]:
+    """Every traceback in a Swift log: from a "Traceback (most recent call last)" header to the next header or the end
+    (at most ``max_lines`` lines). Swift's Qt launcher writes its Python stderr unindented and often one token per
+    line, so a traceback's end cannot be told from the next log line: a block may carry some log lines after it,
+    which can only make a block look more like ours, never less."""
     lines = log_text.splitlines()
-    blocks: list[str] = []
-    i = 0
-    while i < len(lines):
-        if "Traceback (most recent call last)" not in lines[i]:
-            i += 1
-            continue
-        j, seen_exception = i + 1, False
-        while j < len(lines) and "Traceback (most recent call last)" not in lines[j]:
-            indented = lines[j][:1].isspace()
-            if not indented:
-                if seen_exception:
-                    break
-                seen_exception = True
-            j += 1
-        blocks.append("\n".join(lines[i:j]))
-        i = j
-    return blocks
+    starts = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    return ["\n".join(lines[a:min(b, a + max_lines)]) for a, b in zip(starts, starts[1:] + [len(lines)])]
 
 
 def classify_tracebacks(log_text: str) -> tuple[list[str], dict[str, int]]:

@@ -47,9 +47,23 @@ def test_only_swifts_own_recovered_tracebacks_pass() -> None:
     unexpected, known = swift_xvfb.classify_tracebacks(log)
     assert known == {"nion.ui splitter repaint race": 2}
     assert len(unexpected) == 3
-    assert "ValueError: boom" in unexpected[0] and "INSITU GUI DRIVER" not in unexpected[0]
+    assert "ValueError: boom" in unexpected[0]
     assert "panels.py" in unexpected[1]  # the same assertion through a frame of ours is ours
     assert "KeyError" in unexpected[2]  # nion.utils' event traceback: not a known upstream signature
+
+
+def test_the_launchers_unindented_one_token_per_line_output_is_read_the_same() -> None:
+    # Swift's Qt launcher strips the indentation and breaks the exception line into tokens (seen on this machine)
+    flat = "\n".join(line.strip() for line in RACE.splitlines()).replace("AssertionError", "AssertionError\n:\n")
+    port = "\n".join(["Traceback (most recent call last):", f'File "{SITE}/nion/swift/Facade.py", line 3670, in run',
+                      'server = SimpleXMLRPCServer(("localhost", 8199), allow_none=True, logRequests=False)',
+                      "^", "^", "OSError", ":", "[Errno 98] Address already in use"])
+    ours_flat = "\n".join(line.strip() for line in OURS.splitlines())
+    log = "\n".join(["Welcome to Nion Swift.", port, "Loading project x", flat, "INSITU GUI DRIVER: ready", ours_flat,
+                     "INSITU GUI DRIVER: quit"])
+    unexpected, known = swift_xvfb.classify_tracebacks(log)
+    assert known == {"Swift scripting server port taken": 1, "nion.ui splitter repaint race": 1}
+    assert len(unexpected) == 1 and "ValueError: boom" in unexpected[0]
 
 
 def test_a_clean_log_and_a_log_without_a_header_give_nothing() -> None:
