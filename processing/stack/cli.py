@@ -2,6 +2,7 @@
 
     nionswift-insitu align --input series.h5 --output aligned.hspy [--reference all|banded|first|previous]
         [--band-k 10] [--region t,l,b,r] [--lowpass-sigma-px 2] ... [--method spline|fourier] [--crop crop|pad]
+        [--scheduler ADDRESS|local]
 
 Reads any stack :func:`processing.io.stacks.open_stack` reads, lazily: a stack larger than 256 MB (or
 ``--block-frames N``) is read, measured and written N frames at a time (:mod:`processing.alignment.sdsd_blocks`);
@@ -54,6 +55,9 @@ def register(subparsers: typing.Any) -> None:
                         help="read, measure and write the stack this many frames at a time (bounded memory; "
                              "rounded up to a multiple of 16); 0 = in memory if the stack fits in 256 MB, else "
                              "blocks of 256 MB")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default="",
+                        help="measure the pairs on this Dask scheduler (tcp://host:8786; the workers read the file "
+                             "themselves, block by block), or 'local' for a 2-worker cluster on this computer")
     parser.set_defaults(func=run_align)
 
 
@@ -74,7 +78,10 @@ def run_align(args: argparse.Namespace) -> int:
     source = FrameBlocks(stack, args.block_frames or None)
     if args.block_frames == 0 and fits:
         source = FrameBlocks(source.read(0, source.n_frames))      # small: one block in memory
-    result = align_stack(source, pixel_size_nm=(cal_y.scale, cal_x.scale), **options)
+    if args.scheduler:
+        result = _align_on_cluster(args, options, (cal_y.scale, cal_x.scale))
+    else:
+        result = align_stack(source, pixel_size_nm=(cal_y.scale, cal_x.scale), **options)
     aligned = _aligned(source, result.shifts_px, args.method, args.crop)
     summary = result.to_dict()
     summary.update({"input": str(args.input), "units": [cal_y.units, cal_x.units], "method": args.method,
@@ -106,6 +113,21 @@ def run_align(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     stack.close()
     return 0
+
+
+def _align_on_cluster(args: argparse.Namespace, options: dict[str, typing.Any],
+                      pixel_size_nm: tuple[float, float]) -> typing.Any:
+    """``--scheduler``: the pair measurement on a Dask cluster (:mod:`processing.alignment.sdsd_dask`)."""
+    from processing.alignment.sdsd_dask import align_stack_dask
+    kwargs = dict(pixel_size_nm=pixel_size_nm, block_frames=args.block_frames or None, dataset=args.dataset,
+                  **options)
+    if args.scheduler != "local":
+        return align_stack_dask(args.input, args.scheduler, **kwargs)
+    import distributed
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        return align_stack_dask(args.input, client, **kwargs)
 
 
 class _Aligned(typing.NamedTuple):
