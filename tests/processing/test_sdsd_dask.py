@@ -136,3 +136,21 @@ def test_bad_frames_and_an_unreachable_scheduler_are_clear_messages(client: typi
         align_stack_dask(series[0][:1], client)
     with pytest.raises(DaskError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
         align_stack_dask(series[0], "tcp://127.0.0.1:9")
+
+
+def test_the_command_line_measures_on_a_scheduler(client: typing.Any, series: tuple[np.ndarray, np.ndarray],
+                                                  tmp_path: pathlib.Path) -> None:
+    import json
+
+    from processing.cli import main
+    path = tmp_path / "series.npy"
+    np.save(path, series[0])
+    common = ["align", "--input", str(path), "--reference", "banded", "--band-k", "4"]
+    assert main(common + ["--output", str(tmp_path / "here.hspy")]) == 0
+    assert main(common + ["--output", str(tmp_path / "there.hspy"), "--scheduler", client.scheduler.address,
+                          "--block-frames", "16"]) == 0
+    here = json.loads((tmp_path / "here.hspy.shifts.json").read_text())
+    there = json.loads((tmp_path / "there.hspy.shifts.json").read_text())
+    assert _relative(np.asarray(there["shifts_px"]), np.asarray(here["shifts_px"])) <= 1e-6
+    assert there["rejected_pairs"] == here["rejected_pairs"]
+    assert main(common + ["--output", str(tmp_path / "x.hspy"), "--scheduler", "tcp://127.0.0.1:9"]) == 2
