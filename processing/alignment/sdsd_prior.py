@@ -52,6 +52,7 @@ HUBER_C = 2.5
 JUMP_SIGMA = 6.0
 _LOG_LAMBDA = np.linspace(math.log(1e-4), math.log(1e5), 28)
 _MAX_ROBUST_ITERATIONS = 20
+_SPLIT_FRAMES = 32        # frames split for the frame-noise estimate (every ceil(N / 32)-th: a pooled median)
 _CHUNK = 16              # frames split and measured together (the blocks' multiple: sdsd_blocks._FFT_BATCH)
 _LRT_CRITICAL = 2.71   # 5 % level of the boundary likelihood-ratio test (50:50 chi2_0 / chi2_1)
 
@@ -304,23 +305,40 @@ def split_frame_noise(source: typing.Any, options: typing.Mapping[str, typing.An
     (a :class:`~processing.alignment.sdsd_blocks.FrameBlocks`, read block by block) is split into its two
     checkerboard halves (:func:`checkerboard_halves`), pre-filtered and correlated with the SDSD options like any
     pair. Each half has half the dose, so the halves' relative shift has variance 2 r + 2 r = 4 r, r the frame's
-    own error variance in a pair: r = median(s^2) / (4 x 0.455) over frames and axes (0.455 = median of chi^2_1).
+    own error variance in a pair: r = median(s^2) / (4 x 0.455) over frames and axes (0.455 = median of chi^2_1);
+    every ceil(N / 32)-th frame is used (at most 32: the pooled median needs no more; costs 2 x 32 pre-filtered
+    half frames at most).
     Assumes spatially white noise (shot noise); noise correlated between neighbouring pixels (a detector's point
     spread) makes it an underestimate, i.e. the prior then smooths less. Returns (sigma px, frames used)."""
     from processing.alignment.sdsd import measure_pairs
     from processing.alignment.stack_filters import prefilter_spectra
     shifts: list[tuple[float, float]] = []
+    stride = max(1, math.ceil(source.n_frames / _SPLIT_FRAMES))
+    pending: list[NDArray[np.float32]] = []
+
+    def measure(chunk: list[NDArray[np.float32]]) -> None:
+        halves = checkerboard_halves(np.stack(chunk))
+        spectra = prefilter_spectra(halves, options)
+        measured = measure_pairs(spectra, [(2 * k, 2 * k + 1) for k in range(len(chunk))],
+                                 subpixel_px=float(options["subpixel_px"]),
+                                 max_shift_px=float(options["max_shift_px"]) or None,
+                                 inverted_contrast=bool(options["inverted_contrast"]))
+        shifts.extend(m.shift_px for m in measured)
+
+    # every stride-th frame (at most _SPLIT_FRAMES), measured in chunks of _CHUNK in frame order whatever the
+    # blocks: in memory == in blocks exactly
     for block in range(source.n_blocks):
         start, stop = source.block_range(block)
+        chosen = [k for k in range(start, stop) if k % stride == 0]
+        if not chosen:
+            continue
         frames = source.read(start, stop)
-        # chunks of _CHUNK frames whatever the block (blocks are multiples of it): in memory == in blocks exactly
-        for first in range(0, stop - start, _CHUNK):
-            halves = checkerboard_halves(frames[first:first + _CHUNK])
-            spectra = prefilter_spectra(halves, options)
-            measured = measure_pairs(spectra, [(2 * k, 2 * k + 1) for k in range(len(halves) // 2)],
-                                     subpixel_px=float(options["subpixel_px"]),
-                                     max_shift_px=float(options["max_shift_px"]) or None,
-                                     inverted_contrast=bool(options["inverted_contrast"]))
-            shifts.extend(m.shift_px for m in measured)
+        for k in chosen:
+            pending.append(frames[k - start])
+            if len(pending) == _CHUNK:
+                measure(pending)
+                pending = []
+    if pending:
+        measure(pending)
     values = np.square(np.asarray(shifts, dtype=np.float64)).ravel()
     return math.sqrt(float(np.median(values)) / (4.0 * 0.4549364)), len(shifts)
