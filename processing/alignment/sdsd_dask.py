@@ -84,6 +84,19 @@ def _task_spectra(source: BlockSource, block_frames: int, start: int, stop: int,
     return prefilter_spectra(frames, options)
 
 
+def _task_split_noise(path: str, dataset: str | None, block_frames: int, options: dict[str, typing.Any],
+                      ) -> tuple[float, int]:
+    """The frames' own noise for the drift prior (:func:`processing.alignment.sdsd_prior.split_frame_noise`),
+    reading the file block by block on this worker."""
+    from processing.alignment.sdsd_prior import split_frame_noise
+    from processing.io.stacks import open_stack
+    stack = open_stack(path, dataset=dataset, lazy=True)
+    try:
+        return split_frame_noise(FrameBlocks(stack, block_frames), options)
+    finally:
+        stack.close()
+
+
 def _task_pairs(blocks: list[int], spectra: list[PairSpectra], batches: list[NDArray[np.intp]], block_frames: int,
                 options: dict[str, typing.Any]) -> list[list[PairMeasurement]]:
     """Correlate each batch of pairs (global frame indices, (n, 2)) on the spectra of ``blocks``: the
@@ -223,10 +236,15 @@ def align_stack_dask(frames: typing.Any, client: typing.Any, *, pixel_size_nm: f
         pairs = pair_list(n, str(opts["reference"]), int(opts["band_k"]))
         offsets = np.zeros((n, 2), dtype=np.int64)
         measurements, prefilter_notes = measure_on_cluster(stack, opts, pairs, offsets)
+        split_noise = _split_noise(stack, opts) if opts["drift_prior"] != "off" else None
         for attempt in range(5):       # the in-memory run's pre-shifted re-measuring of large shifts
+            prior_info: dict[str, typing.Any] = {}
             shifts, uncertainty, rejected, rms, notes = solve_shifts(n, measurements,
                                                                      reject_sigma=float(opts["reject_sigma"]),
-                                                                     weighting=str(opts["weighting"]))
+                                                                     weighting=str(opts["weighting"]),
+                                                                     drift_prior=str(opts["drift_prior"]),
+                                                                     prior_info=prior_info,
+                                                                     frame_noise_px=split_noise)
             whole = np.rint(shifts).astype(np.int64)
             moved = [k for k, (i, j) in enumerate(pairs) if np.any(whole[i] - whole[j] != offsets[i] - offsets[j])]
             if attempt == 4 or not moved or float(np.abs(shifts).max()) <= 0.02 * min(h, w) \
@@ -243,5 +261,18 @@ def align_stack_dask(frames: typing.Any, client: typing.Any, *, pixel_size_nm: f
     py, px = float(sizes[0]), float(sizes[1])
     return SDSDResult(shifts_px=shifts, shifts_nm=shifts * np.asarray([py, px]), uncertainty_px=uncertainty,
                       pairs=tuple(measurements), rejected=rejected, residual_rms_px=rms,
-                      reference=str(opts["reference"]), pixel_size_nm=(py, px), notes=tuple(notes + prefilter_notes))
+                      reference=str(opts["reference"]), pixel_size_nm=(py, px), notes=tuple(notes + prefilter_notes),
+                      drift_prior=prior_info or None)
+
+
+def _split_noise(stack: _ClusterStack, options: dict[str, typing.Any]) -> float:
+    """The drift prior's frame noise: on a worker from the file, else here from the array (every ceil(N/32)-th
+    frame, :func:`processing.alignment.sdsd_prior.split_frame_noise`)."""
+    if stack.path is not None:
+        future = stack.client.submit(_task_split_noise, stack.path, stack.dataset, stack.block_frames, options,
+                                     pure=False)
+        return float(future.result()[0])
+    from processing.alignment.sdsd_prior import split_frame_noise
+    assert stack.local is not None
+    return float(split_frame_noise(stack.local, options)[0])
 

@@ -47,7 +47,8 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("options", [{"reference": "all"}, {"reference": "banded", "band_k": 3},
-                                     {"reference": "banded", "band_k": 10, "lowpass_sigma_px": 3.0}])
+                                     {"reference": "banded", "band_k": 10, "lowpass_sigma_px": 3.0},
+                                     {"reference": "all", "drift_prior": "random-walk"}])
 def test_cluster_shifts_equal_the_in_memory_run(client: typing.Any, series: tuple[np.ndarray, np.ndarray],
                                                tmp_path: pathlib.Path, options: dict[str, typing.Any]) -> None:
     frames, true = series
@@ -63,7 +64,7 @@ def test_cluster_shifts_equal_the_in_memory_run(client: typing.Any, series: tupl
         np.testing.assert_allclose(cluster.shifts_nm, memory.shifts_nm, rtol=1e-6, atol=1e-12)
         assert cluster.rejected == memory.rejected and len(cluster.pairs) == len(memory.pairs)
         assert [(m.i, m.j) for m in cluster.pairs] == [(m.i, m.j) for m in memory.pairs]
-        assert cluster.notes == memory.notes
+        assert cluster.notes == memory.notes and cluster.drift_prior == memory.drift_prior
 
 
 def _install_read_probe() -> None:
