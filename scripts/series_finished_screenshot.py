@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Real-GUI screenshot of a FINISHED energy series with auto-exposure (issue 10): the simulated perovskite across the
 Sc L2,3 edge (402 eV), run from the "Focal / energy series" panel in the real Nion Swift on a
-virtual X screen (simulator mode, the machinery of ``scripts/swift_xvfb.py``).
+virtual X screen (simulator mode, the scripted user of ``scripts/swift_scripted_user.py``).
 
 A small temporary plug-in acts as the user: it opens the panel, chooses "Energy series", 370-460 eV in 10 eV steps,
 slit 10 eV, start exposure 50 ms, "Align the series (SDSD) when done", presses Start; when the series is done it
@@ -13,65 +13,35 @@ usage: .venv/bin/python scripts/series_finished_screenshot.py [--out docs/screen
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+import swift_scripted_user  # noqa: E402
 import swift_xvfb  # noqa: E402
 
 DRIVER = r'''
-import os, pathlib, time
-from nion.swift import Application
+import time
+from swift_scripted_user import ScriptedUser
 
-FOLDER = pathlib.Path(os.environ["SERIES_SHOT_DRIVER"])
 VALUES = {"kind": "energy", "start": 370.0, "step": 10.0, "count": 10, "slit_width_eV": 10.0, "exposure_ms": 50.0,
           "align": True}
 SHOW_SLICE = 4          # 410 eV: just past the Sc L2,3 edge
 
 
-class SeriesShotExtension:
+class SeriesShotExtension(ScriptedUser):
     extension_id = "insitu.series-screenshot-driver"
+    period_s = 0.5
 
-    def __init__(self, api_broker):
-        self.stage = 0
-        self.t0 = time.time()
-        self.panel = None
-        if Application.app is not None:
-            Application.app.register_menu_handler(self.on_window)
-
-    def close(self):
-        pass
-
-    def on_window(self, dc):
-        if self.stage == 0:
-            self.stage = 1
-            self.periodic = dc.add_periodic(0.5, lambda: self.step(dc))  # keep the handle: it is weak
+    panel = None
 
     def step(self, dc):
-        try:
-            self._step(dc)
-        except Exception:
-            import traceback
-            (FOLDER / "error").write_text(traceback.format_exc())
-            (FOLDER / "ready").write_text("error")
-            self.stage = 99
-
-    def _step(self, dc):
-        if self.stage == 1 and time.time() - self.t0 > 2.0:
+        if self.stage == 0 and self.elapsed_s > 2.0:
             self.stage = 2
             from nionswift_plugin.insitu import series_acquisition
-            for dock_id in ("histogram-panel", "info-panel", "insitu-processors-panel"):
-                dock = dc.find_dock_panel(dock_id)
-                if dock:
-                    dock.hide()
-            primary = dc.selected_display_panel or dc.workspace_controller.display_panels[0]
-            dc.workspace_controller.apply_layouts(primary, [primary], 1, 2)
+            self.arrange(dc, 1, 2)
             # warm the simulator up first: its first energy-filtered 1024^2 frame computes the specimen maps
             # (~20 s on this machine), longer than the series' 30 s frame timeout when the machine is busy
             from nion.instrumentation import HardwareSource
@@ -116,7 +86,7 @@ class SeriesShotExtension:
             self.listener.close()
             self.instrument.SetVal("EFTEM_Slit", 0.0)          # the series inserts the slit itself
             self.panel.start()
-            (FOLDER / "ready").write_text("started")
+            self.signal("ready", "started")
         elif self.stage == 2 and self.panel.runner is not None and not self.panel.runner.running:
             self.stage = 3
             self.t_done = time.time()
@@ -138,13 +108,8 @@ class SeriesShotExtension:
                         display_item.display_data_channel.sequence_index = SHOW_SLICE
             runner = self.panel.runner
             report = runner.result.report() if runner.result is not None else None
-            (FOLDER / "status.txt").write_text(f"{self.panel._status.text}\nerror: {runner.error!r}\n"
-                                               f"report: {report}")
-            (FOLDER / "finished").write_text("done")
-        elif self.stage >= 2 and (FOLDER / "quit").exists():
-            self.stage = 9
-            for window in list(Application.app.windows):
-                window.queue_request_close()
+            self.signal("status.txt", f"{self.panel._status.text}\nerror: {runner.error!r}\nreport: {report}")
+            self.signal("finished", "done")
 '''
 
 
@@ -158,58 +123,22 @@ def main() -> int:
     if reason:
         print(f"Cannot run the real GUI here: {reason}.")
         return 2
-    work = pathlib.Path(tempfile.mkdtemp(prefix="insitu-series-shot-"))
-    home, driver, plugin_root = work / "home", work / "driver", work / "plugins"
-    swift_xvfb.make_profile(home)
-    driver.mkdir()
-    package = plugin_root / "nionswift_plugin" / "insitu_series_shot"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(DRIVER)
-    args.out.mkdir(parents=True, exist_ok=True)
-    xvfb = swift = None
-    log_path = work / "swift.log"
-    try:
-        xvfb, display = swift_xvfb.start_xvfb()
-        env = dict(os.environ, DISPLAY=display, HOME=str(home), XDG_RUNTIME_DIR=str(work), QT_QPA_PLATFORM="xcb",
-                   INSITU_SIMULATOR="1", SERIES_SHOT_DRIVER=str(driver),
-                   PYTHONPATH=os.pathsep.join([str(plugin_root), os.environ.get("PYTHONPATH", "")]))
-        for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "INSITU_GUI_DRIVER", "INSITU_GUI_SERIES"):
-            env.pop(k, None)
-        with open(log_path, "w") as log:
-            swift = subprocess.Popen([str(swift_xvfb.LAUNCHER), str(swift_xvfb.VENV), "nionui_app.nionswift"],
-                                     env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
-            t0 = time.monotonic()
-            while not (driver / "ready").exists():
-                if swift.poll() is not None or time.monotonic() - t0 > 180:
-                    raise RuntimeError(f"Swift did not start the series; log:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.2)
-            if (driver / "error").exists():
-                raise RuntimeError(f"the scripted user failed:\n{(driver / 'error').read_text()}")
-            swift_xvfb.maximize(env)
-            t_run = time.monotonic()
-            while not (driver / "finished").exists():
-                if (driver / "error").exists():
-                    raise RuntimeError(f"the scripted user failed:\n{(driver / 'error').read_text()}")
-                if swift.poll() is not None or time.monotonic() - t_run > args.timeout:
-                    swift_xvfb.screenshot(display, args.out / "series_timeout.png")
-                    raise RuntimeError(f"the series did not finish; log:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
-            time.sleep(3.0)
-            target = args.out / "series_finished.png"
-            swift_xvfb.screenshot(display, target)
-            print(f"panel status: {(driver / 'status.txt').read_text()}")
-            (driver / "quit").touch()
-            rc = swift.wait(timeout=60)
-        print(f"Swift exit code {rc}; series took {time.monotonic() - t_run:.0f} s; screenshot {target}")
-        return 0
-    finally:
-        if args.log is not None and log_path.exists():
-            shutil.copy(log_path, args.log)
-        if swift is not None:
-            swift_xvfb.stop(swift)
-        if xvfb is not None:
-            swift_xvfb.stop(xvfb)
-        shutil.rmtree(work, ignore_errors=True)
+    with swift_scripted_user.SwiftSession(DRIVER, package="insitu_series_shot", drop_env=("INSITU_GUI_SERIES",),
+                                          keep_log=args.log) as swift:
+        swift.wait_for("ready", 180, "Swift to start the series")
+        swift.maximize()
+        t_run = time.monotonic()
+        try:
+            swift.wait_for("finished", args.timeout, "the series to finish")
+        except TimeoutError:
+            swift.screenshot(args.out / "series_timeout.png")
+            raise
+        time.sleep(3.0)                                    # the displays repaint the last items
+        target = swift.screenshot(args.out / "series_finished.png")
+        print(f"panel status: {(swift.folder / 'status.txt').read_text()}")
+        rc = swift.quit()
+    print(f"Swift exit code {rc}; series took {time.monotonic() - t_run:.0f} s; screenshot {target}")
+    return 0
 
 
 if __name__ == "__main__":
