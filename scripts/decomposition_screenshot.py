@@ -35,21 +35,13 @@ class DecomposeShotExtension(ScriptedUser):
     extension_id = "insitu.decompose-screenshot-driver"
     period_s = 0.5
 
-    def __init__(self, api_broker):
-        super().__init__(api_broker)
-        self.stage = 1
-        self.panel = None
+    panel = None
 
     def step(self, dc):
-        if self.stage == 1 and self.elapsed_s > 2.0:
+        if self.stage == 0 and self.elapsed_s > 2.0:
             self.stage = 2
             from nionswift_plugin.insitu import drift_si_panel
-            for dock_id in ("histogram-panel", "info-panel", "insitu-processors-panel"):
-                dock = dc.find_dock_panel(dock_id)
-                if dock:
-                    dock.hide()
-            primary = dc.selected_display_panel or dc.workspace_controller.display_panels[0]
-            dc.workspace_controller.apply_layouts(primary, [primary], 3, 3)
+            self.arrange(dc, 3, 3)
             # the simulated instrument as in the headless tests: a 4 nm context scan, EELS 1.5 eV/channel
             from nion.instrumentation import HardwareSource
             from nion.utils import Geometry, Registry

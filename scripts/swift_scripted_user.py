@@ -85,6 +85,17 @@ class ScriptedUser:
     def step(self, dc: typing.Any) -> None:
         """One tick of the scripted user on Swift's main thread (override)."""
 
+    @staticmethod
+    def arrange(dc: typing.Any, rows: int, columns: int,
+                hide: typing.Sequence[str] = ("histogram-panel", "info-panel", "insitu-processors-panel")) -> None:
+        """Hide the dock panels ``hide`` and split the workspace into rows x columns display panels."""
+        for dock_id in hide:
+            dock = dc.find_dock_panel(dock_id)
+            if dock:
+                dock.hide()
+        primary = dc.selected_display_panel or dc.workspace_controller.display_panels[0]
+        dc.workspace_controller.apply_layouts(primary, [primary], rows, columns)
+
     def answer(self, dc: typing.Any, name: str) -> dict[str, typing.Any]:
         """The answer to request ``name`` (override), on Swift's main thread."""
         return {"error": f"no answer for request {name!r}"}
@@ -233,6 +244,19 @@ class SwiftSession:
         path.parent.mkdir(parents=True, exist_ok=True)
         swift_xvfb.screenshot(self.display, path)
         return path
+
+    def publish(self, shot: pathlib.Path) -> pathlib.Path:
+        """Check that the screenshot ``shot`` shows something (not a blank screen) and copy it to docs/screenshots
+        (with ``INSITU_UPDATE_SCREENSHOTS=1``) or out/screenshots; returns the copy."""
+        import numpy as np
+        from PIL import Image
+        image = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+        assert image.std() > 10 and len(np.unique(image)) > 100, f"the screenshot {shot} is (nearly) blank"
+        folder = "docs/screenshots" if os.environ.get("INSITU_UPDATE_SCREENSHOTS") else "out/screenshots"
+        target = ROOT / folder / shot.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
+        return target
 
     def quit(self, timeout_s: float = 60.0, *, via: pathlib.Path | None = None) -> int:
         """Ask the scripted user to close the windows (or touch the quit file ``via`` of another driver, e.g. the
