@@ -13,7 +13,7 @@ the pair least squares extended by the steps' penalty, with the pair solve's own
 fit and added to the reported uncertainty). Nothing is tuned: ``q`` and ``r`` are estimated from the series itself by restricted maximum likelihood
 (the first differences of ``y`` are ``v + u_k + e_{k+1} - e_k``: the frame noise makes them anti-correlated at lag
 1, the random walk does not); ``r`` is profiled analytically, ``lambda = q / r`` by a grid over 9 decades refined by
-a bounded scalar search. ``omega_k`` (relative frame noise, mean 1) comes from the pairs' a-priori weights.
+a bounded scalar search. ``omega_k`` (relative frame noise, geometric mean 1) comes from the pairs' a-priori weights.
 
 Jumps: a first difference more than ``JUMP_SIGMA`` robust sigmas (median centre, MAD scale of the 2-D deviation)
 from the others is a jump of the specimen: it becomes a free offset of the model (a fixed effect), neither smoothed
@@ -39,7 +39,8 @@ import numpy as np
 import scipy.optimize
 from numpy.typing import NDArray
 
-__all__ = ["DriftPriorFit", "smooth_drift", "frame_noise_scale", "split_frame_noise", "checkerboard_halves", "MIN_FRAMES", "HUBER_C", "JUMP_SIGMA"]
+__all__ = ["DriftPriorFit", "smooth_drift", "frame_noise_scale", "split_frame_noise", "checkerboard_halves",
+           "MIN_FRAMES", "HUBER_C", "JUMP_SIGMA"]
 
 FloatArray = NDArray[np.float64]
 
@@ -66,7 +67,8 @@ class DriftPriorFit:
     walk_px : estimated random-walk step sigma per axis, px/frame (sqrt q).
     frame_noise_px : estimated per-frame measurement noise sigma per axis, px (sqrt r, for omega = 1).
     velocity_px : (dy, dx) estimated linear drift per frame.
-    jumps : k for each step k -> k + 1 larger than ``JUMP_SIGMA`` random-walk sigmas (kept, not smoothed).
+    jumps : k for each step k -> k + 1 taken as a jump of the specimen (its first difference more than
+        ``JUMP_SIGMA`` robust sigmas from the others): a free offset, kept, not smoothed.
     step_weights : (N - 1,) Huber weights of the steps (1 = Gaussian, < 1 = counted linearly).
     notes : messages for the user.
     """
