@@ -458,6 +458,18 @@ class DriftEstimator:
         note = ""
         if len(competitive) == 1:
             chosen = competitive[0]
+            # start-up (no chain yet): another good match inside the prediction window is an alias the content
+            # margin preferred by a few percent of NCC only (a reference scan sheared by fast drift loses that
+            # much); with the rate still unknown that is no decision: ambiguous
+            near = [i for i, c in enumerate(candidates) if i != chosen and c.overlap_fraction >= 0.5
+                    and c.quality >= max(self.quality_threshold, best_q - 0.1) and miss[i] <= window]
+            if len(self.accepted) < 2 and near and math.isfinite(sigma):
+                ambiguous = True
+                competitive = competitive + near  # kept with the record: the joint check chooses among them
+                spacing = min(float(np.hypot(*(drifts[i] - drifts[chosen]))) for i in near)
+                note = (f"ambiguous: at start-up another match (NCC {max(candidates[i].quality for i in near):.3f}"
+                        f" vs {best_q:.3f}) lies {spacing:.3f} nm away inside the prediction window "
+                        f"(±{window:.3f} nm); the content's best match is used")
         else:
             inside = [i for i in competitive if miss[i] <= window]
             ranked = sorted(competitive, key=lambda i: miss[i])
