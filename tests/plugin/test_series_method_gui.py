@@ -86,7 +86,12 @@ class SeriesMethodUserExtension(ScriptedUser):
             self.instrument.SetVal("EFTEM_Slit", 0.0)
             self.instrument.SetVal("EFTEM_EnergyOffset", 0.0)
             self.log_t0_s = self.simulator.instrument.time_s()       # frames rendered from now on: the user's
+            self.rendered = {}
             self.signal("ready")
+        elif self.stage == 2:      # every frame rendered from now on, kept before the log's window moves on
+            for r in self.simulator.frame_log:
+                if r.t_s >= self.log_t0_s:
+                    self.rendered[r.t_s] = (r.energy_offset_eV, r.slit_in, r.slit_width_eV)
 
     def answer(self, dc, name):
         self.document_controller = dc
@@ -167,7 +172,7 @@ class SeriesMethodUserExtension(ScriptedUser):
         truth = [float(np.mean([sim.eftem_truth(y, x, energy_offset_eV=e, slit_width_eV=config.slit_width_eV)
                                 for y, x in points])) for e in energies]
         measured = [float(np.mean([data[k, y, x] for y, x in points])) for k in range(n)]
-        rendered = [(r.energy_offset_eV, r.slit_in, r.slit_width_eV) for r in sim.frame_log if r.t_s >= self.log_t0_s]
+        rendered = [self.rendered[t] for t in sorted(self.rendered)]
         return {"energies": energies, "truth": truth, "measured": measured, "rendered": rendered,
                 "mean_counts": float(data.mean())}
 '''
@@ -202,6 +207,21 @@ def _choose(swift: typing.Any, combo: dict[str, typing.Any], item: str,
             keys = ["Down"] * (target - current) if target >= current else ["Up"] * (current - target)
 
 
+def _act(swift: typing.Any, action: typing.Callable[[], None], done: typing.Callable[[dict[str, typing.Any]], bool],
+         what: str, attempts: int = 3) -> dict[str, typing.Any]:
+    """Do ``action`` (clicks, keys) until the panel's state says ``done`` (an input lost to a popup still open or
+    a busy machine: Escape, and again)."""
+    for attempt in range(attempts):
+        action()
+        try:
+            return swift.until("state", done, 20 + 20 * attempt, what)
+        except TimeoutError:
+            if attempt == attempts - 1:
+                raise
+            swift.xdotool("key", "Escape")
+    raise AssertionError("unreachable")
+
+
 def _widen(swift: typing.Any, panel: dict[str, typing.Any], by_px: int = 300) -> None:
     """Drag the splitter left of the Acquisition panel to the left (the panel's rows then fit)."""
     x, y = panel["x"] - 4, panel["y"] + panel["h"] // 2
@@ -210,6 +230,11 @@ def _widen(swift: typing.Any, panel: dict[str, typing.Any], by_px: int = 300) ->
     for i in range(1, 21):
         swift.xdotool("mousemove", str(x - by_px * i // 20), str(y))
     swift.xdotool("mouseup", "1")
+
+
+def _click(swift: typing.Any, box: dict[str, typing.Any]) -> None:
+    swift.xdotool("mousemove", *_centre(box))
+    swift.xdotool("click", "1")
 
 
 def _type_into(swift: typing.Any, box: dict[str, typing.Any], value: str) -> None:
@@ -236,9 +261,9 @@ def test_energy_series_from_swifts_acquisition_panel_clicked_in_the_real_gui(tmp
         _choose(swift, methods, METHOD, lambda s: s["method"] == "insitu-series", "the method to be chosen")
         # 2. camera mode, our simulated camera (the layout changed: positions asked again)
         widgets = swift.ask("widgets")
-        swift.xdotool("mousemove", *_centre(widgets["radios"]["Camera"]))
-        swift.xdotool("click", "1")
-        swift.until("state", lambda s: s["mode"] == "camera", 30, "camera mode")
+        camera = widgets["radios"]["Camera"]
+        _act(swift, lambda: _click(swift, camera),
+             lambda s: s["mode"] == "camera", "camera mode")
         widgets = swift.until("widgets", lambda w: "Images" in w["edits"] and any(
             "Energy (EFTEM offset), eV" in c["items"] for c in w["combos"]), 30, "the method's fields")
         cameras = [c for c in widgets["combos"] if "In-situ Camera" in c["items"]]
@@ -248,19 +273,22 @@ def test_energy_series_from_swifts_acquisition_panel_clicked_in_the_real_gui(tmp
         # 3. an energy series: 360, 380, ... 440 eV, slit 10 eV
         kinds = next(c for c in widgets["combos"] if "Energy (EFTEM offset), eV" in c["items"])
         _choose(swift, kinds, "Energy (EFTEM offset), eV", lambda s: s["config"]["kind"] == 1, "energy series")
-        _type_into(swift, widgets["edits"]["Start (nm or eV)"], f"{START_EV:g}")
-        _type_into(swift, widgets["edits"]["Step (nm or eV)"], f"{STEP_EV:g}")
-        _type_into(swift, widgets["edits"]["Images"], str(COUNT))
-        _type_into(swift, widgets["edits"]["Slit width (eV)"], "10")
+        for label, key, value in (("Start (nm or eV)", "start", START_EV), ("Step (nm or eV)", "step", STEP_EV),
+                                  ("Images", "count", COUNT), ("Slit width (eV)", "slit_width_eV", 10.0)):
+            box = widgets["edits"][label]
+            _act(swift, lambda: _type_into(swift, box, f"{value:g}"),
+                 lambda s: s["config"][key] == value, f"{label} = {value:g}")
         state = swift.until("state", lambda s: s["config"] == {"kind": 1, "start": START_EV, "step": STEP_EV,
                                                                "count": COUNT, "slit_width_eV": 10.0}
                             and s["camera"] == "insitu_camera", 30, "the typed values to reach the method")
         before = {i["title"] for i in state["items"]}
         # 4. Acquire
         widgets = swift.ask("widgets")
-        swift.xdotool("mousemove", *_centre(widgets["buttons"]["Acquire"]))
-        swift.xdotool("click", "1")
+        acquire = widgets["buttons"]["Acquire"]
         title = f"Energy series {START_EV:g}-{START_EV + STEP_EV * (COUNT - 1):g} eV"
+        # started (or already done): never clicked again once started (a second click would cancel)
+        _act(swift, lambda: _click(swift, acquire),
+             lambda s: s["acquiring"] or any(i["title"].startswith(title) for i in s["items"]), "the series to start")
 
         def finished(s: dict[str, typing.Any]) -> bool:
             return not s["acquiring"] and any(i["title"].startswith(title) and i["shape"] for i in s["items"])
