@@ -228,8 +228,9 @@ class DriftEstimator:
     jump_alias_ratio : a jump (no alias in the window) is resolved to the nearest alias only when its miss is at
         most this fraction of the next alias's miss (else ambiguous).
     predictor : the drift model (default :class:`DriftPredictor` with ``window=rate_window``).
-    lost_after : tracking is lost after this many consecutive jumps or ambiguous measurements (0 = off) on a periodic
-        reference; from then on to the end of the run the alias closest to the last trusted drift is used and
+    lost_after, lost_on_wide_ambiguity : tracking is lost after this many consecutive untracked measurements (jumps;
+        with ``lost_on_wide_ambiguity`` also ambiguities while the prediction window reaches half the alias spacing:
+        :func:`~processing.spectroscopy.drift_guard.untracked`; 0 = off) on a periodic reference; from then on to the end of the run the alias closest to the last trusted drift is used and
         flagged (:mod:`processing.spectroscopy.drift_guard`).
     check_references, reference_tolerance_px : also register each reference scan against the first and the previous
         raw reference scans; a drift none of their candidates confirms within ``reference_tolerance_px`` reference
@@ -251,7 +252,7 @@ class DriftEstimator:
                  alias_window_sigma: float = 3.0, jump_alias_ratio: float = 0.4,
                  predictor: DriftPredictor | None = None, joint_unwrap: bool = True,
                  ambiguity_margin: float = 6.0, lost_after: int = 2, check_references: bool = True,
-                 reference_tolerance_px: float = 1.5) -> None:
+                 reference_tolerance_px: float = 1.5, lost_on_wide_ambiguity: bool = False) -> None:
         if not 0.0 <= quality_threshold < 1.0:
             raise ParameterError(f"quality_threshold must be in [0, 1); got {quality_threshold}. Typical: 0.3-0.7.")
         if not 0.0 <= template_weight <= 1.0:
@@ -283,6 +284,7 @@ class DriftEstimator:
         self.joint_unwrap = bool(joint_unwrap)
         self.ambiguity_margin = float(ambiguity_margin)
         self.lost_after = int(lost_after)
+        self.lost_on_wide_ambiguity = bool(lost_on_wide_ambiguity)
         self.check_references = bool(check_references)
         self.reference_tolerance_px = float(reference_tolerance_px)
         self._first_raw: NDArray[np.float64] | None = None
@@ -351,7 +353,8 @@ class DriftEstimator:
     @property
     def tracking_lost(self) -> bool:
         """The drift model no longer tracks the register (:func:`~processing.spectroscopy.drift_guard.tracking_lost`)."""
-        return tracking_lost(self._records, self.lost_after)
+        return tracking_lost(self._records, self.lost_after,
+                             self.alias_window_sigma if self.lost_on_wide_ambiguity else None)
 
     def predict_offset_nm(self, time_s: float) -> Vec2:
         """Predicted drift (dy, dx) in nm at ``time_s``: the scan offset to apply so that the scan follows the
@@ -458,18 +461,6 @@ class DriftEstimator:
         note = ""
         if len(competitive) == 1:
             chosen = competitive[0]
-            # start-up (no chain yet): another good match inside the prediction window is an alias the content
-            # margin preferred by a few percent of NCC only (a reference scan sheared by fast drift loses that
-            # much); with the rate still unknown that is no decision: ambiguous
-            near = [i for i, c in enumerate(candidates) if i != chosen and c.overlap_fraction >= 0.5
-                    and c.quality >= max(self.quality_threshold, best_q - 0.1) and miss[i] <= window]
-            if len(self.accepted) < 2 and near and math.isfinite(sigma):
-                ambiguous = True
-                competitive = competitive + near  # kept with the record: the joint check chooses among them
-                spacing = min(float(np.hypot(*(drifts[i] - drifts[chosen]))) for i in near)
-                note = (f"ambiguous: at start-up another match (NCC {max(candidates[i].quality for i in near):.3f}"
-                        f" vs {best_q:.3f}) lies {spacing:.3f} nm away inside the prediction window "
-                        f"(±{window:.3f} nm); the content's best match is used")
         else:
             inside = [i for i in competitive if miss[i] <= window]
             ranked = sorted(competitive, key=lambda i: miss[i])
