@@ -22,6 +22,7 @@ usage: .venv/bin/python bench/soak.py --mode headless --size 512 --minutes 10
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import logging
@@ -302,7 +303,27 @@ def write_result(samples: list[dict[str, typing.Any]], meta: dict[str, typing.An
 # ---------------------------------------------------------------------------------------------------------------
 # headless run
 
-def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: float) -> dict[str, typing.Any]:
+def _tracemalloc_report(first: typing.Any, last: typing.Any, path: pathlib.Path, top: int = 40) -> None:
+    """Where the memory held at the end of the run and not after start-up was allocated (numpy reports its data
+    buffers to tracemalloc, so arrays are attributed to the line that made them)."""
+    import tracemalloc
+    lines = [f"tracemalloc: held at the end minus held after start-up, grouped by the allocating traceback "
+             f"(top {top}; KiB, count)"]
+    total = 0.0
+    for stat in last.compare_to(first, "traceback")[:top]:
+        total += stat.size_diff
+        lines.append(f"\n{stat.size_diff / 1024:+10.1f} KiB  {stat.count_diff:+7d} blocks  (now "
+                     f"{stat.size / 1024:.1f} KiB in {stat.count})")
+        lines.extend("    " + line for line in stat.traceback.format()[-16:])
+    held_first = sum(s.size for s in first.statistics("filename")) / 2**20
+    held_last = sum(s.size for s in last.statistics("filename")) / 2**20
+    lines.insert(1, f"traced total: {held_first:.1f} MiB after start-up -> {held_last:.1f} MiB at the end")
+    path.write_text("\n".join(lines) + "\n")
+    del tracemalloc
+
+
+def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: float,
+                 trace_memory: bool = False) -> dict[str, typing.Any]:
     sys.path.insert(0, str(ROOT))
     from instrument_sim import configuration
     from nionswift_plugin.insitu import computations
@@ -329,8 +350,15 @@ def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: floa
         t0 = time.monotonic()
         end = t0 + 15.0 + START_UP_S + minutes * 60.0  # a few s until every runner streams, start-up, measured
         next_sample = t0
+        snapshot_at, first_snapshot = t0 + 15.0 + START_UP_S, None
+        if trace_memory:
+            import tracemalloc
+            tracemalloc.start(int(os.environ.get("INSITU_SOAK_TRACE_FRAMES", "25")))
         while time.monotonic() < end:
             swift.pump(0.05)
+            if trace_memory and first_snapshot is None and time.monotonic() >= snapshot_at:
+                gc.collect()
+                first_snapshot = tracemalloc.take_snapshot()
             if time.monotonic() >= next_sample:
                 samples.append(sample(t0, counter.count))
                 next_sample += interval_s
@@ -339,6 +367,11 @@ def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: floa
                     print(f"{s['t_s']:7.0f} s  rss {s['rss_mib']:.0f} MiB  threads {s['threads']}  processed "
                           f"{sum(r['processed'] for r in s['runners'])}  tracebacks {s['tracebacks']}", flush=True)
         samples.append(sample(t0, counter.count))
+        if trace_memory and first_snapshot is not None:
+            gc.collect()
+            _tracemalloc_report(first_snapshot, tracemalloc.take_snapshot(),
+                                RESULTS / f"soak_headless_{size}_tracemalloc.txt")
+            tracemalloc.stop()
         swift.hardware_source(CAMERA_ID).stop_playing(sync_timeout=5.0)
         swift.pump(1.0)
         del live
@@ -346,7 +379,7 @@ def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: floa
     meta = {"mode": "headless", "size_px": size, "minutes": minutes, "exposure_ms": exposure_ms,
             "dispatcher_started_by_soak": started_here, "warm_up_s": round(warm_s, 2),
             "first_tracebacks": counter.first, "processors": ids}
-    return write_result(samples, meta, len(ids), f"soak_headless_{size}")
+    return write_result(samples, meta, len(ids), f"soak_headless_{size}" + ("_traced" if trace_memory else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -403,6 +436,8 @@ def main() -> int:
     parser.add_argument("--interval-s", type=float, default=5.0)
     parser.add_argument("--window-s", type=float, default=60.0,
                         help="start-up and comparison window (60 s; shorter only for a smoke run)")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="headless: attribute the memory held at the end (slower; writes *_tracemalloc.txt)")
     parser.add_argument("--replot", type=pathlib.Path, help="re-analyse and re-plot a result JSON")
     args = parser.parse_args()
     START_UP_S = WINDOW_S = args.window_s
@@ -412,7 +447,7 @@ def main() -> int:
     elif args.mode == "gui":
         verdict = run_gui(args.minutes, args.interval_s)
     else:
-        verdict = run_headless(args.size, args.minutes, args.exposure_ms, args.interval_s)
+        verdict = run_headless(args.size, args.minutes, args.exposure_ms, args.interval_s, args.tracemalloc)
     print(json.dumps({k: v for k, v in verdict.items() if k != "per_minute"}, indent=1))
     return 0 if verdict.get("ok") else 1
 
