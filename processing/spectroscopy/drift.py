@@ -230,7 +230,8 @@ class DriftEstimator:
     predictor : the drift model (default :class:`DriftPredictor` with ``window=rate_window``).
     lost_after, lost_on_wide_ambiguity : tracking is lost after this many consecutive untracked measurements (jumps;
         with ``lost_on_wide_ambiguity`` also ambiguities while the prediction window reaches half the alias spacing:
-        :func:`~processing.spectroscopy.drift_guard.untracked`; 0 = off) on a periodic reference; from then on to the end of the run the alias closest to the last trusted drift is used and
+        :func:`~processing.spectroscopy.drift_guard.untracked`; 0 = off; 4: a real jump is followed by the model,
+        so real jumps in a row are rare, and the re-acquisition test injects three) on a periodic reference; from then on to the end of the run the alias closest to the last trusted drift is used and
         flagged (:mod:`processing.spectroscopy.drift_guard`).
     check_references, reference_tolerance_px : also register each reference scan against the first and the previous
         raw reference scans; a drift none of their candidates confirms within ``reference_tolerance_px`` reference
@@ -251,7 +252,7 @@ class DriftEstimator:
                  alias_quality_margin: float = 0.002, alias_noise_factor: float = 2.0,
                  alias_window_sigma: float = 3.0, jump_alias_ratio: float = 0.4,
                  predictor: DriftPredictor | None = None, joint_unwrap: bool = True,
-                 ambiguity_margin: float = 6.0, lost_after: int = 2, check_references: bool = True,
+                 ambiguity_margin: float = 6.0, lost_after: int = 4, check_references: bool = True,
                  reference_tolerance_px: float = 1.5, lost_on_wide_ambiguity: bool = False) -> None:
         if not 0.0 <= quality_threshold < 1.0:
             raise ParameterError(f"quality_threshold must be in [0, 1); got {quality_threshold}. Typical: 0.3-0.7.")
@@ -503,7 +504,7 @@ class DriftEstimator:
             lost_drift = options[k]
             chosen = min(competitive, key=lambda i: float(np.hypot(*(drifts[i] - lost_drift))))
             ambiguous = True
-            note = (f"tracking lost ({self.lost_after} consecutive jumps or ambiguities on a periodic reference: the "
+            note = (f"tracking lost ({self.lost_after} consecutive untracked measurements on a periodic reference: the "
                     f"register is unknown by whole lattice periods); of the aliases ({spacing or 0.0:.3f} nm apart) "
                     f"the one closest to the last trusted drift is used (least correction since then)")
         elif (self.joint_unwrap and len(competitive) > 1 and len(self.accepted) >= 2
