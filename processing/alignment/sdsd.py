@@ -415,6 +415,10 @@ def _apply_prior(n_frames: int, kept: NDArray[np.intp], measurements: typing.Seq
     omega = frame_noise_scale(n_frames, kept, pair_weight(corr, np.where(np.isfinite(curv), curv, 1.0)))
     fit = smooth_drift(positions, frame_noise=omega, pair_uncertainty_px=uncertainty, frame_noise_px=frame_noise_px)
     notes[:] = [n for n in notes if not n.startswith("no redundant pairs")] + list(fit.notes)
+    if frame_noise_px is None:
+        notes.append("drift prior: the frame noise was estimated from the series' temporal statistics alone (no "
+                     "split-frame measurement): unreliable for short series (it can mistake a random walk for noise); "
+                     "align_stack measures it on the images.")
     if prior_info is not None:
         prior_info.update(fit.to_dict())
     return fit.shifts_px, fit.uncertainty_px
