@@ -17,7 +17,10 @@ from processing.execution.dask_run import DaskError
 from processing.execution.offline import run_offline
 from processing.io.stacks import stack_from_array
 
+import dask_probe
 from test_offline import disc_movie
+
+READER = ("processing.execution.offline", "", "read_block")  # the offline runs' block reader
 
 distributed = pytest.importorskip("distributed")
 
@@ -45,14 +48,8 @@ def client() -> typing.Iterator[typing.Any]:
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test processor travels by value
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, env={"INSITU_TEST_DASK_WORKER": "1"})
-        c = distributed.Client(cluster, set_as_default=False)
-        try:
+        with dask_probe.local_cluster(env={"INSITU_TEST_DASK_WORKER": "1"}) as c:
             yield c
-        finally:
-            c.close()
-            cluster.close()
 
 
 def assert_same(a: ProcessorResult, b: ProcessorResult) -> None:
@@ -150,40 +147,6 @@ def test_cancel_on_the_cluster_keeps_the_frames_done(client: typing.Any) -> None
     assert run.complete == all(run[pid].complete for pid in run)
 
 
-def _install_read_probe() -> None:
-    """On a worker: wrap ``read_block`` to record the largest block read and the most frames alive at once (a frame
-    block is alive from its read until numpy frees it, watched with ``weakref.finalize``)."""
-    import gc
-    import weakref
-
-    from processing.execution import offline
-
-    state = {"alive": 0, "max_alive": 0, "max_block": 0, "read": 0}
-    original = offline.read_block
-
-    def probe(stack: typing.Any, block: range) -> typing.Any:
-        gc.collect()  # count what is held, not garbage waiting for the collector
-        data = original(stack, block)
-        n = len(block)
-        state["read"] += n
-        state["max_block"] = max(state["max_block"], n)
-        state["alive"] += n
-        state["max_alive"] = max(state["max_alive"], state["alive"])
-        weakref.finalize(data, lambda: state.__setitem__("alive", state["alive"] - n))
-        return data
-
-    offline.read_block = probe
-    offline._insitu_probe = (state, original)  # type: ignore[attr-defined]
-
-
-def _remove_read_probe() -> dict[str, int]:
-    from processing.execution import offline
-
-    state, original = offline.__dict__.pop("_insitu_probe", ({}, offline.read_block))
-    offline.read_block = original
-    return dict(state)
-
-
 def test_no_worker_holds_the_whole_stack(client: typing.Any, tmp_path: pathlib.Path) -> None:
     """A 40-frame file in blocks of 5 on 2 workers (one thread each): each worker reads only blocks (never more than
     5 frames at a call) and holds at most two blocks at once (the one its task reads and, at times, the previous
@@ -195,11 +158,11 @@ def test_no_worker_holds_the_whole_stack(client: typing.Any, tmp_path: pathlib.P
     path = tmp_path / "movie.npy"
     np.save(path, movie)
     ids = ["insitu.max_fft", "insitu.radial_kymograph", "insitu.live_difference"]
-    client.run(_install_read_probe)
+    client.run(dask_probe.install_read_probe, *READER)
     try:
         there = run_offline(ids, path, progress=False, block_frames=block, client=client)
     finally:
-        stats = client.run(_remove_read_probe)
+        stats = client.run(dask_probe.remove_read_probe, *READER)
     assert there.complete
     here = run_offline(ids, path, progress=False, block_frames=block)
     for pid in ids:

@@ -17,7 +17,10 @@ from processing.base import InputError
 from processing.execution.dask_run import DaskError
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import dask_probe  # noqa: E402
 from test_sdsd import _rms, _series  # noqa: E402
+
+READER = ("processing.alignment.sdsd_blocks", "FrameBlocks", "read")  # the lazy stack's block reader
 
 distributed = pytest.importorskip("distributed")
 from processing.alignment.sdsd_dask import align_stack_dask  # noqa: E402
@@ -27,13 +30,8 @@ N_FRAMES, SIZE = 40, 96
 
 @pytest.fixture(scope="module")
 def client() -> typing.Iterator[typing.Any]:
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-    c = distributed.Client(cluster, set_as_default=False)
-    try:
+    with dask_probe.local_cluster() as c:
         yield c
-    finally:
-        c.close()
-        cluster.close()
 
 
 @pytest.fixture(scope="module")
@@ -67,40 +65,6 @@ def test_cluster_shifts_equal_the_in_memory_run(client: typing.Any, series: tupl
         assert cluster.notes == memory.notes and cluster.drift_prior == memory.drift_prior
 
 
-def _install_read_probe() -> None:
-    """On a worker: wrap ``FrameBlocks.read`` to record the largest read, the frames read and the most frames alive
-    at once (from the read until numpy frees the block, watched with ``weakref.finalize``)."""
-    import gc
-    import weakref
-
-    from processing.alignment import sdsd_blocks
-
-    state = {"alive": 0, "max_alive": 0, "max_block": 0, "read": 0}
-    original = sdsd_blocks.FrameBlocks.read
-
-    def probe(self: typing.Any, start: int, stop: int) -> typing.Any:
-        gc.collect()  # count what is held, not garbage waiting for the collector
-        data = original(self, start, stop)
-        n = stop - start
-        state["read"] += n
-        state["max_block"] = max(state["max_block"], n)
-        state["alive"] += n
-        state["max_alive"] = max(state["max_alive"], state["alive"])
-        weakref.finalize(data, lambda: state.__setitem__("alive", state["alive"] - n))
-        return data
-
-    sdsd_blocks.FrameBlocks.read = probe  # type: ignore[method-assign]
-    sdsd_blocks._insitu_probe = (state, original)  # type: ignore[attr-defined]
-
-
-def _remove_read_probe() -> dict[str, int]:
-    from processing.alignment import sdsd_blocks
-
-    state, original = sdsd_blocks.__dict__.pop("_insitu_probe", ({}, sdsd_blocks.FrameBlocks.read))
-    sdsd_blocks.FrameBlocks.read = original  # type: ignore[method-assign]
-    return dict(state)
-
-
 def test_no_worker_holds_the_whole_stack(client: typing.Any, series: tuple[np.ndarray, np.ndarray],
                                          tmp_path: pathlib.Path) -> None:
     """A 40-frame file in blocks of 16 (3 blocks) on 2 workers, one thread each, all pairs: each worker reads only
@@ -109,11 +73,11 @@ def test_no_worker_holds_the_whole_stack(client: typing.Any, series: tuple[np.nd
     frames, _ = series
     path = tmp_path / "series.npy"
     np.save(path, frames)
-    client.run(_install_read_probe)
+    client.run(dask_probe.install_read_probe, *READER)
     try:
         cluster = align_stack_dask(path, client, block_frames=16, reference="all")
     finally:
-        stats = client.run(_remove_read_probe)
+        stats = client.run(dask_probe.remove_read_probe, *READER)
     memory = align_stack(frames, reference="all")
     assert _relative(cluster.shifts_px, memory.shifts_px) <= 1e-6
     per_worker = list(stats.values())
