@@ -96,7 +96,8 @@ def output_to_xdata(output: pb.Output, metadata: dict[str, typing.Any]) -> DataA
         n = values.shape[-1]
         scale = float((times[-1] - times[0]) / (n - 1)) if n > 1 else 1.0
         offset = float(times[0]) if n else 0.0
-        md["insitu"] = dict(metadata, labels=list(output.labels), units=list(output.units), times_s=times.tolist())
+        md["insitu"] = dict(metadata, labels=list(output.labels), units=list(output.units),
+                            times_s=display.pack_float64(times))
         return display.rows_xdata(values, x_calibration=Calibration.Calibration(offset, scale, "s"), metadata=md)
     return None
 

@@ -99,7 +99,8 @@ def result_xdatas(result: ProcessorResult) -> list[tuple[str, DataAndMetadata.Da
     for name, series in result.time_series.items():
         if series.times_s.size:
             md = {"insitu": dict(base, output=name, labels=list(series.labels), units=list(series.units),
-                                 times_s=series.times_s.tolist(), frame_numbers=series.frame_numbers.tolist())}
+                                 times_s=display.pack_float64(series.times_s),
+                                 frame_numbers=display.pack_float64(series.frame_numbers))}
             out.append((series.title or name, display.rows_xdata(
                 series.values, x_calibration=_time_cal(series.times_s, result.times_are_frames), metadata=md),
                 tuple(f"{lb} ({u})" if u else lb for lb, u in zip(series.labels, series.units))))
