@@ -452,14 +452,35 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
     n, (h, w) = source.n_frames, source.frame_shape
     if min(h, w) < 16:
         raise InputError(f"the frames are {h}x{w} px; alignment needs at least 16x16 px.")
-    pairs = pair_list(n, str(opts["reference"]), int(opts["band_k"]))
-    offsets = np.zeros((n, 2), dtype=np.int64)
-    measurements, prefilter_notes = measure_in_blocks(source, opts, pairs, offsets)
-    large = 0.02 * min(h, w)
-    split_noise: float | None = None
+    noise = None
     if opts["drift_prior"] != "off":
         from processing.alignment.sdsd_prior import split_frame_noise
-        split_noise = split_frame_noise(source, opts)[0]
+        noise = lambda: float(split_frame_noise(source, opts)[0])  # noqa: E731
+    return measure_and_solve(n, (h, w), opts, lambda pairs, offsets: measure_in_blocks(source, opts, pairs, offsets),
+                             pixel_size_nm=pixel_size_nm, frame_noise=noise)
+
+
+Measure = typing.Callable[[list[tuple[int, int]], NDArray[np.int64]],
+                          tuple[list[PairMeasurement], list[str]]]
+
+
+def measure_and_solve(n: int, frame_shape: tuple[int, int], opts: dict[str, typing.Any], measure: Measure, *,
+                      pixel_size_nm: float | tuple[float, float] = 1.0,
+                      frame_noise: typing.Callable[[], float] | None = None) -> SDSDResult:
+    """SDSD's measure-solve loop, whoever measures the pairs (in memory or in blocks here, on a cluster in
+    :mod:`processing.alignment.sdsd_dask`): measure every pair of the reference mode, solve, and while a frame moved
+    more than 2 % of the frame, measure again the pairs whose whole-pixel pre-shifts changed (at most 4 times).
+
+    n, frame_shape : frames and their (H, W) px. opts : :func:`sdsd_options`. measure(pairs, offsets) ->
+    (measurements in the order of ``pairs``, pre-filter notes), offsets (N, 2) whole px each frame is moved back by.
+    frame_noise() : the drift prior's per-frame noise (px), called once after the first measurement, or None.
+    """
+    h, w = frame_shape
+    pairs = pair_list(n, str(opts["reference"]), int(opts["band_k"]))
+    offsets = np.zeros((n, 2), dtype=np.int64)
+    measurements, prefilter_notes = measure(pairs, offsets)
+    large = 0.02 * min(h, w)
+    split_noise = frame_noise() if frame_noise is not None else None
     for _pass in range(5):
         prior_info: dict[str, typing.Any] = {}
         shifts, uncertainty, rejected, rms, notes = solve_shifts(n, measurements,
@@ -476,7 +497,7 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
         if _pass == 4 or not big or float(np.abs(shifts).max()) <= large or np.array_equal(new_offsets, offsets):
             break
         offsets = new_offsets
-        again, prefilter_notes = measure_in_blocks(source, opts, [pairs[k] for k in big], offsets)
+        again, prefilter_notes = measure([pairs[k] for k in big], offsets)
         for k, m in zip(big, again):
             measurements[k] = m
     notes = notes + prefilter_notes

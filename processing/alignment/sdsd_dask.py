@@ -30,7 +30,7 @@ import typing
 import numpy as np
 from numpy.typing import NDArray
 
-from processing.alignment.sdsd import PairMeasurement, SDSDResult, measure_pairs, pair_list, solve_shifts
+from processing.alignment.sdsd import PairMeasurement, SDSDResult, measure_and_solve, measure_pairs
 from processing.alignment.sdsd_blocks import BLOCK_BYTES, FrameBlocks, _gather
 from processing.alignment.stack_filters import PairSpectra, prefilter_spectra, sdsd_options
 from processing.base import InputError
@@ -233,36 +233,14 @@ def align_stack_dask(frames: typing.Any, client: typing.Any, *, pixel_size_nm: f
         n, (h, w) = stack.n_frames, stack.frame_shape
         if min(h, w) < 16:
             raise InputError(f"the frames are {h}x{w} px; alignment needs at least 16x16 px.")
-        pairs = pair_list(n, str(opts["reference"]), int(opts["band_k"]))
-        offsets = np.zeros((n, 2), dtype=np.int64)
-        measurements, prefilter_notes = measure_on_cluster(stack, opts, pairs, offsets)
-        split_noise = _split_noise(stack, opts) if opts["drift_prior"] != "off" else None
-        for attempt in range(5):       # the in-memory run's pre-shifted re-measuring of large shifts
-            prior_info: dict[str, typing.Any] = {}
-            shifts, uncertainty, rejected, rms, notes = solve_shifts(n, measurements,
-                                                                     reject_sigma=float(opts["reject_sigma"]),
-                                                                     weighting=str(opts["weighting"]),
-                                                                     drift_prior=str(opts["drift_prior"]),
-                                                                     prior_info=prior_info,
-                                                                     frame_noise_px=split_noise)
-            whole = np.rint(shifts).astype(np.int64)
-            moved = [k for k, (i, j) in enumerate(pairs) if np.any(whole[i] - whole[j] != offsets[i] - offsets[j])]
-            if attempt == 4 or not moved or float(np.abs(shifts).max()) <= 0.02 * min(h, w) \
-                    or np.array_equal(whole, offsets):
-                break
-            offsets = whole
-            again, prefilter_notes = measure_on_cluster(stack, opts, [pairs[k] for k in moved], offsets)
-            for k, m in zip(moved, again):
-                measurements[k] = m
+        return measure_and_solve(n, (h, w), opts,
+                                 lambda pairs, offsets: measure_on_cluster(stack, opts, pairs, offsets),
+                                 pixel_size_nm=pixel_size_nm,
+                                 frame_noise=(lambda: _split_noise(stack, opts)) if opts["drift_prior"] != "off"
+                                 else None)
     finally:
         if owned:
             c.close()
-    sizes = np.broadcast_to(np.asarray(pixel_size_nm, dtype=np.float64), (2,))
-    py, px = float(sizes[0]), float(sizes[1])
-    return SDSDResult(shifts_px=shifts, shifts_nm=shifts * np.asarray([py, px]), uncertainty_px=uncertainty,
-                      pairs=tuple(measurements), rejected=rejected, residual_rms_px=rms,
-                      reference=str(opts["reference"]), pixel_size_nm=(py, px), notes=tuple(notes + prefilter_notes),
-                      drift_prior=prior_info or None)
 
 
 def _split_noise(stack: _ClusterStack, options: dict[str, typing.Any]) -> float:
