@@ -186,6 +186,8 @@ def run_engine(sc: dict[str, typing.Any], size: int, *, corrected: bool) -> dict
                 "measurements": len(result.measurements),
                 "ambiguous": sum(1 for m in result.measurements if m.ambiguous),
                 "flagged_measurements": sum(1 for m in result.measurements if m.flagged),
+                "lost_measurements": sum(1 for m in result.measurements if m.lost),
+                "inconsistent_measurements": sum(1 for m in result.measurements if m.inconsistent),
                 "retro": {v: sum(1 for m in result.measurements if m.retro == v)
                           for v in ("consistent", "resolved", "re-placed", "ambiguous", "outlier")},
                 "replaced_sections": sum(1 for r in current if r.replaced_px > 0.1),
