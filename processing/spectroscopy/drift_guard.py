@@ -60,8 +60,9 @@ def untracked(m: DriftMeasurement, window_sigma: float | None = None) -> bool:
 
 def tracking_lost(records: typing.Sequence[DriftMeasurement], after: int, window_sigma: float | None = None
                   ) -> bool:
-    """True when the last accepted measurement was taken with tracking lost, or each of the last ``after`` (>= 1)
-    accepted measurements (the reference scan excluded) is :func:`untracked`; False with ``after`` <= 0 (off)."""
+    """True when the last accepted measurement was taken with tracking lost, or, on a periodic reference (at least
+    half the accepted measurements saw several aliases), each of the last ``after`` (>= 1) accepted measurements
+    (the reference scan excluded) is :func:`untracked`; False with ``after`` <= 0 (off)."""
     if after <= 0:
         return False
     acc = [m for m in records if m.accepted and m.index > 0]
@@ -69,6 +70,10 @@ def tracking_lost(records: typing.Sequence[DriftMeasurement], after: int, window
         return False
     if acc[-1].lost:
         return True
+    # only on a periodic reference: most measurements see several aliases (a non-periodic one, e.g. particles,
+    # shows a second match now and then; there the content decides and lost tracking would throw it away)
+    if sum(1 for m in acc if m.n_candidates > 1) < 0.5 * len(acc):
+        return False
     last = acc[-after:]
     return len(last) == after and all(untracked(m, window_sigma) for m in last)
 

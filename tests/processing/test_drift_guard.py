@@ -19,6 +19,7 @@ PERIOD_NM = 0.395
 
 
 def _record(i: int, t: float, drift: tuple[float, float], **kw: object) -> DriftMeasurement:
+    kw.setdefault("n_candidates", 9)  # a lattice: several aliases
     return DriftMeasurement(i, t, (0.0, 0.0), (0.0, 0.0), (0.075, 0.075), drift, 0.99, True, **kw)  # type: ignore[arg-type]
 
 
@@ -31,6 +32,10 @@ def test_tracking_is_lost_after_consecutive_jumps_or_ambiguities_only() -> None:
     assert not tracking_lost([ref, ok, jump], 2)  # one jump: a real jump is re-acquired and followed
     assert not tracking_lost([ref, ok, jump, amb], 2)  # the engine's default: jumps only
     assert tracking_lost([ref, ok, jump, jump], 2)
+    # a non-periodic reference (one candidate at most measurements): jumps never make it lost (sweep seed 5008,
+    # particles: 4 jumps in a row made it lost and worse than uncorrected)
+    single = [dataclasses.replace(r, n_candidates=1) for r in (ok, jump, jump)]
+    assert not tracking_lost([ref] + single, 2)
     assert tracking_lost([ref, ok, jump, amb], 2, 3.0)  # optional: the prediction window (0.21 nm) reaches half
     assert not tracking_lost([ref, ok, jump, tight], 2, 3.0)  # ambiguous by content under a tight prediction
     assert not tracking_lost([ref, ok, jump, amb], 0)  # off
