@@ -257,6 +257,8 @@ class Runner:
                 error = f"{self.title} failed: {type(e).__name__}: {e}"
             elapsed_ms = (time.perf_counter() - start) * 1000.0
         with self._lock:
+            if self._closed:  # closed while this frame was being processed: its owner is gone, nothing is counted
+                return
             if error is None:
                 self._outputs = outputs
                 self._origin_px = origin
@@ -340,9 +342,10 @@ class Runner:
 
     def close(self) -> None:
         """Stop: detach from the stream, drop waiting frames, release the processor's state and outputs."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:  # under the lock: a frame in flight either counted before this or is discarded
+            if self._closed:
+                return
+            self._closed = True
         self.detach_stream()
         self._slot.close()
         with self._lock:

@@ -180,6 +180,26 @@ def test_a_runner_whose_owner_is_gone_processes_no_further_frame() -> None:
     engine.close()
 
 
+def test_a_frame_in_flight_when_the_runner_closes_is_neither_counted_nor_published() -> None:
+    """Deleting a source closes its runners at once: a frame a worker was processing at that moment is discarded
+    (seen in a fresh-clone CI run: one runner counted one frame after its source was deleted)."""
+    Gate.gate.clear()
+    Gate.entered.clear()
+    engine = Engine(workers=1)
+    published: list[int] = []
+    runner = engine.runner_for("gate-close", "test.scheduler_gate", {},
+                               on_result=lambda r: published.append(r.stats.frames_processed))
+    stream = engine.stream("camera")
+    runner.attach_stream(stream)
+    stream.push(_frames(1)[0])
+    assert Gate.entered.wait(30.0)  # the worker is inside process()
+    runner.close()
+    Gate.gate.set()  # process() returns after the close
+    assert runner.wait_idle(30.0)
+    assert runner.stats.frames_processed == 0 and published == [] and runner.latest()[0] == ()
+    engine.close()
+
+
 class _Key:
     """Stands for a Swift computation (weak-referenceable)."""
 
