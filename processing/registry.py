@@ -20,7 +20,7 @@ BUILTIN: tuple[str, ...] = (
     "processing.live.tracking:ThresholdTrackingProcessor",
     "processing.live.fft_analysis:MaxFFTProcessor",
     "processing.live.fft_analysis:RadialKymographProcessor",
-    "processing.live.fft_analysis:OrientationMapProcessor",
+    "processing.live.orientation:OrientationMapProcessor",
     "processing.stack.corrections:CameraCorrectionsProcessor",
 )
 
