@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from processing import warmup
-from processing.live import _kernels
+from processing.live import _tracking_kernels
 from processing.execution import parallel
 from processing.base import (CircleAnnotation, Context, Frame, ImageOutput, InputError, Notice, Outputs, Parameter,
                              Processor, TimeSeriesOutput)
@@ -68,7 +68,7 @@ def otsu_threshold(data: F32, *, nbins: int = 256) -> float:
 
     def part(rows: tuple[int, int]) -> NDArray[np.int64]:
         counts = np.zeros(nbins, np.int64)
-        _kernels.histogram_f32(data[rows[0]:rows[1]], edges, counts)
+        _tracking_kernels.histogram_f32(data[rows[0]:rows[1]], edges, counts)
         return counts
 
     counts = np.sum(parallel.map_chunks(part, [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]),
@@ -129,7 +129,7 @@ class Regions:
     def image(self, chosen: int | None) -> U8:
         """uint8 (H, W): 0 background, 1 other regions, 2 the region ``chosen``."""
         out = np.zeros(self.shape, np.uint8)
-        _kernels.paint_runs(self.run_y, self.run_x0, self.run_x1, self.run_region, -1 if chosen is None else chosen,
+        _tracking_kernels.paint_runs(self.run_y, self.run_x0, self.run_x1, self.run_region, -1 if chosen is None else chosen,
                             out)
         return out
 
@@ -137,18 +137,18 @@ class Regions:
 def find_regions(mask: U8) -> Regions:
     """8-connected regions of a uint8 (H, W) mask (nonzero = foreground), numbered like ``skimage.measure.label``."""
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    return Regions(typing.cast(tuple[int, int], mask.shape), *_kernels.label_runs(mask))
+    return Regions(typing.cast(tuple[int, int], mask.shape), *_tracking_kernels.label_runs(mask))
 
 
 def convex_area_px(regions: Regions, index: int) -> int:
     """``regionprops(...).area_convex`` of region ``index``, exactly: pixel centres on or inside the convex hull of
     the region's pixel-edge midpoints (integer arithmetic on doubled coordinates)."""
     top, left, bottom, right = (int(v) for v in regions.bbox[index])
-    candidates = _kernels.region_hull_candidates(regions.run_y, regions.run_x0, regions.run_x1, regions.run_region,
+    candidates = _tracking_kernels.region_hull_candidates(regions.run_y, regions.run_x0, regions.run_x1, regions.run_region,
                                                  index, top, left, bottom, right)
     if candidates.shape[0] == 0:
         return 0
-    return int(_kernels.count_pixels_in_hull(_kernels.convex_hull_doubled(candidates)))
+    return int(_tracking_kernels.count_pixels_in_hull(_tracking_kernels.convex_hull_doubled(candidates)))
 
 
 @dataclasses.dataclass(frozen=True)
