@@ -117,7 +117,8 @@ def _spacing_range(spacing: F32) -> tuple[float, float]:
 
 def orientation_rgb(omap: OrientationMap, *, colour_by: str = "orientation", pad_border: bool = True) -> U8:
     """(n_y', n_x', 3) uint8 RGB of the map: hue = orientation through 'gist_rainbow' over 0-180 deg (or spacing
-    through 'jet' over its 5-95 percentiles), brightness = strength scaled from its per-frame minimum to maximum (:func:`brightness`: flat tiles black).
+    through 'jet' over its 5-95 percentiles), brightness = strength scaled from its per-frame minimum to maximum
+    (:func:`brightness`: flat tiles black).
     ``pad_border`` adds ``T//step//2`` black tiles on each side (the reference), so map x step ~ frame size."""
     theta, spacing = omap.theta_deg, omap.spacing_cpp
     if colour_by == "orientation":

@@ -129,8 +129,8 @@ class Regions:
     def image(self, chosen: int | None) -> U8:
         """uint8 (H, W): 0 background, 1 other regions, 2 the region ``chosen``."""
         out = np.zeros(self.shape, np.uint8)
-        _tracking_kernels.paint_runs(self.run_y, self.run_x0, self.run_x1, self.run_region, -1 if chosen is None else chosen,
-                            out)
+        _tracking_kernels.paint_runs(self.run_y, self.run_x0, self.run_x1, self.run_region,
+                                     -1 if chosen is None else chosen, out)
         return out
 
 
@@ -144,8 +144,8 @@ def convex_area_px(regions: Regions, index: int) -> int:
     """``regionprops(...).area_convex`` of region ``index``, exactly: pixel centres on or inside the convex hull of
     the region's pixel-edge midpoints (integer arithmetic on doubled coordinates)."""
     top, left, bottom, right = (int(v) for v in regions.bbox[index])
-    candidates = _tracking_kernels.region_hull_candidates(regions.run_y, regions.run_x0, regions.run_x1, regions.run_region,
-                                                 index, top, left, bottom, right)
+    candidates = _tracking_kernels.region_hull_candidates(regions.run_y, regions.run_x0, regions.run_x1,
+                                                          regions.run_region, index, top, left, bottom, right)
     if candidates.shape[0] == 0:
         return 0
     return int(_tracking_kernels.count_pixels_in_hull(_tracking_kernels.convex_hull_doubled(candidates)))
