@@ -47,7 +47,8 @@ from numpy.typing import NDArray
 from processing.base import InputError, ParameterError
 from processing.alignment.registration import prefilter, shift_image, translation_candidates
 from processing.spectroscopy.drift_consistency import annotate, rebuild_predictor, resolve_chain
-from processing.spectroscopy.drift_guard import least_correction, reference_consistency, tracking_lost
+from processing.spectroscopy.drift_guard import (last_trusted_drift, least_correction, periodic_reference,
+                                                 reference_consistency, tracking_lost, untrusted_run)
 from processing.spectroscopy.drift_model import DriftPredictor, Prediction, scan_to_sample
 
 __all__ = ["DriftMeasurement", "DriftEstimator", "robust_rate", "records_from_json", "drift_trajectory_nm"]
@@ -104,6 +105,11 @@ class DriftMeasurement:
     #: the references (comma-separated: "first", "previous") whose own registration disagrees with the drift chosen
     #: against the running template (:func:`~processing.spectroscopy.drift_guard.reference_consistency`; flagged)
     inconsistent: str = ""
+    #: the content could not tell the aliases apart and the prediction could not either (no alias inside its
+    #: window: a jump or an acceleration the model did not foresee; or several inside it: a window wider than the
+    #: alias spacing): the choice rests on the drift model's smoothness prior alone, "alias not verified by content" (:func:`~processing.spectroscopy.si_result.assign_verdicts` flags
+    #: every section whose register depends on it until a measurement the content decides)
+    unverified: bool = False
 
     @property
     def flagged(self) -> bool:
@@ -142,7 +148,8 @@ class DriftMeasurement:
                    candidates_nm=tuple(_vec(c) for c in d.get("candidates_nm", ()) or ()),
                    retro=str(d.get("retro", "")),
                    final_drift_nm=None if d.get("final_drift_nm") is None else _vec(d["final_drift_nm"]),
-                   lost=bool(d.get("lost", False)), inconsistent=str(d.get("inconsistent", "")))
+                   lost=bool(d.get("lost", False)), inconsistent=str(d.get("inconsistent", "")),
+                   unverified=bool(d.get("unverified", False)))
 
 
 def _vec(v: typing.Any) -> Vec2:
@@ -233,6 +240,10 @@ class DriftEstimator:
         :func:`~processing.spectroscopy.drift_guard.untracked`; 0 = off; 4: a real jump is followed by the model,
         so real jumps in a row are rare, and the re-acquisition test injects three) on a periodic reference; from then on to the end of the run the alias closest to the last trusted drift is used and
         flagged (:mod:`processing.spectroscopy.drift_guard`).
+    max_candidates : largest number of translations the registration keeps (its local NCC maxima, best first):
+        at least the number of lattice aliases in the search range (a 32 px reference scan of a 0.395 nm lattice
+        at 0.075 nm/px holds ~13-25; with 12 the true alias, whose NCC ranked 4th after refinement, was dropped
+        before refinement on sweep seed 5016 and the chain ran away by a period per measurement).
     check_references, reference_tolerance_px : also register each reference scan against the first and the previous
         raw reference scans; a drift none of their candidates confirms within ``reference_tolerance_px`` reference
         pixels (at least 0.05 nm) is flagged inconsistent.
@@ -253,7 +264,8 @@ class DriftEstimator:
                  alias_window_sigma: float = 3.0, jump_alias_ratio: float = 0.4,
                  predictor: DriftPredictor | None = None, joint_unwrap: bool = True,
                  ambiguity_margin: float = 6.0, lost_after: int = 4, check_references: bool = True,
-                 reference_tolerance_px: float = 1.5, lost_on_wide_ambiguity: bool = False) -> None:
+                 reference_tolerance_px: float = 1.5, lost_on_wide_ambiguity: bool = False,
+                 max_candidates: int = 48) -> None:
         if not 0.0 <= quality_threshold < 1.0:
             raise ParameterError(f"quality_threshold must be in [0, 1); got {quality_threshold}. Typical: 0.3-0.7.")
         if not 0.0 <= template_weight <= 1.0:
@@ -288,6 +300,9 @@ class DriftEstimator:
         self.lost_on_wide_ambiguity = bool(lost_on_wide_ambiguity)
         self.check_references = bool(check_references)
         self.reference_tolerance_px = float(reference_tolerance_px)
+        if max_candidates < 1:
+            raise ParameterError(f"max_candidates must be >= 1; got {max_candidates}. Typical: 12-48.")
+        self.max_candidates = int(max_candidates)
         self._first_raw: NDArray[np.float64] | None = None
         self._previous_raw: tuple[NDArray[np.float64], Vec2] | None = None
         self._predictor_template = predictor
@@ -363,6 +378,8 @@ class DriftEstimator:
         acc = self.accepted
         if acc and acc[-1].lost:
             return acc[-1].drift_nm
+        if untrusted_run(self._records, self.lost_after):
+            return last_trusted_drift(self._records)  # nothing trusted lately: hold, never extrapolate wrong matches
         return self.predictor.predict(time_s).drift_nm
 
     def alias_safe_interval_s(self, time_s: float, max_interval_s: float, *, fraction: float = 0.4) -> float:
@@ -437,7 +454,8 @@ class DriftEstimator:
         h, w = data.shape
         candidates = translation_candidates(self._template, data, lowpass_sigma_px=self.lowpass_sigma_px,
                                             highpass_sigma_px=self.highpass_sigma_px,
-                                            max_shift_px=(self.max_shift_fraction * h, self.max_shift_fraction * w))
+                                            max_shift_px=(self.max_shift_fraction * h, self.max_shift_fraction * w),
+                                            max_candidates=self.max_candidates)
         pix = np.asarray(pixel)
         drifts = [np.asarray(applied) + scan_to_sample(np.asarray(c.shift_px) * pix, rotation_rad)
                   for c in candidates]
@@ -484,7 +502,10 @@ class DriftEstimator:
         # lost on a periodic reference stays lost to the end of the run: a single candidate there is no content
         # decision (the other aliases fell outside the search range or below the overlap), so it cannot regain the
         # register; its aliases are those of the previous lost measurement
-        lost = lost_before and (len(competitive) > 1 or (bool(self.accepted) and self.accepted[-1].lost))
+        # (the alias rule applies on a periodic reference only; elsewhere a lost chain holds the offset,
+        # predict_offset_nm, and the content of each new match decides)
+        lost = lost_before and periodic_reference(self._records) and (
+            len(competitive) > 1 or (bool(self.accepted) and self.accepted[-1].lost))
         lost_drift: NDArray[np.float64] | None = None
         if lost:
             # the drift model lost the register (consecutive jumps/ambiguities): no path over the chain can be
@@ -526,6 +547,15 @@ class DriftEstimator:
                     f"{margin:.4f} NCC and the drift path so far cannot tell them apart (evidence "
                     f"{joint.margin[-1]:.1f} < {self.ambiguity_margin:.1f}); the most plausible is used"
                     ) if ambiguous else ""
+        # the register rests on the drift model's prior alone when neither the content (several aliases) nor the
+        # prediction (not exactly one alias inside its window) decides; the joint check's smoothest path is then a
+        # preference, not evidence (sweep seeds 2006: a 0.56-period jump; 7008: a rate alias at the first interval)
+        n_inside = sum(1 for i in competitive if miss[i] <= window)
+        unverified = len(competitive) > 1 and not lost and math.isfinite(sigma) and n_inside != 1
+        if unverified:
+            note = (note + "; " if note else "") + (
+                f"alias not verified by content: {len(competitive)} lattice aliases match and {n_inside} lie in the "
+                f"prediction window (±{window:.3f} nm)")
         result = candidates[chosen]
         shift = result.shift_px
         drift_arr = drifts[chosen] if lost_drift is None else lost_drift
@@ -548,7 +578,8 @@ class DriftEstimator:
                 data, drift, applied, refs, pixel_size_nm=pixel, rotation_rad=float(rotation_rad),
                 lowpass_sigma_px=self.lowpass_sigma_px, highpass_sigma_px=self.highpass_sigma_px,
                 max_shift_fraction=self.max_shift_fraction,
-                tolerance_nm=max(self.reference_tolerance_px * max(pixel), 0.05), min_quality=self.quality_threshold)
+                tolerance_nm=max(self.reference_tolerance_px * max(pixel), 0.05), min_quality=self.quality_threshold,
+                max_candidates=self.max_candidates)
             if disagree:
                 inconsistent = ",".join(disagree)
                 note = (note + "; " if note else "") + (
@@ -564,7 +595,7 @@ class DriftEstimator:
                                             tuple((float(c[0]) - self.accepted[-1].drift_nm[0] + drift[0],
                                                    float(c[1]) - self.accepted[-1].drift_nm[1] + drift[1])
                                                   for c in self.accepted[-1].candidates_nm) or (drift,)),
-                             lost=lost and accepted, inconsistent=inconsistent)
+                             lost=lost and accepted, inconsistent=inconsistent, unverified=unverified and accepted)
         self._records.append(m)
         if accepted:
             self._previous_raw = (data.copy(), (drift[0] - applied[0], drift[1] - applied[1]))

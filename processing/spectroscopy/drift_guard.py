@@ -40,7 +40,8 @@ from processing.spectroscopy.drift_model import scan_to_sample
 if typing.TYPE_CHECKING:
     from processing.spectroscopy.drift import DriftMeasurement
 
-__all__ = ["untracked", "tracking_lost", "least_correction", "reference_consistency"]
+__all__ = ["untracked", "tracking_lost", "untrusted_run", "last_trusted_drift", "periodic_reference", "least_correction",
+           "reference_consistency"]
 
 Vec2 = tuple[float, float]
 
@@ -62,20 +63,46 @@ def tracking_lost(records: typing.Sequence[DriftMeasurement], after: int, window
                   ) -> bool:
     """True when the last accepted measurement was taken with tracking lost, or, on a periodic reference (at least
     half the accepted measurements saw several aliases), each of the last ``after`` (>= 1) accepted measurements
-    (the reference scan excluded) is :func:`untracked`; False with ``after`` <= 0 (off)."""
+    (the reference scan excluded) is :func:`untracked`, or on any reference the last ``after`` measurements are an
+    :func:`untrusted_run`; False with ``after`` <= 0 (off)."""
     if after <= 0:
         return False
     acc = [m for m in records if m.accepted and m.index > 0]
     if not acc:
         return False
-    if acc[-1].lost:
+    if acc[-1].lost or untrusted_run(records, after):
         return True
     # only on a periodic reference: most measurements see several aliases (a non-periodic one, e.g. particles,
     # shows a second match now and then; there the content decides and lost tracking would throw it away)
-    if sum(1 for m in acc if m.n_candidates > 1) < 0.5 * len(acc):
+    if not periodic_reference(records):
         return False
     last = acc[-after:]
     return len(last) == after and all(untracked(m, window_sigma) for m in last)
+
+
+def periodic_reference(records: typing.Sequence[DriftMeasurement]) -> bool:
+    """At least half the accepted measurements (the reference scan excluded) saw several aliases: a lattice."""
+    acc = [m for m in records if m.accepted and m.index > 0]
+    return bool(acc) and sum(1 for m in acc if m.n_candidates > 1) >= 0.5 * len(acc)
+
+
+def untrusted_run(records: typing.Sequence[DriftMeasurement], after: int) -> bool:
+    """True when each of the last ``after`` (>= 1) measurements (the reference scan excluded) was rejected or not
+    confirmed by the previous reference scan (the first one alone may be stale: beam damage changes the content,
+    test_drift.test_updated_template_survives_contrast_loss_where_fixed_reference_fails): on any reference (a poor match, e.g. a particle's edge sheared
+    by fast drift under load) the chain then follows nothing it can trust and its prediction, extrapolated from
+    wrong matches, runs away (sweep seed 8001, particles: 47 px vs 6 px uncorrected). False with ``after`` <= 0."""
+    if after <= 0:
+        return False
+    last = [m for m in records if m.index > 0][-after:]
+    return len(last) == after and all((not m.accepted) or "previous" in m.inconsistent for m in last)
+
+
+def last_trusted_drift(records: typing.Sequence[DriftMeasurement]) -> Vec2:
+    """Drift (nm) of the last accepted measurement that is neither lost, ambiguous, a jump nor inconsistent; (0, 0)
+    (no correction) when there is none."""
+    return next((r.drift_nm for r in reversed(records) if r.accepted
+                 and not (r.lost or r.ambiguous or r.jump_nm is not None or r.inconsistent)), (0.0, 0.0))
 
 
 def least_correction(drifts: typing.Sequence[NDArray[np.float64]], choices: typing.Sequence[int],
@@ -99,7 +126,7 @@ def reference_consistency(image: NDArray[np.float64], chosen_nm: Vec2, applied_n
                           references: typing.Sequence[tuple[str, NDArray[np.float64], Vec2]], *,
                           pixel_size_nm: Vec2, rotation_rad: float, lowpass_sigma_px: float,
                           highpass_sigma_px: float | None, max_shift_fraction: float, tolerance_nm: float,
-                          min_quality: float) -> list[str]:
+                          min_quality: float, max_candidates: int = 12) -> list[str]:
     """Labels of the ``references`` that disagree with ``chosen_nm`` (the drift, nm in sample axes, of ``image``
     recorded at the scan offset ``applied_nm``).
 
@@ -107,14 +134,17 @@ def reference_consistency(image: NDArray[np.float64], chosen_nm: Vec2, applied_n
     ``image`` is registered against each: a content shift ``s`` (px) means the drift ``applied + R(s * pixel) +
     residual``. A reference disagrees when none of its well-matching candidates (NCC >= ``min_quality``) lies
     within ``tolerance_nm`` of ``chosen_nm``; a reference whose best match is below ``min_quality`` (too different
-    to tell) is skipped."""
+    to tell) is skipped. ``max_candidates``: as in :func:`~processing.alignment.registration.translation_candidates`
+    (too few drop aliases of a fine lattice, the true one included, and a right drift is then called
+    inconsistent)."""
     disagree: list[str] = []
     h, w = image.shape
     pix = np.asarray(pixel_size_nm, dtype=np.float64)
     for label, ref, residual in references:
         cands = translation_candidates(ref, image, lowpass_sigma_px=lowpass_sigma_px,
                                        highpass_sigma_px=highpass_sigma_px,
-                                       max_shift_px=(max_shift_fraction * h, max_shift_fraction * w))
+                                       max_shift_px=(max_shift_fraction * h, max_shift_fraction * w),
+                                       max_candidates=max_candidates)
         good = [c for c in cands if c.quality >= min_quality]
         if not good:
             continue

@@ -273,6 +273,24 @@ def resolve_measurements(result: SIRunResult, estimator: DriftEstimator | None =
     return result.final_predictor
 
 
+def register_unverified_since(measurements: typing.Sequence[DriftMeasurement]) -> dict[int, int]:
+    """For each accepted measurement whose register is not verified by content, the index of the measurement from
+    which it is not: an ``unverified`` measurement starts it, every later accepted one inherits it until one the
+    content decides (a single candidate, not lost) re-anchors the register. {measurement index: start index}."""
+    out: dict[int, int] = {}
+    since: int | None = None
+    for m in measurements:
+        if not m.accepted:
+            continue
+        if m.unverified and since is None:
+            since = m.index
+        elif m.n_candidates <= 1 and not m.lost and not m.unverified:
+            since = None
+        if since is not None:
+            out[m.index] = since
+    return out
+
+
 def assign_verdicts(result: SIRunResult, *, correct_drift: bool) -> None:
     """Set every section's ``trusted`` / ``flags`` (and its bracketing measurements) from the measurements.
 
@@ -281,11 +299,13 @@ def assign_verdicts(result: SIRunResult, *, correct_drift: bool) -> None:
     between lattice aliases after the joint check (an unresolved register makes every measurement up to the next
     one whose content decides ambiguous, so exactly the sections it affects are flagged), the measurement after it
     is a jump and it was not re-acquired (repeat limit reached or run ended), no measurement follows it (the run
-    ended: its drift is extrapolated), or it is incomplete (aborted inside it).
+    ended: its drift is extrapolated), it is incomplete (aborted inside it), or its register rests on the drift model
+    alone ("alias not verified by content": :func:`register_unverified_since`).
     """
     if correct_drift and result.measurements:
         resolve_measurements(result)
     ms = result.measurements
+    unverified_since = register_unverified_since(ms)
     for record in result.sections:
         flags: list[str] = []
         before, after = _bracketing(ms, record)
@@ -311,6 +331,15 @@ def assign_verdicts(result: SIRunResult, *, correct_drift: bool) -> None:
                 elif m is not None and m.flagged:
                     flags.append(f"drift measurement {m.index} ({label}) ambiguous between lattice aliases (may "
                                  f"be off by a lattice period)")
+            for m in (before, after):
+                if m is None:
+                    continue
+                since = unverified_since.get(m.index)
+                if since is not None and not m.flagged and not m.lost:
+                    flags.append(f"drift measurement {m.index}: alias not verified by content (from measurement "
+                                 f"{since} on the register rests on the drift model alone; it may be a whole lattice "
+                                 f"period off)")
+                    break
             if after is not None and after.jump_nm is not None and not record.superseded:
                 size = float(np.hypot(*after.jump_nm))
                 flags.append(f"drift jumped {size:.3f} nm during the section and it was not re-acquired")

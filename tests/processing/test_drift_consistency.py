@@ -132,7 +132,7 @@ def test_one_ambiguous_measurement_flags_only_the_sections_it_affects() -> None:
     assert trusted[:5] == [True] * 5 and not any(trusted[5:]), [s.flags for s in unresolved.sections]
 
 
-def _run_away(seed: int, *, joint: bool) -> tuple[float, float, float, int]:
+def _run_away(seed: int, *, joint: bool, count_unverified: bool = True) -> tuple[float, float, float, int]:
     """Old failure 2 on a clean lattice: fast sinusoid (0.5 nm, 10 s) + 0.3 nm/s, reference scans 1.2 s apart, a
     jump of 0.55 period at 7 s. Returns (RMS error of the live trajectory, RMS error of the final trajectory,
     RMS of no correction, number of final drifts off by more than a quarter period and not flagged)."""
@@ -160,7 +160,10 @@ def _run_away(seed: int, *, joint: bool) -> tuple[float, float, float, int]:
     def rms(v: np.ndarray) -> float:
         return float(np.sqrt(np.mean(v ** 2)))
 
-    silent = sum(1 for m, e in zip(records, error) if e > PERIOD_NM / 4 and not m.flagged)
+    from processing.spectroscopy.si_result import register_unverified_since
+    # their sections are flagged "alias not verified by content" (count_unverified=False: the old flags only)
+    unverified = register_unverified_since(records) if count_unverified else {}
+    silent = sum(1 for m, e in zip(records, error) if e > PERIOD_NM / 4 and not (m.flagged or m.index in unverified))
     return rms(np.hypot(*(live - truth).T)), rms(error), rms(np.hypot(*truth.T)), silent
 
 
@@ -171,7 +174,10 @@ def test_run_away_scenario_is_contained_and_every_period_error_is_flagged() -> N
     smaller than the old one on every seed, smaller than no correction in the median, and whatever stays off by
     more than a quarter period is flagged (no silent error). (Before the lost-tracking rule one seed of three ended
     above no correction, 3.4 vs 2.5 nm RMS, flagged; with it all three end below: 0.74 / 0.89 / 0.99 x no correction;
-    the 8-seed version is in test_drift_guard.py.)"""
+    the 8-seed version is in test_drift_guard.py.) Session 5: with every alias kept (48 candidates, not 12) the
+    joint check of seed 2 settles on a wrong smooth path that was flagged only because the true alias was missing;
+    its measurements from 2.8 s on are "alias not verified by content" (the prediction window held several
+    aliases), and that flag counts here."""
     old = [_run_away(seed, joint=False) for seed in range(3)]
     new = [_run_away(seed, joint=True) for seed in range(3)]
     assert all(o[0] > o[2] for o in old), old  # the old behaviour: worse than uncorrected
