@@ -236,6 +236,11 @@ class DriftCorrectedSI(AcquisitionLoop):
         when the drift prediction would not tell lattice aliases apart at the next reference scan."""
         s = self.settings
         h, w = geom.shape
+        if s.correct_drift and self.estimator.tracking_lost:
+            # lost on a periodic reference: the offset is held (least correction) and no reference scan can regain
+            # the register, so the rest of the pass is one section: "uncorrected since the last trusted drift" at
+            # the uncorrected pace, not stretched by a reference scan and a section start-up per section
+            return int(h - row0)
         line_s = self._line_period_s or (w + 2) * geom.exposure_s
         if s.section_interval_s is not None:
             lines = lines_for_interval(s.section_interval_s, line_s, h, overhead_s=self._start_delay_s or 0.0)
