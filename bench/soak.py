@@ -53,7 +53,22 @@ def process_counters() -> dict[str, typing.Any]:
         name = t.name.split("(")[0].strip().rstrip("0123456789_-") or t.name
         groups[name] = groups.get(name, 0) + 1
     return {"rss_mib": int(fields["VmRSS"].split()[0]) / 1024.0, "threads": int(fields["Threads"].split()[0]),
-            "py_threads": threading.active_count(), "thread_groups": groups, **heap_counters()}
+            "py_threads": threading.active_count(), "thread_groups": groups, **heap_counters(), **huge_pages()}
+
+
+def huge_pages() -> dict[str, float]:
+    """Anonymous memory backed by transparent huge pages (MiB, ``/proc/self/smaps_rollup``); {} where unavailable.
+    A freed heap page inside a huge page stays resident (``malloc_trim`` cannot return part of a huge page)."""
+    try:
+        text = pathlib.Path("/proc/self/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    try:
+        return {"anon_huge_mib": int(fields["AnonHugePages"].split()[0]) / 1024.0,
+                "rss_anon_mib": int(fields["Anonymous"].split()[0]) / 1024.0}
+    except (KeyError, ValueError):
+        return {}
 
 
 def heap_counters() -> dict[str, float]:
@@ -322,14 +337,21 @@ def _tracemalloc_report(first: typing.Any, last: typing.Any, path: pathlib.Path,
     del tracemalloc
 
 
+def _environment() -> dict[str, str]:
+    """The environment variables that change the allocator or the plug-in's memory behaviour (for the result)."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if k.startswith(("MALLOC_", "NUMPY_", "INSITU_", "GLIBC_TUNABLES", "OMP_", "PYTHONMALLOC"))
+            and k not in ("INSITU_SOAK_SCRIPT", "INSITU_SOAK_SAMPLES")}
+
+
 def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: float,
-                 trace_memory: bool = False) -> dict[str, typing.Any]:
+                 trace_memory: bool = False, tag: str = "") -> dict[str, typing.Any]:
     sys.path.insert(0, str(ROOT))
     from instrument_sim import configuration
     from nionswift_plugin.insitu import computations
     from nionswift_plugin.insitu.gui_driver import SIMULATOR_SETTINGS
     from nionswift_plugin.insitu.headless import HeadlessSwift
-    from nionswift_plugin.insitu.live_engine import ENGINE
+    from nionswift_plugin.insitu import live_engine
     from processing import registry, warmup
 
     counter = TracebackCounter()
@@ -378,8 +400,10 @@ def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: floa
     counter.uninstall()
     meta = {"mode": "headless", "size_px": size, "minutes": minutes, "exposure_ms": exposure_ms,
             "dispatcher_started_by_soak": started_here, "warm_up_s": round(warm_s, 2),
-            "first_tracebacks": counter.first, "processors": ids}
-    return write_result(samples, meta, len(ids), f"soak_headless_{size}" + ("_traced" if trace_memory else ""))
+            "first_tracebacks": counter.first, "processors": ids, "environment": _environment(),
+            "allocator_tuning": dict(live_engine._tuned)}
+    return write_result(samples, meta, len(ids),
+                        f"soak_headless_{size}" + ("_traced" if trace_memory else "") + (f"_{tag}" if tag else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -439,6 +463,8 @@ def main() -> int:
     parser.add_argument("--tracemalloc", action="store_true",
                         help="headless: attribute the memory held at the end (slower; writes *_tracemalloc.txt)")
     parser.add_argument("--replot", type=pathlib.Path, help="re-analyse and re-plot a result JSON")
+    parser.add_argument("--tag", default="", help="headless: suffix of the result files (a comparison run, e.g. "
+                        "'nothp': soak_headless_512_nothp.json), so the committed results are not overwritten")
     args = parser.parse_args()
     START_UP_S = WINDOW_S = args.window_s
     if args.replot:
@@ -447,7 +473,8 @@ def main() -> int:
     elif args.mode == "gui":
         verdict = run_gui(args.minutes, args.interval_s)
     else:
-        verdict = run_headless(args.size, args.minutes, args.exposure_ms, args.interval_s, args.tracemalloc)
+        verdict = run_headless(args.size, args.minutes, args.exposure_ms, args.interval_s, args.tracemalloc,
+                               args.tag)
     print(json.dumps({k: v for k, v in verdict.items() if k != "per_minute"}, indent=1))
     return 0 if verdict.get("ok") else 1
 

@@ -34,7 +34,7 @@ from processing.execution.scheduler import (STATEFUL_BUFFER_FRAMES, Bounds, Engi
 
 __all__ = ["STATEFUL_BUFFER_FRAMES", "Bounds", "FrameSlot", "Runner", "RunnerStats", "Scheduler", "Stream",
            "HardwareStream", "LiveEngine", "ENGINE", "frame_from_xdata", "purge_transaction_counts", "purge_write_delays",
-           "OpenComputationActivities", "ACTIVITIES", "start_heap_trimmer"]
+           "OpenComputationActivities", "ACTIVITIES", "start_heap_trimmer", "tune_allocator"]
 
 
 def frame_from_xdata(xdata: DataAndMetadata.DataAndMetadata, *, frame_number: int = 0,
@@ -79,6 +79,7 @@ class HardwareStream(Stream):
             self.frames_seen += 1
             return
         frame_number = int(hardware.get("frame_number", self.frames_seen + 1))
+        tune_allocator(int(getattr(xdata.data, "size", 0)))
         timestamp_s = xdata.timestamp.timestamp() if xdata.timestamp else time.time()
         try:
             frame = frame_from_xdata(xdata, frame_number=frame_number, timestamp_s=timestamp_s)
@@ -156,6 +157,71 @@ def _malloc_trim() -> typing.Callable[[int], int] | None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return typing.cast(typing.Callable[[int], int], trim)
+
+
+#: glibc ``mallopt`` parameters (``malloc.h``)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+#: a free that leaves more than this many bytes per frame pixel free at the top of a heap returns them to the OS at
+#: once: 16 B/px = four float32 frames (4 MiB at 512², 16 MiB at 1024²; a fixed 4 MiB at 1024² looked 10-50 %
+#: slower per frame in bench_live_engine, in an A/B whose order favoured the default: not settled, so it scales)
+TRIM_BYTES_PER_FRAME_PIXEL = 16
+TRIM_THRESHOLD_MIN_BYTES = 1 << 20
+#: buffers below this come from the heaps (glibc's maximum: HEAP_MAX_SIZE / 2 = 32 MiB on 64-bit), so a frame is
+#: never a fresh mmap (page faults on every use: half the processing rate when measured at 512 KiB)
+MMAP_THRESHOLD_BYTES = 32 << 20
+#: the environment variables by which a user sets glibc's thresholds: set, they win over :func:`tune_allocator`
+GLIBC_MALLOC_VARIABLES = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+_tuned: dict[str, int] = {}
+_tuned_pixels = 0
+
+
+def _mallopt() -> typing.Callable[[int, int], int] | None:
+    try:
+        import ctypes
+        mallopt = ctypes.CDLL(None).mallopt  # glibc (Linux); absent elsewhere
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return typing.cast(typing.Callable[[int, int], int], mallopt)
+
+
+def trim_threshold_bytes(frame_pixels: int) -> int:
+    """The heap-top trim threshold for frames of ``frame_pixels`` pixels (bytes; see :func:`tune_allocator`)."""
+    return max(TRIM_THRESHOLD_MIN_BYTES, TRIM_BYTES_PER_FRAME_PIXEL * int(frame_pixels))
+
+
+def tune_allocator(frame_pixels: int) -> dict[str, int]:
+    """Fix glibc's trim and mmap thresholds for a live stream of frames of ``frame_pixels`` pixels (again only when
+    the frame size changes); returns the settings in force ({} when none: not glibc, the user set glibc's own
+    variables, or ``INSITU_MALLOC_TUNING=0``). Called by :class:`HardwareStream` on its frames.
+
+    Why: glibc's dynamic thresholds (after a buffer above the mmap threshold is freed: mmap threshold = its size,
+    trim threshold = twice that) let each per-thread heap keep up to twice the largest buffer ever freed as free
+    memory at its top, resident, and ``malloc_trim`` (the heap trimmer) never returns a per-thread heap's top: it
+    releases the free pages between used blocks and the main heap's top only (glibc 2.36 ``mtrim``). Measured in
+    headless Swift at 512², eight processors, 11 min, two soaks side by side: RSS minus glibc's bytes in use rose
+    288 -> 382 MiB with the defaults and stayed within 274-281 MiB with these settings (bench/results/
+    soak_summary.md, session 5; the growth of the bytes in use themselves is another matter, not attributed). ``M_TRIM_THRESHOLD`` = :func:`trim_threshold_bytes` returns such a top at the free that leaves it;
+    setting a threshold disables the dynamic ones, so ``M_MMAP_THRESHOLD`` is fixed too, above the frame sizes
+    (:data:`MMAP_THRESHOLD_BYTES`), so frames still come from the heaps. ``INSITU_MALLOC_TRIM_BYTES`` overrides the
+    trim threshold (for the soak bench)."""
+    global _tuned_pixels
+    with _trimmer_lock:
+        if frame_pixels == _tuned_pixels:
+            return dict(_tuned)
+        _tuned_pixels = frame_pixels
+        _tuned.clear()
+        if os.environ.get("INSITU_MALLOC_TUNING", "1") == "0" or any(v in os.environ for v in GLIBC_MALLOC_VARIABLES):
+            return {}
+        mallopt = _mallopt()
+        if mallopt is None:
+            return {}
+        trim = int(os.environ.get("INSITU_MALLOC_TRIM_BYTES", trim_threshold_bytes(frame_pixels)))
+        for name, parameter, value in (("M_MMAP_THRESHOLD", M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+                                       ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD, trim)):
+            if mallopt(parameter, value) == 1:  # 1 = success
+                _tuned[name] = value
+        return dict(_tuned)
 
 
 def start_heap_trimmer(engine: "LiveEngine") -> bool:

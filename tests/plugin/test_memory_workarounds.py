@@ -70,3 +70,60 @@ def test_the_test_ui_frees_a_removed_child_widget_as_qt_does() -> None:
     assert [item.widget for item in behavior._BoxWidgetBehavior__widgets][1:] == kept
     assert len(behavior.widget.children) == len(behavior._BoxWidgetBehavior__widgets) == 3
     column.close()
+
+
+_HEAP_TOP_PROBE = r"""
+import os, sys, threading
+import numpy as np
+from nionswift_plugin.insitu import live_engine
+
+def rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+
+tuned = live_engine.tune_allocator(512 * 512)  # a 512² stream: trim threshold 4 MiB
+result = {}
+
+def worker():  # a thread of its own: its buffers come from a per-thread heap, as a processor's do
+    before = rss_mib()
+    for _ in range(3):  # the first 8 MiB buffer raises glibc's dynamic thresholds, the next ones reuse the heap
+        buffer = np.ones(8 << 18)  # 8 MiB of float64, touched
+        del buffer
+    result["growth_mib"] = rss_mib() - before
+
+thread = threading.Thread(target=worker)
+thread.start()
+thread.join()
+print(bool(tuned), round(result["growth_mib"], 2))
+"""
+
+
+def _heap_top_probe(tuning: str) -> tuple[bool, float]:
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in live_engine.GLIBC_MALLOC_VARIABLES}
+    env.update(INSITU_MALLOC_TUNING=tuning, NUMPY_MADVISE_HUGEPAGE="0")
+    out = subprocess.run([sys.executable, "-c", _HEAP_TOP_PROBE], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    return out[-2] == "True", float(out[-1])
+
+
+def test_a_freed_frame_sized_buffer_does_not_stay_resident_at_a_heap_top() -> None:
+    """After ``tune_allocator`` a per-thread heap returns a freed 8 MiB buffer at its top at once; with glibc's
+    dynamic thresholds (the control, tuning off) the same buffer stays resident (twice its size may), and
+    ``malloc_trim`` would not release it (it never trims a per-thread heap's top)."""
+    if live_engine._malloc_trim() is None:
+        return  # not glibc: nothing to tune
+    tuned, growth_mib = _heap_top_probe("1")
+    untuned, control_mib = _heap_top_probe("0")
+    assert tuned and not untuned
+    assert control_mib > 6.0, f"control: glibc's defaults kept {control_mib} MiB (expected ~8): the probe is void"
+    assert growth_mib < 2.0, f"a freed 8 MiB buffer left {growth_mib} MiB resident after tune_allocator"
+
+
+def test_the_trim_threshold_keeps_four_float32_frames_at_a_heap_top() -> None:
+    assert live_engine.trim_threshold_bytes(512 * 512) == 4 << 20
+    assert live_engine.trim_threshold_bytes(1024 * 1024) == 16 << 20
+    assert live_engine.trim_threshold_bytes(64 * 64) == live_engine.TRIM_THRESHOLD_MIN_BYTES
