@@ -284,6 +284,12 @@ def test_jump_detected_after_a_section_triggers_one_reacquisition(session: Sessi
     assert "re-acquired" in first.note and not again.superseded
     assert result.measurements[5].jump_nm is not None
     assert sum(r.rows for r in result.sections if not r.superseded) == 16
-    assert all(r.trusted for r in result.sections if not r.superseded), [m.reason for m in result.measurements]
+    # On this clean lattice nothing in the content tells the 0.10 nm jump from its alias 0.295 nm the other way: the
+    # register after it rests on the drift path alone, so the sections from the jump on may carry exactly that flag
+    # (issue 13, session 5: "alias not verified by content"), and no other; the SI itself is right (below).
+    for r in result.sections:
+        if not r.superseded and not r.trusted:
+            assert r.row0 >= first.row0 and all("alias not verified by content" in f for f in r.flags), (
+                r.row0, r.flags, [m.reason for m in result.measurements])
     per_row = np.sqrt(np.nanmean(np.sum(residual ** 2, -1), axis=1))
     assert rms_px(residual) < 0.25, (np.round(per_row, 2).tolist(), [(r.row0, r.rows) for r in result.sections], log)
