@@ -71,8 +71,9 @@ class DriftMeasurement:
     inconsistent: str = ""
     #: the content could not tell the aliases apart and the prediction could not either (no alias inside its
     #: window: a jump or an acceleration the model did not foresee; or several inside it: a window wider than the
-    #: alias spacing): the choice rests on the drift model's smoothness prior alone, "alias not verified by content" (:func:`~processing.spectroscopy.si_result.assign_verdicts` flags
-    #: every section whose register depends on it until a measurement the content decides)
+    #: alias spacing): the choice rests on the drift model's smoothness prior alone, "alias not verified by content"
+    #: (:func:`~processing.spectroscopy.si_result.assign_verdicts` flags every section whose register depends on it
+    #: until a measurement the content decides)
     unverified: bool = False
 
     @property
