@@ -209,13 +209,13 @@ def _run_panel(stem: typing.Any, tmp_path: typing.Any, monkeypatch: pytest.Monke
     _settings(**settings).save()
     dc = stem.document_controller
     panel = drift_si_panel.DriftSIPanel(dc, "drift-si-decompose-lines", {})
-    finished: list[typing.Any] = []
     panel.start()
     run = panel._run
     assert run is not None, panel._status.text
-    run.finished_event.listen(finished.append)
+    # the panel clears its run on the main thread once the run has finished and its items are made (a listener
+    # attached here could miss a run that ended before it: then this loop waited out its whole deadline)
     deadline = time.monotonic() + 180
-    while (panel._run is not None or not finished) and time.monotonic() < deadline:
+    while (panel._run is not None or run.is_running) and time.monotonic() < deadline:
         dc.periodic()
         time.sleep(0.02)
     for _ in range(5):
