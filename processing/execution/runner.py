@@ -147,6 +147,8 @@ class Runner:
         self._slot = FrameSlot(STATEFUL_BUFFER_FRAMES if self.processor_class.stateful else 1)
         self._stream: Stream | None = None
         self._closed = False
+        self._closer = 0  # the thread that closes (its own callbacks may call close again)
+        self._close_done = threading.Event()
         self.set_parameters(parameters)
 
     # ----------------------------------------------------------------------------------------------- configuration
@@ -323,9 +325,23 @@ class Runner:
     def close(self) -> None:
         """Stop: detach from the stream, drop waiting frames, release the processor's state and outputs."""
         with self._lock:  # under the lock: a frame in flight either counted before this or is discarded
-            if self._closed:
-                return
+            first = not self._closed
             self._closed = True
+            if first:
+                self._closer = threading.get_ident()
+        if not first:
+            # closed already, perhaps still closing on another thread (a worker that found its owner gone): return
+            # only once that close is complete (detached, released, removed from its engine), unless it is this
+            # thread's own close calling back
+            if self._closer != threading.get_ident():
+                self._close_done.wait(10.0)
+            return
+        try:
+            self._close_steps()
+        finally:
+            self._close_done.set()
+
+    def _close_steps(self) -> None:
         self.detach_stream()
         self._slot.close()
         with self._lock:
