@@ -83,7 +83,8 @@ class DriftEstimator:
     lost_after, lost_on_wide_ambiguity : tracking is lost after this many consecutive untracked measurements (jumps;
         with ``lost_on_wide_ambiguity`` also ambiguities while the prediction window reaches half the alias spacing:
         :func:`~processing.spectroscopy.drift_guard.untracked`; 0 = off; 4: a real jump is followed by the model,
-        so real jumps in a row are rare, and the re-acquisition test injects three) on a periodic reference; from then on to the end of the run the alias closest to the last trusted drift is used and
+        so real jumps in a row are rare, and the re-acquisition test injects three) on a periodic reference; from
+        then on to the end of the run the alias closest to the last trusted drift is used and
         flagged (:mod:`processing.spectroscopy.drift_guard`).
     max_candidates : largest number of translations the registration keeps (its local NCC maxima, best first):
         at least the number of lattice aliases in the search range (a 32 px reference scan of a 0.395 nm lattice
@@ -357,8 +358,7 @@ class DriftEstimator:
             # trusted; the alias closest to the last trusted drift (least correction since then) holds the scan
             # within a fraction of a period of "uncorrected from there on", never a run-away
             prev = self.accepted[-1]
-            anchor = next((r.drift_nm for r in reversed(self.accepted)
-                           if not (r.lost or r.ambiguous or r.jump_nm is not None)), (0.0, 0.0))
+            anchor = last_trusted_drift(self.accepted, skip_inconsistent=False)
             options = [drifts[i] for i in competitive]
             if prev.lost and prev.candidates_nm:  # the lattice of aliases seen last, around each candidate
                 offsets = [np.asarray(c) - np.asarray(prev.drift_nm) for c in prev.candidates_nm]
@@ -471,7 +471,8 @@ class DriftEstimator:
                              "lowpass_sigma_px": self.lowpass_sigma_px, "highpass_sigma_px": self.highpass_sigma_px,
                              "max_shift_fraction": self.max_shift_fraction,
                              "template_min_quality": self.template_min_quality, "jump_sigma": self.jump_sigma,
-                             "jump_floor_nm": self.jump_floor_nm, "alias_quality_margin": self.alias_quality_margin, "alias_noise_factor": self.alias_noise_factor,
+                             "jump_floor_nm": self.jump_floor_nm, "alias_quality_margin": self.alias_quality_margin,
+                             "alias_noise_factor": self.alias_noise_factor,
                              "jump_alias_ratio": self.jump_alias_ratio,
                              "alias_window_sigma": self.alias_window_sigma},
                 "measurements": [m.to_dict() for m in self._records]}

@@ -40,8 +40,8 @@ from processing.spectroscopy.drift_model import scan_to_sample
 if typing.TYPE_CHECKING:
     from processing.spectroscopy.drift import DriftMeasurement
 
-__all__ = ["untracked", "tracking_lost", "untrusted_run", "last_trusted_drift", "periodic_reference", "least_correction",
-           "reference_consistency"]
+__all__ = ["untracked", "tracking_lost", "untrusted_run", "last_trusted_drift", "periodic_reference",
+           "least_correction", "reference_consistency"]
 
 Vec2 = tuple[float, float]
 
@@ -89,8 +89,9 @@ def periodic_reference(records: typing.Sequence[DriftMeasurement]) -> bool:
 def untrusted_run(records: typing.Sequence[DriftMeasurement], after: int) -> bool:
     """True when each of the last ``after`` (>= 1) measurements (the reference scan excluded) was rejected or not
     confirmed by the previous reference scan (the first one alone may be stale: beam damage changes the content,
-    test_drift.test_updated_template_survives_contrast_loss_where_fixed_reference_fails): on any reference (a poor match, e.g. a particle's edge sheared
-    by fast drift under load) the chain then follows nothing it can trust and its prediction, extrapolated from
+    test_drift.test_updated_template_survives_contrast_loss_where_fixed_reference_fails): on any reference (a poor
+    match, e.g. a particle's edge sheared by fast drift under load) the chain then follows nothing it can trust and
+    its prediction, extrapolated from
     wrong matches, runs away (sweep seed 8001, particles: 47 px vs 6 px uncorrected). False with ``after`` <= 0."""
     if after <= 0:
         return False
@@ -98,11 +99,11 @@ def untrusted_run(records: typing.Sequence[DriftMeasurement], after: int) -> boo
     return len(last) == after and all((not m.accepted) or "previous" in m.inconsistent for m in last)
 
 
-def last_trusted_drift(records: typing.Sequence[DriftMeasurement]) -> Vec2:
-    """Drift (nm) of the last accepted measurement that is neither lost, ambiguous, a jump nor inconsistent; (0, 0)
-    (no correction) when there is none."""
-    return next((r.drift_nm for r in reversed(records) if r.accepted
-                 and not (r.lost or r.ambiguous or r.jump_nm is not None or r.inconsistent)), (0.0, 0.0))
+def last_trusted_drift(records: typing.Sequence[DriftMeasurement], *, skip_inconsistent: bool = True) -> Vec2:
+    """Drift (nm) of the last accepted measurement that is neither lost, ambiguous, a jump nor (with
+    ``skip_inconsistent``) inconsistent; (0, 0) (no correction) when there is none."""
+    return next((r.drift_nm for r in reversed(records) if r.accepted and not (
+        r.lost or r.ambiguous or r.jump_nm is not None or (skip_inconsistent and r.inconsistent))), (0.0, 0.0))
 
 
 def least_correction(drifts: typing.Sequence[NDArray[np.float64]], choices: typing.Sequence[int],
