@@ -200,6 +200,45 @@ def test_a_frame_in_flight_when_the_runner_closes_is_neither_counted_nor_publish
     engine.close()
 
 
+def test_a_second_close_returns_only_once_the_first_is_complete() -> None:
+    """A worker that finds a runner's owner gone closes it while Swift's deletion closes it too: the second close
+    must not return before the runner is detached and removed from its engine (seen in a fresh-clone CI run: the
+    runner closed but still listed by the engine). No sleeps: the first close is held inside its last step."""
+    engine = Engine(workers=1)
+    runner = engine.runner_for("double-close", "insitu.copy", {})
+    runner.attach_stream(engine.stream("camera"))
+    removal = runner.on_close
+    assert removal is not None
+    inside, release = threading.Event(), threading.Event()
+
+    def held_removal(r: Runner) -> None:
+        inside.set()
+        release.wait(30.0)
+        removal(r)
+
+    runner.on_close = held_removal
+    first = threading.Thread(target=runner.close)
+    first.start()
+    assert inside.wait(30.0)  # the first close is inside its engine removal
+    listed_when_second_returned: list[bool] = []
+    second_called = threading.Event()
+
+    def second_close() -> None:
+        second_called.set()
+        runner.close()
+        listed_when_second_returned.append(runner in engine.runners)
+
+    second = threading.Thread(target=second_close)
+    second.start()
+    assert second_called.wait(30.0)
+    second.join(0.2)  # the old code returned here at once, with the runner still listed
+    release.set()
+    first.join(30.0)
+    second.join(30.0)
+    assert listed_when_second_returned == [False] and runner not in engine.runners
+    engine.close()
+
+
 class _Key:
     """Stands for a Swift computation (weak-referenceable)."""
 
