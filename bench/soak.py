@@ -90,6 +90,53 @@ def heap_counters() -> dict[str, float]:
             "mmap_mib": round(info.hblkhd / 2 ** 20, 1), "py_blocks": sys.getallocatedblocks()}
 
 
+def buffer_census(min_bytes: int = 256 * 1024) -> dict[str, typing.Any]:
+    """Large numpy buffers reachable from Python containers, grouped by what holds them (MiB, counts).
+
+    Arrays held only by C code (a numba kernel's locals) are not seen; the groups are ``(referrer type, dtype,
+    shape)`` of arrays of at least ``min_bytes`` whose memory is their own (views are counted at their base).
+    Also lists every ``ThreadPoolExecutor`` (Swift's on-demand pools) with its workers and their maximum.
+    Costs one ``gc.get_objects()`` pass (~0.3 s at 1.1 M objects): sample it once a minute, not every 5 s."""
+    import numpy
+    import concurrent.futures
+    seen: dict[int, typing.Any] = {}
+    groups: dict[str, list[float]] = {}
+    executors: list[list[typing.Any]] = []
+    for container in gc.get_objects():
+        if isinstance(container, concurrent.futures.ThreadPoolExecutor):
+            executors.append([container._thread_name_prefix, len(container._threads), container._max_workers])
+        try:
+            referents = gc.get_referents(container)
+        except Exception:
+            continue
+        for obj in referents:
+            if type(obj) is not numpy.ndarray:
+                continue
+            base = obj
+            while isinstance(base.base, numpy.ndarray):
+                base = base.base
+            if base.nbytes < min_bytes or id(base) in seen:
+                continue
+            seen[id(base)] = base
+            key = f"{type(container).__name__} {base.dtype} {base.shape}"
+            g = groups.setdefault(key, [0.0, 0])
+            g[0] += base.nbytes / 2 ** 20
+            g[1] += 1
+    del seen
+    top = sorted(groups.items(), key=lambda kv: -kv[1][0])[:25]
+    return {"census_mib": round(sum(g[0] for g in groups.values()), 1),
+            "census_top": {k: [round(v[0], 1), int(v[1])] for k, v in top},
+            "executors": sorted(executors)}  # [name prefix, workers now, max_workers]: on-demand pools' bound
+
+
+def loop_queues(event_loop: typing.Any) -> dict[str, int]:
+    """Callbacks waiting on Swift's asyncio event loop (ready now / scheduled later): a backlog shows here."""
+    try:
+        return {"loop_ready": len(event_loop._ready), "loop_scheduled": len(event_loop._scheduled)}
+    except AttributeError:
+        return {}
+
+
 def sample(t0: float, tracebacks: int) -> dict[str, typing.Any]:
     from nionswift_plugin.insitu.live_engine import ENGINE
     runners = []
@@ -345,7 +392,7 @@ def _environment() -> dict[str, str]:
 
 
 def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: float,
-                 trace_memory: bool = False, tag: str = "") -> dict[str, typing.Any]:
+                 trace_memory: bool = False, tag: str = "", census_every: int = 0) -> dict[str, typing.Any]:
     sys.path.insert(0, str(ROOT))
     from instrument_sim import configuration
     from nionswift_plugin.insitu import computations
@@ -383,6 +430,9 @@ def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: floa
                 first_snapshot = tracemalloc.take_snapshot()
             if time.monotonic() >= next_sample:
                 samples.append(sample(t0, counter.count))
+                samples[-1].update(loop_queues(swift.document_controller.event_loop))
+                if census_every and len(samples) % census_every == 0:
+                    samples[-1].update(buffer_census())
                 next_sample += interval_s
                 if len(samples) % 12 == 0:
                     s = samples[-1]
@@ -465,6 +515,8 @@ def main() -> int:
     parser.add_argument("--replot", type=pathlib.Path, help="re-analyse and re-plot a result JSON")
     parser.add_argument("--tag", default="", help="headless: suffix of the result files (a comparison run, e.g. "
                         "'nothp': soak_headless_512_nothp.json), so the committed results are not overwritten")
+    parser.add_argument("--census-every", type=int, default=0,
+                        help="headless: every N-th sample also counts the large numpy buffers by holder (0 = off)")
     args = parser.parse_args()
     START_UP_S = WINDOW_S = args.window_s
     if args.replot:
@@ -474,7 +526,7 @@ def main() -> int:
         verdict = run_gui(args.minutes, args.interval_s)
     else:
         verdict = run_headless(args.size, args.minutes, args.exposure_ms, args.interval_s, args.tracemalloc,
-                               args.tag)
+                               args.tag, args.census_every)
     print(json.dumps({k: v for k, v in verdict.items() if k != "per_minute"}, indent=1))
     return 0 if verdict.get("ok") else 1
 

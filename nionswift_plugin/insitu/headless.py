@@ -21,7 +21,7 @@ from nion.swift.test import TestContext
 from nion.ui import TestUI
 
 from nionswift_plugin.insitu import computations
-from nionswift_plugin.insitu import panels
+from nionswift_plugin.insitu import swift_workarounds
 from nionswift_plugin.insitu.live_engine import ENGINE
 
 
@@ -121,7 +121,7 @@ class HeadlessSwift:
         nion_instrumentation_ui.run()
         self._stack.callback(nion_instrumentation_ui.stop)
         computations.register_all()
-        panels.guard_thumbnail_race()  # as the plug-in does when Swift loads it (register_panels)
+        swift_workarounds.install_all()  # as the plug-in does when Swift loads it (register_panels)
         release_removed_widgets_like_qt()  # the test UI keeps removed widgets, Qt does not
         config = self._configuration or configuration.SimulatorConfiguration()
         self.simulator = configuration.register_simulator(config)

@@ -238,7 +238,8 @@ def guard_thumbnail_race() -> bool:
 
 
 def register_panels() -> None:
-    guard_thumbnail_race()
+    from nionswift_plugin.insitu import swift_workarounds
+    swift_workarounds.install_all()  # incl. guard_thumbnail_race
     Workspace.WorkspaceManager().register_panel(InSituProcessorsPanel, PANEL_ID, "In-situ Processors",
                                                 ["left", "right"], "right", {"min-width": 260})
 
