@@ -96,7 +96,9 @@ def buffer_census(min_bytes: int = 256 * 1024) -> dict[str, typing.Any]:
     Arrays held only by C code (a numba kernel's locals) are not seen; the groups are ``(referrer type, dtype,
     shape)`` of arrays of at least ``min_bytes`` whose memory is their own (views are counted at their base).
     Also lists every ``ThreadPoolExecutor`` (Swift's on-demand pools) with its workers and their maximum.
-    Costs one ``gc.get_objects()`` pass (~0.3 s at 1.1 M objects): sample it once a minute, not every 5 s."""
+    Costs one ``gc.get_objects()`` pass (~0.3 s at 1.1 M objects): sample it once a minute, not every 5 s. A
+    diagnosis, not for verdict runs: holding a tuple that another thread is still building makes that thread's
+    ``_PyTuple_Resize`` fail (seen once: ``SystemError: Objects/tupleobject.c:927`` in Swift's repaint thread)."""
     import numpy
     import concurrent.futures
     seen: dict[int, typing.Any] = {}
@@ -446,12 +448,14 @@ def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: floa
             tracemalloc.stop()
         swift.hardware_source(CAMERA_ID).stop_playing(sync_timeout=5.0)
         swift.pump(1.0)
+        executors = buffer_census()["executors"]  # after the stop: nothing is being built on other threads
         del live
     counter.uninstall()
     meta = {"mode": "headless", "size_px": size, "minutes": minutes, "exposure_ms": exposure_ms,
             "dispatcher_started_by_soak": started_here, "warm_up_s": round(warm_s, 2),
             "first_tracebacks": counter.first, "processors": ids, "environment": _environment(),
-            "allocator_tuning": dict(live_engine._tuned)}
+            "allocator_tuning": dict(live_engine._tuned),
+            "executors_at_end": executors}  # [name prefix, workers, max_workers] of every ThreadPoolExecutor
     return write_result(samples, meta, len(ids),
                         f"soak_headless_{size}" + ("_traced" if trace_memory else "") + (f"_{tag}" if tag else ""))
 
