@@ -23,7 +23,7 @@ from processing.spectroscopy.drift import DriftEstimator, DriftMeasurement
 from processing.spectroscopy.si_assembly import align_section_energy
 from processing.spectroscopy.si_result import PassGeometry, PassResult, SectionRecord
 from processing.spectroscopy.si_settings import DriftSIError, Rect
-from processing.spectroscopy.si_timing import ScanTiming, timing_from_deliveries, timing_from_report
+from processing.spectroscopy.si_timing import ScanTiming, bootstrap_wait_s, timing_from_deliveries, timing_from_report
 from processing.spectroscopy.spectrum_alignment import EnergyAxis
 from nionswift_plugin.insitu.drift_si_support import EngineSupport, _TrackingDataChannel
 
@@ -113,9 +113,13 @@ class AcquisitionLoop(EngineSupport):
         if s.timing_probe and not self._abort.is_set():
             self._probe_timing(geom0)
         if s.correct_drift and not self._abort.is_set():
+            t_first = self._now()
             self._measure_drift()
-            for _ in range(max(s.bootstrap_measurements, 0)):
-                if self._abort.wait(s.bootstrap_interval_s):
+            scan_s = max(self._now() - t_first, 0.0)
+            for k in range(max(s.bootstrap_measurements, 0)):
+                # baselines that double (one scan, two, four...): each residual stays far below half a lattice
+                # period even at the fastest drift, and the last baseline gives the rate the first section needs
+                if self._abort.wait(bootstrap_wait_s(k, scan_s, s.bootstrap_interval_s)):
                     break
                 self._measure_drift()
         for pass_index, (label, lam, geom) in enumerate(geometries):

@@ -78,9 +78,10 @@ class DriftSISettings:
     rate_window: int = 4
     max_shift_fraction: float = 0.3
     max_step_nm: float | None = None
-    #: extra reference scans before the first section, ``bootstrap_interval_s`` apart, so that the first section
-    #: already follows a measured rate (on a crystal the residual between two scans must stay below half a lattice
-    #: period, which a fast drift exceeds over a whole section without a rate)
+    #: extra reference scans before the first section, so that the first section already follows a measured rate
+    #: (on a crystal the residual between two scans must stay below half a lattice period, which a fast drift
+    #: exceeds over a whole section without a rate); the baselines double from one scan's duration
+    #: (:func:`~processing.spectroscopy.si_timing.bootstrap_wait_s`), each wait at most ``bootstrap_interval_s``
     bootstrap_measurements: int = 2
     bootstrap_interval_s: float = 0.3
     #: re-acquire a section when the measurement after it is a jump (outside ``jump_sigma`` sigma of the

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from processing.base import ParameterError
 
-__all__ = ["ScanTiming", "timing_from_report", "timing_from_deliveries", "lines_for_interval"]
+__all__ = ["ScanTiming", "timing_from_report", "timing_from_deliveries", "lines_for_interval", "bootstrap_wait_s"]
 
 FloatArray = NDArray[np.float64]
 
@@ -123,3 +123,20 @@ def lines_for_interval(interval_s: float, line_period_s: float, height: int, *, 
         raise ParameterError(f"interval_s ({interval_s}) and line_period_s ({line_period_s}) must be > 0.")
     usable = max(interval_s - max(overhead_s, 0.0), line_period_s)
     return int(np.clip(int(round(usable / line_period_s)), 1, max(height, 1)))
+
+
+def bootstrap_wait_s(k: int, scan_s: float, max_wait_s: float) -> float:
+    """Wait (s) before bootstrap reference scan ``k`` (0-based) after the first reference scan, which took
+    ``scan_s`` (s): ``(2**k - 1) * scan_s``, at most ``max_wait_s``, so the baselines between scan starts double
+    (one scan, two, four...).
+
+    Why doubling: on a crystal each residual must stay below half a lattice period (0.2 nm for the 0.395 nm
+    perovskite); the first baseline is as short as a scan (even 0.8 nm/s, the issue's fastest linear + sinusoidal
+    drift, moves ~0.04 nm in 0.05 s), and each later one is predicted from a rate measured over about as long as
+    itself, so its miss stays a few times the measurement noise, while the last baseline is long enough to give
+    the first section its rate. (A fixed 0.3 s wait made the first baseline ~0.4 s: 0.16-0.2 nm at 0.4-0.5 nm/s,
+    half a period, and the chain could start on a rate alias: sweep seed 9015.)"""
+    if k < 0 or not (scan_s >= 0.0) or not (max_wait_s >= 0.0):
+        raise ParameterError(f"bootstrap_wait_s needs k >= 0, scan_s >= 0 and max_wait_s >= 0; got {k}, {scan_s}, "
+                             f"{max_wait_s}.")
+    return float(min(max_wait_s, (2 ** k - 1) * scan_s))

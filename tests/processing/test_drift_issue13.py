@@ -137,3 +137,22 @@ def test_failure_4_smooth_drift_is_followed_without_false_jumps_and_real_jumps_a
     # and the a-posteriori trajectory follows the sinusoid between the measurements
     fine = np.linspace(1.0, times[jump_at - 1], 200)
     assert np.abs(predictor.trajectory_nm(fine) - _smooth_drift(fine)).max() < 0.03
+
+
+def _bootstrap_times(n: int, scan_s: float, max_wait_s: float) -> list[float]:
+    """Start times of the reference scan and ``n`` bootstrap scans as the engine spaces them."""
+    from processing.spectroscopy.si_timing import bootstrap_wait_s
+    times = [0.0]
+    for k in range(n):
+        times.append(times[-1] + scan_s + bootstrap_wait_s(k, scan_s, max_wait_s))
+    return times
+
+
+def test_bootstrap_baselines_double_from_one_scan() -> None:
+    assert _bootstrap_times(4, 0.05, 0.3) == pytest.approx([0.0, 0.05, 0.15, 0.35, 0.7])  # last wait capped
+    assert _bootstrap_times(3, 0.2, 0.3) == pytest.approx([0.0, 0.2, 0.6, 1.1])  # waits capped at 0.3 s
+    from processing.base import ParameterError
+    from processing.spectroscopy.si_timing import bootstrap_wait_s
+    with pytest.raises(ParameterError, match="scan_s >= 0"):
+        bootstrap_wait_s(0, float("nan"), 0.3)
+
