@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pathlib
+import time
 import typing
 
 import numpy as np
@@ -31,6 +32,17 @@ def _recompute(document_controller: typing.Any) -> None:
         document_controller.periodic()
 
 
+def _recompute_until(document_controller: typing.Any, done: typing.Callable[[], bool], timeout_s: float = 120.0
+                     ) -> None:
+    """Recompute and pump until ``done()`` (Swift may commit a result after ``recompute_all`` returns: seen once
+    in a fresh-clone CI run, the re-run's result not yet in the item); the deadline only bounds a failure."""
+    deadline = time.monotonic() + timeout_s
+    _recompute(document_controller)
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+        _recompute(document_controller)
+
+
 def _maps() -> dict[str, np.ndarray]:
     if not DATA.exists():
         pytest.skip(f"the shipped DyScO3 data is not at {DATA} (../shared/data from the repository root)")
@@ -58,16 +70,19 @@ def test_fusion_computation_outputs_and_parameter_rerun(document_controller: typ
     names = {v.name for v in computation.variables}
     assert {"haadf", "map_1", "map_2", "map_3", "elements", "lambda_tv", "gamma", "region"} <= names
     before = target.xdata.data.copy()
-    computation.set_input_value("lambda_tv", 0.6)
-    _recompute(document_controller)
+    # gamma (not lambda_tv: with the published Huber-TV, delta = 8 lambda_tv / (K - 1), the regulariser of the small
+    # gradients of these normalised maps is lambda-independent, so 0.15 -> 0.6 changes the map by 2e-7 only)
+    computation.set_input_value("gamma", 2.0)
+    _recompute_until(document_controller, lambda: not np.allclose(target.xdata.data, before))
     assert not np.allclose(target.xdata.data, before)  # editing a parameter re-ran it
     # what dropping another item onto an input does: the input's item changes, the fusion re-runs on it
     from nion.swift.model import Symbolic
     swapped = _add(document_controller, data["Sc"][::-1].copy(), "Sc flipped")
     computation.set_input_item("map_1", Symbolic.make_item(dm.get_display_item_for_data_item(swapped)
                                                            .display_data_channel))
-    _recompute(document_controller)
-    flipped = fuse(data["HAADF"], {"Sc": data["Sc"][::-1], "Dy": data["Dy"], "O": data["O"]}, lambda_tv=0.6)
+    flipped = fuse(data["HAADF"], {"Sc": data["Sc"][::-1], "Dy": data["Dy"], "O": data["O"]}, gamma=2.0)
+    _recompute_until(document_controller, lambda: np.allclose(target.xdata.data, flipped.map("Sc"), rtol=1e-4,
+                                                               atol=1e-4))
     np.testing.assert_allclose(target.xdata.data, flipped.map("Sc"), rtol=1e-4, atol=1e-4)
 
 
