@@ -201,7 +201,8 @@ def tune_allocator(frame_pixels: int) -> dict[str, int]:
     releases the free pages between used blocks and the main heap's top only (glibc 2.36 ``mtrim``). Measured in
     headless Swift at 512², eight processors, 11 min, two soaks side by side: RSS minus glibc's bytes in use rose
     288 -> 382 MiB with the defaults and stayed within 274-281 MiB with these settings (bench/results/
-    soak_summary.md, session 5; the growth of the bytes in use themselves is another matter, not attributed).
+    soak_summary.md, session 5; the growth of the bytes in use themselves was Swift's line-plot rebin, fixed by
+    :mod:`nionswift_plugin.insitu.swift_workarounds`, session 6).
     ``M_TRIM_THRESHOLD`` = :func:`trim_threshold_bytes` returns such a top at the free that leaves it;
     setting a threshold disables the dynamic ones, so ``M_MMAP_THRESHOLD`` is fixed too, above the frame sizes
     (:data:`MMAP_THRESHOLD_BYTES`), so frames still come from the heaps. ``INSITU_MALLOC_TRIM_BYTES`` overrides the

@@ -7,7 +7,7 @@ makes every bin it overlaps NaN; a sample that only touches a bin's edge does no
 
 This is the definition of Swift's own ``nion.data.Image.rebin_1d`` (nionswift 16.16 / niondata 15.9), which builds
 the whole ``(n_bins, len(src))`` weight matrix (six such float64 arrays in flight): for a 10,000-point time plot in
-a 450 px plot that is ~200 MiB per repaint, growing with the series (issue 14: the transient that grew over the
+a 450 px plot that is ~176 MiB (measured peak) per repaint, growing with the series (issue 14: the transient that grew over the
 headless 512² soak). Here each sample contributes to at most two bins (``r > 1``), with weights from exact integer
 arithmetic: O(len(src)) memory and time, equal to Swift's values within float rounding
 (``tests/processing/test_line_rebin.py``).
