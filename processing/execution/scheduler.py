@@ -210,7 +210,15 @@ class Engine:
     def runner_for(self, key: typing.Any, processor_id: str, parameters: typing.Mapping[str, typing.Any], *,
                    title: str = "", on_result: ResultCallback | None = None,
                    alive: typing.Callable[[], bool] | None = None) -> Runner:
-        """The runner of ``key``, created on first use (a new one if the processor changed); parameters applied."""
+        """The runner of ``key``, created on first use (a new one if the processor changed); parameters applied.
+
+        An owner that is already gone (``alive()`` False: e.g. a Swift computation removed while the dispatcher was
+        still executing it) gets a closed runner that is never listed, so a late call cannot resurrect a runner
+        nothing will close (seen in a run of ``test_churn``: every old runner closed, seven new ones listed)."""
+        if alive is not None and not alive():
+            dead = Runner(processor_id, parameters, title=title)
+            dead.close()
+            return dead
         with self._lock:
             entry = self._runners.get(_slot_key(key))
             existing = entry[1] if entry is not None and _matches(entry[0], key) else None

@@ -239,6 +239,15 @@ def test_a_second_close_returns_only_once_the_first_is_complete() -> None:
     engine.close()
 
 
+def test_an_owner_already_gone_gets_a_closed_runner_that_is_not_listed() -> None:
+    engine = Engine(workers=1)
+    runner = engine.runner_for("gone", "insitu.copy", {}, alive=lambda: False)
+    assert runner.closed and engine.runners == []
+    runner.attach_stream(engine.stream("camera"))  # a closed runner never joins a stream
+    assert engine.stream("camera").runners == []
+    engine.close()
+
+
 class _Key:
     """Stands for a Swift computation (weak-referenceable)."""
 
