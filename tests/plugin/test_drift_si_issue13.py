@@ -156,7 +156,19 @@ def test_failure_4_a_section_hit_again_is_re_acquired_again_then_flagged(session
     assert [r.repeat for r in third] == [0, 1, 2] and [r.superseded for r in third] == [True, True, False], log
     assert not third[-1].trusted and any("jumped" in f for f in third[-1].flags)
     flagged_rows = set(result.si_xdata().metadata["drift_si"]["flagged_rows"])
-    assert flagged_rows == set(range(third[-1].row0, third[-1].row0 + third[-1].rows))
+    sections = [(r.index, r.row0, r.rows, r.repeat, r.superseded, r.flags) for r in result.sections]
+    hit = set(range(third[-1].row0, third[-1].row0 + third[-1].rows))
+    assert hit <= flagged_rows, (sections, log)
+    # On this clean lattice nothing in the content may tell a 0.1 nm jump from its alias 0.295 nm the other way (it
+    # depends on the noise of the reference scans: a slower, loaded machine drifts more during each scan): the
+    # register after the jump then rests on the drift path alone and the later sections may carry exactly that flag
+    # (as in test_drift_si's jump test), never a jump flag; the rows before the jump are never flagged.
+    for r in result.sections:
+        if not r.superseded and not r.trusted and r.row0 != third[-1].row0:
+            assert r.row0 > third[-1].row0 and all("alias not verified by content" in f for f in r.flags), (
+                sections, log)
+    assert flagged_rows == hit | {row for r in result.sections if not r.superseded and not r.trusted
+                                  for row in range(r.row0, r.row0 + r.rows)}, (sections, log)
     trusted = result.trusted_pixels()
     per_row = np.sqrt(np.nanmean(np.sum(np.where(trusted[..., None], residual, np.nan) ** 2, -1), axis=1))
     assert rms_px(residual[trusted]) < 0.25, (np.round(per_row, 2).tolist(), [(r.row0, r.rows, r.trusted) for r in
