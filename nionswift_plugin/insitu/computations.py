@@ -95,10 +95,12 @@ def output_to_xdata(output: pb.Output, metadata: dict[str, typing.Any]) -> DataA
         times = np.asarray(output.times_s, np.float64)
         n = values.shape[-1]
         scale = float((times[-1] - times[0]) / (n - 1)) if n > 1 else 1.0
-        offset = float(times[0]) if n else 0.0
+        # the axis reads seconds since the first point shown (frame timestamps are epoch seconds: as an offset
+        # they made Swift's axis read "2e+09" at every tick); the exact times and their origin are in the metadata
+        origin_s = float(times[0]) if n else 0.0
         md["insitu"] = dict(metadata, labels=list(output.labels), units=list(output.units),
-                            times_s=display.pack_float64(times))
-        return display.rows_xdata(values, x_calibration=Calibration.Calibration(offset, scale, "s"), metadata=md)
+                            times_s=display.pack_float64(times), time_origin_s=origin_s)
+        return display.rows_xdata(values, x_calibration=Calibration.Calibration(0.0, scale, "s"), metadata=md)
     return None
 
 

@@ -32,6 +32,11 @@ def test_a_long_live_track_is_committed_with_its_times_packed_and_exact() -> Non
     assert _longest_list(xdata.metadata) <= 3  # labels and units only: no per-point list
     np.testing.assert_array_equal(display.unpack_float64(metadata["times_s"]), times_s)
     np.testing.assert_array_equal(xdata.data, values)
+    # the axis reads seconds since the first point (an epoch offset made Swift's ticks all read "2e+09")
+    axis = xdata.dimensional_calibrations[-1]
+    assert axis.units == "s" and axis.offset == 0.0
+    assert axis.scale == pytest.approx((times_s[-1] - times_s[0]) / (times_s.size - 1))
+    assert metadata["time_origin_s"] == times_s[0]
 
 
 def test_packing_round_trips_and_refuses_what_it_did_not_write() -> None:
