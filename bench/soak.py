@@ -148,8 +148,9 @@ def sample(t0: float, tracebacks: int) -> dict[str, typing.Any]:
                         "received": int(stats.get("frames_received", 0)),
                         "processed": int(stats.get("frames_processed", 0)),
                         "dropped": int(stats.get("frames_dropped", 0)), "mean_ms": float(stats.get("mean_ms", 0.0))})
+    from nionswift_plugin.insitu.swift_workarounds import light_rebin_calls
     return dict(process_counters(), t_s=round(time.monotonic() - t0, 2), runners=runners, tracebacks=tracebacks,
-                load1=round(os.getloadavg()[0], 2))
+                load1=round(os.getloadavg()[0], 2), light_rebin_calls=light_rebin_calls())
 
 
 class TracebackCounter(logging.Handler):
@@ -487,6 +488,9 @@ def run_gui(minutes: float, interval_s: float) -> dict[str, typing.Any]:
     samples_path = work / "samples.jsonl"
     os.environ.update(INSITU_SOAK_SCRIPT=str(pathlib.Path(__file__).resolve()), INSITU_SOAK_SAMPLES=str(samples_path),
                       INSITU_SOAK_INTERVAL_S=str(interval_s),
+                      # the tracking time plot grows a point per processed frame: shown, it is drawn through
+                      # swift_workarounds.light_line_plot_rebin once it is longer than its plot (the samples count it)
+                      INSITU_GUI_SHOW="Threshold Tracking - track",
                       PYTHONPATH=os.pathsep.join([str(work / "plugins"), str(ROOT)]
                                                  + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     out = RESULTS / "soak_gui"

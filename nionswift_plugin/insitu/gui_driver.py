@@ -33,6 +33,7 @@ class GuiDriver:
         self.t0 = time.time()
         self.periodic: typing.Any = None
         self.log: list[str] = []
+        self.pending_extras: list[tuple[typing.Any, str]] = []
 
     def on_window(self, document_controller: typing.Any) -> None:
         if self.periodic is None:
@@ -53,7 +54,14 @@ class GuiDriver:
                 traceback.print_exc()
                 self.say(f"setup failed: {e}")
             (self.folder / "ready").write_text("\n".join(self.log))
-        elif self.stage == 1 and (self.folder / "quit").exists():
+        elif self.stage == 1 and self.pending_extras:
+            for panel, wanted in list(self.pending_extras):
+                item = next((d for d in dc.document_model.display_items if wanted in (d.displayed_title or "")), None)
+                if item is not None:
+                    panel.set_display_panel_display_item(item)
+                    self.pending_extras.remove((panel, wanted))
+                    self.say(f"showing {item.displayed_title!r}")
+        if self.stage == 1 and (self.folder / "quit").exists():
             self.stage = 2
             status = {"runners": [dict(runner.latest()[2], title=runner.title, error=runner.latest()[1],
                                        streaming=runner.is_streaming) for runner in ENGINE.runners],
@@ -82,8 +90,11 @@ class GuiDriver:
         # the workspace is split before the camera plays: nion.ui's splitter can race a live display's repaint thread
         # while it gains children (see scripts/swift_xvfb.KNOWN_UPSTREAM_TRACEBACKS), as it would for a user
         primary = dc.selected_display_panel or dc.workspace_controller.display_panels[0]
-        columns = 2 if len(self.processors) <= 3 else 3
-        rows = 2 if len(self.processors) <= 5 else 3
+        # INSITU_GUI_SHOW: data item titles (substrings, comma-separated) to show too, in panels after the processors'
+        extras = [t for t in os.environ.get("INSITU_GUI_SHOW", "").split(",") if t]
+        needed = 1 + len(self.processors) + len(extras)
+        columns = 2 if needed <= 4 else 3 if needed <= 9 else 4
+        rows = 2 if needed <= 6 else 3
         grid = dc.workspace_controller.apply_layouts(primary, [primary], columns, rows) or [primary]
         camera.start_playing()
         self.say("camera playing")
@@ -122,6 +133,10 @@ class GuiDriver:
                 display_panels[index + 1].set_display_panel_display_item(out)
             display_panels[0].set_display_panel_display_item(display_item)
         del grid
+        # outputs past a processor's first appear with its first result: placed by step() when they exist
+        self.pending_extras = [(display_panels[1 + len(self.processors) + offset], wanted)
+                               for offset, wanted in enumerate(extras)
+                               if 1 + len(self.processors) + offset < len(display_panels)]
         if os.environ.get("INSITU_GUI_DRIFT_SI"):  # press Start in the Drift-corrected SI panel
             from nionswift_plugin.insitu import drift_si_panel
             panel = dc.find_dock_panel(drift_si_panel.PANEL_ID)

@@ -18,7 +18,7 @@ import typing
 
 from processing.live.line_rebin import rebin_1d_area
 
-__all__ = ["light_line_plot_rebin", "install_all"]
+__all__ = ["light_line_plot_rebin", "light_rebin_calls", "install_all"]
 
 
 def light_line_plot_rebin() -> bool:
@@ -32,6 +32,8 @@ def light_line_plot_rebin() -> bool:
     if getattr(original, "_insitu_light", False):
         return True
 
+    calls = [0]  # series rebinned here (approximate under threads); the soak reports it to show the route is taken
+
     def rebin_1d(src: typing.Any, len: int, retained: dict[str, typing.Any] | None = None) -> typing.Any:
         # the parameter keeps Swift's name ``len`` (shadowing the builtin) so keyword callers still work
         shape: tuple[int, ...] = tuple(getattr(src, "shape", ()))
@@ -39,13 +41,22 @@ def light_line_plot_rebin() -> bool:
         if getattr(src, "ndim", 0) == 1 and dtype is not None and dtype.kind in "biuf" and 1 <= len < shape[0]:
             if retained is not None:
                 retained.clear()  # never keep Swift's weight matrix of an earlier length
+            calls[0] += 1
             return rebin_1d_area(src, len)
         return original(src, len, retained)
 
     rebin_1d._insitu_light = True  # type: ignore[attr-defined]
     rebin_1d.__wrapped__ = original  # type: ignore[attr-defined]
+    rebin_1d.light_calls = calls  # type: ignore[attr-defined]
     Image.rebin_1d = rebin_1d
     return True
+
+
+def light_rebin_calls() -> int | None:
+    """How many series the light rebinning has drawn since it was installed; None when it is not installed."""
+    from nion.data import Image
+    calls = getattr(getattr(Image, "rebin_1d", None), "light_calls", None)
+    return int(calls[0]) if calls is not None else None
 
 
 def install_all() -> None:

@@ -40,8 +40,12 @@ def test_swift_rebin_gives_its_own_values_in_linear_memory() -> None:
 
 def test_what_it_does_not_cover_still_goes_to_swift() -> None:
     src = np.arange(10, dtype=np.float64)
+    before = swift_workarounds.light_rebin_calls()
     np.testing.assert_array_equal(Image.rebin_1d(src, 20), Image.rebin_1d.__wrapped__(src, 20))  # upsampling
     np.testing.assert_array_equal(Image.rebin_1d(src, 10), src)
+    assert swift_workarounds.light_rebin_calls() == before  # neither was drawn through the light route
+    Image.rebin_1d(src, 5)
+    assert swift_workarounds.light_rebin_calls() == before + 1  # (the soak reports this count from the GUI)
 
 
 def test_the_line_plot_of_a_long_series_draws_from_it() -> None:
