@@ -187,6 +187,17 @@ NANOPARTICLES = {"centers_nm": [(-6.3, -6.3), (-2.0, 3.0), (3.5, -1.5), (5.0, 5.
                  "radii_nm": [0.8, 1.5, 1.0, 2.0, 1.2, 0.9]}
 
 
+def _flag_kinds(result: drift_si.DriftSIResult) -> dict[str, int]:
+    """How many current sections carry each kind of flag (the flag's text up to its first number or colon)."""
+    import re
+    kinds: dict[str, int] = {}
+    for record in result.flagged_sections(0):
+        for kind in sorted({re.sub(r"\d+(\.\d+)?", "#", re.sub(r"^drift measurement \d+( \([^)]*\))?:? ?", "", f))
+                            .split(":")[0].split("(")[0].strip()[:50] for f in record.flags}):
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 def spatial_scenario(quick: bool, *, sample: str = "perovskite",
                      sample_options: typing.Mapping[str, typing.Any] | None = None) -> dict[str, typing.Any]:
     """The registration-error comparison; ``sample="nanoparticles"`` repeats it on a non-periodic specimen
@@ -221,6 +232,7 @@ def spatial_scenario(quick: bool, *, sample: str = "perovskite",
             entry = {"state": result.state, "rms_px": rms_px(residual),
                      "trusted_rms_px": rms_px(residual[trusted]) if trusted.any() else None,
                      "flagged_sections": len(result.flagged_sections(0)),
+                     "flag_kinds": _flag_kinds(result),
                      "reacquired_sections": sum(1 for r in result.sections if r.superseded),
                      "rms_px_mean_removed": rms_px(residual, remove_mean=True),
                      "max_px": float(np.nanmax(np.hypot(residual[..., 0], residual[..., 1]))),
