@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import json
 import pathlib
+import re
 import sys
 import time
 import typing
@@ -189,7 +190,6 @@ NANOPARTICLES = {"centers_nm": [(-6.3, -6.3), (-2.0, 3.0), (3.5, -1.5), (5.0, 5.
 
 def _flag_kinds(result: drift_si.DriftSIResult) -> dict[str, int]:
     """How many current sections carry each kind of flag (the flag's text up to its first number or colon)."""
-    import re
     kinds: dict[str, int] = {}
     for record in result.flagged_sections(0):
         for kind in sorted({re.sub(r"\d+(\.\d+)?", "#", re.sub(r"^drift measurement \d+( \([^)]*\))?:? ?", "", f))

@@ -269,7 +269,8 @@ class DriftPredictor:
 
     # -- a posteriori -----------------------------------------------------------------------------------------
     def trajectory_nm(self, times_s: typing.Any) -> FloatArray:
-        """Drift (..., 2) nm at ``times_s``: weighted Hermite through each step segment, prediction after the last point."""
+        """Drift (..., 2) nm at ``times_s``: weighted Hermite through each step segment, prediction after the last
+        point."""
         t_eval = np.asarray(times_s, dtype=np.float64)
         out = np.zeros(t_eval.shape + (2,))
         if not self._t:
@@ -288,17 +289,17 @@ class DriftPredictor:
         for k in ids:
             sel_pts = seg_id == k
             ts, ds = t_all[sel_pts], d_all[sel_pts]
+            if np.any(np.diff(ts) <= 0):  # measurements at the same time (times are non-decreasing): their mean
+                ts, group = np.unique(ts, return_inverse=True)
+                ds = np.stack([np.bincount(group, ds[:, a]) / np.bincount(group) for a in (0, 1)], axis=-1)
             sel = (eval_seg == k) & (flat_t <= last_t)
             if not sel.any():
                 continue
             te = np.clip(flat_t[sel], ts[0], None)
             inside = te <= ts[-1]
             vals = np.empty((te.size, 2))
-            if ts.size >= 3:
+            if ts.size >= 2:  # (with two points the weighted Hermite is the straight line)
                 vals[inside] = _weighted_hermite(ts, ds)(te[inside])
-            elif ts.size >= 2:
-                for axis in (0, 1):
-                    vals[inside, axis] = np.interp(te[inside], ts, ds[:, axis])
             else:
                 vals[inside] = ds[0]
             if (~inside).any():  # after this segment's last point, before the next segment: extrapolate linearly
