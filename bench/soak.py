@@ -7,7 +7,8 @@ end the run is judged against the issue's criteria and plotted:
 
 * processed fraction (frames processed / frames received by the runner) in the last minute within 10 % of the
   first minute's, per processor and overall;
-* thread count constant after start-up (the first minute);
+* thread count constant after start-up (the first minute; headless, Swift's fixed-size executors are filled at
+  start-up, :func:`fill_executor_pools`, as the GUI's start-up fills them);
 * RSS growth < 5 % after the first minute (median RSS of the last minute over the median of the first minute
   after start-up; the samples' min / max are reported too);
 * no traceback in Swift's log (stderr / logging for headless, the launcher's log for the GUI).
@@ -129,6 +130,32 @@ def buffer_census(min_bytes: int = 256 * 1024) -> dict[str, typing.Any]:
     return {"census_mib": round(sum(g[0] for g in groups.values()), 1),
             "census_top": {k: [round(v[0], 1), int(v[1])] for k, v in top},
             "executors": sorted(executors)}  # [name prefix, workers now, max_workers]: on-demand pools' bound
+
+
+def fill_executor_pools(hold_s: float = 2.0) -> list[list[typing.Any]]:
+    """Start every worker of every ``ThreadPoolExecutor`` alive now (Swift's fixed-size pools: display data,
+    thumbnails, canvas, computations), as the GUI's own start-up does within ~20 s; returns ``[name prefix, workers
+    before, workers after, max_workers]`` per pool.
+
+    Why (headless start-up only): a pool creates a worker when a task arrives while all are busy, up to its fixed
+    maximum. Headless Swift's load is smooth, so a pool's last worker can appear minutes in (sessions 6 and 10: +1
+    thread at 75-355 s, every pool then at its maximum), which the "threads constant after start-up" check reads as
+    growth. Filled here, a thread beyond these pools (a leak, a new pool) still counts. Each pool gets ``max_workers``
+    tasks that wait (at most ``hold_s``) until all are submitted, so each submit finds no idle worker."""
+    import concurrent.futures
+    pools = [o for o in gc.get_objects() if isinstance(o, concurrent.futures.ThreadPoolExecutor)]
+    out: list[list[typing.Any]] = []
+    for pool in pools:
+        before = len(pool._threads)
+        release = threading.Event()
+        try:
+            futures = [pool.submit(release.wait, hold_s) for _ in range(pool._max_workers)]
+        except RuntimeError:  # shut down
+            continue
+        release.set()
+        concurrent.futures.wait(futures, timeout=hold_s + 5.0)
+        out.append([pool._thread_name_prefix, before, len(pool._threads), pool._max_workers])
+    return sorted(out)
 
 
 def loop_queues(event_loop: typing.Any) -> dict[str, int]:
@@ -419,6 +446,7 @@ def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: floa
         for processor_id in ids:
             computations.attach(swift.document_model, processor_id, display_item,
                                 parameters=SIMULATOR_SETTINGS.get(processor_id))
+        pools_filled = fill_executor_pools()
         t0 = time.monotonic()
         end = t0 + 15.0 + START_UP_S + minutes * 60.0  # a few s until every runner streams, start-up, measured
         next_sample = t0
@@ -456,7 +484,8 @@ def run_headless(size: int, minutes: float, exposure_ms: float, interval_s: floa
             "dispatcher_started_by_soak": started_here, "warm_up_s": round(warm_s, 2),
             "first_tracebacks": counter.first, "processors": ids, "environment": _environment(),
             "allocator_tuning": dict(live_engine._tuned),
-            "executors_at_end": executors}  # [name prefix, workers, max_workers] of every ThreadPoolExecutor
+            "executors_at_end": executors,  # [name prefix, workers, max_workers] of every ThreadPoolExecutor
+            "executors_filled_at_start": pools_filled}  # [name prefix, workers before, after, max_workers]
     return write_result(samples, meta, len(ids),
                         f"soak_headless_{size}" + ("_traced" if trace_memory else "") + (f"_{tag}" if tag else ""))
 
