@@ -262,7 +262,7 @@ class DriftCorrectedSI(AcquisitionLoop):
         acc = self.estimator.accepted
         return acc[-1].drift_nm if acc else (0.0, 0.0)
 
-    def _measure_drift(self) -> DriftMeasurement | None:
+    def _measure_drift(self, rate_check: bool = False) -> DriftMeasurement | None:
         s = self.settings
         shape = self._reference_shape()
         offset = self._offset_for(self._now())
@@ -284,7 +284,7 @@ class DriftCorrectedSI(AcquisitionLoop):
             t_scan = min(t_start + 0.5 * frame_s, t_end)
         m = self.estimator.add_image(np.asarray(xdata.data, dtype=np.float64), time_s=t_scan,
                                      pixel_size_nm=self.result.reference_pixel_size_nm, applied_offset_nm=offset,
-                                     rotation_rad=self.result.scan_rotation_rad)
+                                     rotation_rad=self.result.scan_rotation_rad, rate_check=rate_check)
         self.result.measurements = self.estimator.records
         self.drift_event.fire(m)
         return m

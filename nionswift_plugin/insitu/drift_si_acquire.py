@@ -20,6 +20,7 @@ import numpy as np
 from nion.instrumentation import scan_base
 
 from processing.spectroscopy.drift import DriftEstimator, DriftMeasurement
+from processing.spectroscopy.drift_guard import rate_check_wanted
 from processing.spectroscopy.si_assembly import align_section_energy
 from processing.spectroscopy.si_result import PassGeometry, PassResult, SectionRecord
 from processing.spectroscopy.si_settings import DriftSIError, Rect
@@ -54,7 +55,7 @@ class AcquisitionLoop(EngineSupport):
         def _resolve_devices(self) -> None: ...
         def _section_lines(self, geom: PassGeometry, row0: int) -> int: ...
         def _offset_for(self, t_s: float) -> tuple[float, float]: ...
-        def _measure_drift(self) -> DriftMeasurement | None: ...
+        def _measure_drift(self, rate_check: bool = False) -> DriftMeasurement | None: ...
 
     def _acquire(self) -> None:
         s = self.settings
@@ -222,6 +223,8 @@ class AcquisitionLoop(EngineSupport):
                 break
             if s.correct_drift:
                 m = self._measure_drift()  # after each section (also the last): brackets it for the shear
+                if s.rate_check and rate_check_wanted(self.estimator.records) and not self._abort.is_set():
+                    self._measure_drift(rate_check=True)  # the register rests on the prior: a short baseline
                 if (s.reacquire_on_jump and m is not None and m.accepted and m.jump_nm is not None
                         and repeats.get(row0, 0) < s.max_reacquisitions and not self._abort.is_set()):
                     # a jump during (or just before) this section: it cannot be interpolated away; scan it again

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from processing.base import InputError, ParameterError
 from processing.sampling.patterns import check_positions
 from processing.spectroscopy.drift import DriftEstimator, DriftMeasurement
+from processing.spectroscopy.drift_guard import rate_check_wanted
 
 __all__ = ["SectionScanner", "SparseDriftResult", "DriftCorrectedAcquisition", "acquire_sparse_drift_corrected",
            "sections_for_interval"]
@@ -92,11 +93,13 @@ class DriftCorrectedAcquisition:
     bootstrap_measurements, bootstrap_interval_s : extra reference scans before the first section, this far apart
         (the drift-corrected SI's defaults: 2, 0.3 s), so that the first section is corrected with a rate; the
         scanner waits with its ``wait(seconds)`` (skipped, with a note, when it has none).
+    rate_check : as the drift-corrected SI's: after a reference scan whose lattice alias rests on the drift model
+        alone, one more at once (:func:`~processing.spectroscopy.drift_guard.rate_check_wanted`).
     """
 
     def __init__(self, scanner: SectionScanner, *, section_positions: int = 128, correct_drift: bool = True,
                  estimator: DriftEstimator | None = None, prediction_points: int = 9,
-                 bootstrap_measurements: int = 2, bootstrap_interval_s: float = 0.3) -> None:
+                 bootstrap_measurements: int = 2, bootstrap_interval_s: float = 0.3, rate_check: bool = True) -> None:
         if int(bootstrap_measurements) != bootstrap_measurements or bootstrap_measurements < 0 or not (
                 bootstrap_interval_s >= 0):
             raise ParameterError(f"bootstrap_measurements must be a whole number >= 0 and bootstrap_interval_s >= 0; "
@@ -112,6 +115,7 @@ class DriftCorrectedAcquisition:
         self.prediction_points = int(prediction_points)
         self.bootstrap_measurements = int(bootstrap_measurements)
         self.bootstrap_interval_s = float(bootstrap_interval_s)
+        self.rate_check = bool(rate_check)
         self._notes: list[str] = []
         self._positions: list[NDArray[np.int64]] = []
         self._spectra: list[NDArray[np.float32]] = []
@@ -132,12 +136,13 @@ class DriftCorrectedAcquisition:
         """A reference scan before any section (bootstrap, after a wait), with the prediction for its time."""
         self._register(self._offset(self.estimator.records[-1].time_s + self.bootstrap_interval_s))
 
-    def _register(self, offset: Vec2) -> DriftMeasurement:
+    def _register(self, offset: Vec2, rate_check: bool = False) -> DriftMeasurement:
         """Record the reference sub-scan with ``offset`` in force and register it (the SI engine's call)."""
         image, time_s = self.scanner.reference(offset)
         py, px = self.scanner.reference_pixel_size_nm
         return self.estimator.add_image(np.asarray(image, np.float64), time_s=float(time_s),
-                                        pixel_size_nm=(float(py), float(px)), applied_offset_nm=offset)
+                                        pixel_size_nm=(float(py), float(px)), applied_offset_nm=offset,
+                                        rate_check=rate_check)
 
     def _correction(self, times: F64) -> F64:
         t = np.asarray(times, np.float64).reshape(-1)
@@ -193,6 +198,8 @@ class DriftCorrectedAcquisition:
             self._count += block.shape[0]
             out.append(spectra)
             self._measure()                                  # after every section (also the last): brackets it
+            if self.rate_check and rate_check_wanted(self.estimator.records):
+                self._register(self._offset(self.estimator.records[-1].time_s), rate_check=True)
         return np.vstack(out)
 
     def result(self) -> SparseDriftResult:
@@ -223,12 +230,12 @@ class DriftCorrectedAcquisition:
 def acquire_sparse_drift_corrected(scanner: SectionScanner, positions_px: typing.Any, *, section_positions: int = 128,
                                    correct_drift: bool = True, estimator: DriftEstimator | None = None,
                                    prediction_points: int = 9, bootstrap_measurements: int = 2,
-                                   bootstrap_interval_s: float = 0.3) -> SparseDriftResult:
+                                   bootstrap_interval_s: float = 0.3, rate_check: bool = True) -> SparseDriftResult:
     """Acquire ``positions_px`` (m, 2) on ``scanner`` in sections with drift correction (see module doc)."""
     acq = DriftCorrectedAcquisition(scanner, section_positions=section_positions, correct_drift=correct_drift,
                                     estimator=estimator, prediction_points=prediction_points,
                                     bootstrap_measurements=bootstrap_measurements,
-                                    bootstrap_interval_s=bootstrap_interval_s)
+                                    bootstrap_interval_s=bootstrap_interval_s, rate_check=rate_check)
     acq(positions_px)
     return acq.result()
 

@@ -254,7 +254,8 @@ class DriftEstimator:
 
     # -- measurement ---------------------------------------------------------------------------------------
     def add_image(self, image: typing.Any, *, time_s: float, pixel_size_nm: Vec2,
-                  applied_offset_nm: Vec2 = (0.0, 0.0), rotation_rad: float = 0.0) -> DriftMeasurement:
+                  applied_offset_nm: Vec2 = (0.0, 0.0), rotation_rad: float = 0.0,
+                  rate_check: bool = False) -> DriftMeasurement:
         """Register a reference sub-scan and record the measurement.
 
         Parameters
@@ -264,6 +265,7 @@ class DriftEstimator:
         pixel_size_nm : (y, x) pixel size of the sub-scan in nm.
         applied_offset_nm : scan offset (dy, dx) in force during this sub-scan (sample axes, as the scan centre).
         rotation_rad : scan rotation of the sub-scan; its pixel shifts are rotated into sample axes.
+        rate_check : taken right after the previous one to measure the rate (not a new sampling interval).
 
         Returns
         -------
@@ -284,8 +286,15 @@ class DriftEstimator:
             prefilter(data, lowpass_sigma_px=0.0)  # validates; the template is kept unfiltered
             self._template = data.copy()
             self._shape = typing.cast(tuple[int, int], data.shape)
+            # the content's own periodicity: the translations (beyond 1 px) at which the scan matches itself
+            h0, w0 = data.shape
+            own = translation_candidates(data, data, lowpass_sigma_px=self.lowpass_sigma_px,
+                                         highpass_sigma_px=self.highpass_sigma_px, max_candidates=self.max_candidates,
+                                         max_shift_px=(self.max_shift_fraction * h0, self.max_shift_fraction * w0))
+            self_aliases = sum(1 for c in own if math.hypot(*c.shift_px) > 1.0 and c.quality >= 0.9
+                               and c.overlap_fraction >= 0.5)
             m = DriftMeasurement(index, float(time_s), applied, (0.0, 0.0), pixel, applied, 1.0, True, "reference",
-                                 rotation_rad=float(rotation_rad))
+                                 rotation_rad=float(rotation_rad), self_aliases=self_aliases)
             self._records.append(m)
             self.predictor.add(float(time_s), applied)
             self._first_raw = data.copy()
@@ -440,7 +449,8 @@ class DriftEstimator:
                                             tuple((float(c[0]) - self.accepted[-1].drift_nm[0] + drift[0],
                                                    float(c[1]) - self.accepted[-1].drift_nm[1] + drift[1])
                                                   for c in self.accepted[-1].candidates_nm) or (drift,)),
-                             lost=lost and accepted, inconsistent=inconsistent, unverified=unverified and accepted)
+                             lost=lost and accepted, inconsistent=inconsistent, unverified=unverified and accepted,
+                             rate_check=bool(rate_check))
         self._records.append(m)
         if accepted:
             self._previous_raw = (data.copy(), (drift[0] - applied[0], drift[1] - applied[1]))
@@ -453,7 +463,7 @@ class DriftEstimator:
         elif accepted and lost:
             pass  # the drift model keeps what it knew; the offset is held (predict_offset_nm)
         elif accepted:
-            self.predictor.add(float(time_s), drift, step_nm=step if jump else None)
+            self.predictor.add(float(time_s), drift, step_nm=step if jump else None, extra=bool(rate_check))
         if accepted and self.template_weight > 0 and result.quality >= self.template_min_quality:
             aligned = shift_image(data, (-shift[0], -shift[1]))
             # match brightness/contrast to the template before averaging (dose or damage changes the level)

@@ -375,5 +375,5 @@ def rebuild_predictor(measurements: typing.Sequence[DriftMeasurement], template:
             miss = (d[0] - pred.drift_nm[0], d[1] - pred.drift_nm[1])
             if math.isfinite(pred.sigma_nm) and math.hypot(*miss) > max(jump_sigma * pred.sigma_nm, jump_floor_nm):
                 step = miss
-        out.add(m.time_s, d, step_nm=step)
+        out.add(m.time_s, d, step_nm=step, extra=m.rate_check)
     return out

@@ -41,7 +41,7 @@ if typing.TYPE_CHECKING:
     from processing.spectroscopy.drift import DriftMeasurement
 
 __all__ = ["untracked", "tracking_lost", "untrusted_run", "last_trusted_drift", "periodic_reference",
-           "least_correction", "reference_consistency"]
+           "least_correction", "reference_consistency", "rate_check_wanted"]
 
 Vec2 = tuple[float, float]
 
@@ -78,6 +78,24 @@ def tracking_lost(records: typing.Sequence[DriftMeasurement], after: int, window
         return False
     last = acc[-after:]
     return len(last) == after and all(untracked(m, window_sigma) for m in last)
+
+
+def rate_check_wanted(records: typing.Sequence[DriftMeasurement]) -> bool:
+    """True when the last measurement's lattice alias rests on the drift model's prior alone: accepted, on a
+    periodic reference (several aliases match), not lost, not itself a rate check, and a jump, ambiguous or not
+    verified by content.
+
+    Then one more reference scan right away (a baseline of one scan's duration, ~0.05-0.15 s) measures the drift
+    *rate* unambiguously (0.5 nm/s moves 0.05-0.08 nm there, far below half a lattice period). Without it a clean
+    lattice sampled every ~0.9 s (Swift's synchronized acquisition start-up per section) cannot tell "the jump went
+    back" from "the rate rose by one period per interval" (sweep seed 9207: two cancelling jumps of 0.4 period; the
+    joint check took the rate alias and the register ran away by a period per measurement); with the short
+    baseline the rate alias costs a velocity change the drift model does not allow at each such pair."""
+    if not records:
+        return False
+    m = records[-1]
+    return bool(m.accepted and m.index > 0 and not m.lost and not m.rate_check and m.n_candidates > 1
+                and (m.ambiguous or m.unverified or m.jump_nm is not None))
 
 
 def periodic_reference(records: typing.Sequence[DriftMeasurement]) -> bool:

@@ -111,13 +111,16 @@ class DriftPredictor:
         self.max_jerk_nm_per_s3 = float(max_jerk_nm_per_s3)
         self._t: list[float] = []
         self._d: list[Vec2] = []
+        self._extra: list[bool] = []  # rate-check points: in the fit, but not counted in ``window``
         self._steps: list[tuple[float, Vec2]] = []  # (time of the measurement that saw it, step nm)
         self._z: list[float] = []  # normalised misses of the recent predictions (per axis), for the inflation
         self._step_sigma = 0.0  # uncertainty of the last step's size while few points follow it
 
     # -- input ------------------------------------------------------------------------------------------------
-    def add(self, time_s: float, drift_nm: Vec2, *, step_nm: Vec2 | None = None) -> None:
-        """An accepted measurement; ``step_nm``: the jump it revealed (then it starts a new step segment)."""
+    def add(self, time_s: float, drift_nm: Vec2, *, step_nm: Vec2 | None = None, extra: bool = False) -> None:
+        """An accepted measurement; ``step_nm``: the jump it revealed (then it starts a new step segment);
+        ``extra``: a rate check taken right after the previous point (it joins the fit without pushing an older
+        point out of ``window``: a short baseline must not shorten the span the rate is fitted over)."""
         if self._t and time_s < self._t[-1]:
             raise InputError(f"time_s={time_s} is earlier than the previous measurement ({self._t[-1]}); "
                              f"pass measurements in time order.")
@@ -132,6 +135,7 @@ class DriftPredictor:
             self._step_sigma = sigma_at_step
         self._t.append(float(time_s))
         self._d.append((float(drift_nm[0]), float(drift_nm[1])))
+        self._extra.append(bool(extra))
         self._refine_last_step()
 
     def _refine_last_step(self) -> None:
@@ -184,7 +188,9 @@ class DriftPredictor:
     def _fit(self, t_eval: float) -> tuple[FloatArray, float, FloatArray]:
         """(value (2,), 1-sigma nm, rate (2,)) of the smooth part at ``t_eval`` from the last ``window`` points."""
         t_all, d_all = self._smooth()
-        t, d = t_all[-self.window:], d_all[-self.window:]
+        counted = np.flatnonzero(~np.asarray(self._extra, dtype=bool))
+        start = int(counted[-self.window]) if counted.size >= self.window else 0
+        t, d = t_all[start:], d_all[start:]
         n = t.size
         dt = max(t_eval - t[-1], 0.0)
         walk_var = self.walk_nm_per_sqrt_s ** 2 * dt

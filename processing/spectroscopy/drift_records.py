@@ -75,6 +75,13 @@ class DriftMeasurement:
     #: (:func:`~processing.spectroscopy.si_result.assign_verdicts` flags every section whose register depends on it
     #: until a measurement the content decides)
     unverified: bool = False
+    #: taken right after the previous measurement to measure the rate (:func:`~processing.spectroscopy.drift_guard.
+    #: rate_check_wanted`): a short baseline, not a new sampling interval
+    rate_check: bool = False
+    #: (the reference scan only) translations beyond 1 px at which it matches itself with NCC >= 0.9: > 0 for a
+    #: lattice, whose aliases its content cannot tell apart (:func:`~processing.spectroscopy.si_result.
+    #: register_unverified_since`)
+    self_aliases: int = 0
 
     @property
     def flagged(self) -> bool:
@@ -114,7 +121,8 @@ class DriftMeasurement:
                    retro=str(d.get("retro", "")),
                    final_drift_nm=None if d.get("final_drift_nm") is None else _vec(d["final_drift_nm"]),
                    lost=bool(d.get("lost", False)), inconsistent=str(d.get("inconsistent", "")),
-                   unverified=bool(d.get("unverified", False)))
+                   unverified=bool(d.get("unverified", False)), rate_check=bool(d.get("rate_check", False)),
+                   self_aliases=int(d.get("self_aliases", 0)))
 
 
 def _vec(v: typing.Any) -> Vec2:

@@ -23,6 +23,7 @@ from processing import base as processing_base
 from processing.spectroscopy import eegs as eegs_analysis
 from processing.spectroscopy.drift import DriftEstimator, DriftMeasurement
 from processing.spectroscopy.drift_consistency import ChainSolution, annotate, rebuild_predictor, resolve_chain
+from processing.spectroscopy.drift_guard import periodic_reference
 from processing.spectroscopy.drift_model import DriftPredictor, sample_to_scan
 from processing.spectroscopy.si_assembly import SIAssembler, resample_scattered
 from processing.spectroscopy.si_settings import DriftSIError, DriftSISettings, Rect
@@ -276,15 +277,24 @@ def resolve_measurements(result: SIRunResult, estimator: DriftEstimator | None =
 def register_unverified_since(measurements: typing.Sequence[DriftMeasurement]) -> dict[int, int]:
     """For each accepted measurement whose register is not verified by content, the index of the measurement from
     which it is not: an ``unverified`` measurement starts it, every later accepted one inherits it until one the
-    content decides (a single candidate, not lost) re-anchors the register. {measurement index: start index}."""
+    content decides (a single candidate, not lost) re-anchors the register. {measurement index: start index}.
+
+    On a periodic reference (:func:`~processing.spectroscopy.drift_guard.periodic_reference`, or a reference scan
+    that matches itself at lattice translations, ``self_aliases``) nothing re-anchors: there a single candidate is
+    no content decision, only the alias nearest the offset applied matching a little better than the others (the
+    NCC of a clean lattice's aliases differs by their overlap and the noise, and the running template has taken up
+    the unverified register); it confirms a register one period off as readily as the right one (sweep seeds 9207
+    and 9301 with the rate check: one period off after two cancelling jumps / a 0.6-period jump, re-anchored by such
+    measurements, 1.06 px and 0.46 px on trusted sections)."""
     out: dict[int, int] = {}
     since: int | None = None
+    periodic = periodic_reference(measurements) or any(m.index == 0 and m.self_aliases > 0 for m in measurements)
     for m in measurements:
         if not m.accepted:
             continue
         if m.unverified and since is None:
             since = m.index
-        elif m.n_candidates <= 1 and not m.lost and not m.unverified:
+        elif m.n_candidates <= 1 and not m.lost and not m.unverified and not periodic:
             since = None
         if since is not None:
             out[m.index] = since

@@ -84,6 +84,11 @@ class DriftSISettings:
     #: (:func:`~processing.spectroscopy.si_timing.bootstrap_wait_s`), each wait at most ``bootstrap_interval_s``
     bootstrap_measurements: int = 2
     bootstrap_interval_s: float = 0.3
+    #: on a periodic reference, a reference scan whose lattice alias rests on the drift model alone (a jump, an
+    #: ambiguous or an unverified measurement: :func:`~processing.spectroscopy.drift_guard.rate_check_wanted`) is
+    #: followed at once by one more, whose short baseline measures the rate (a rate alias of one period per
+    #: reference interval cannot pass it)
+    rate_check: bool = True
     #: re-acquire a section when the measurement after it is a jump (outside ``jump_sigma`` sigma of the
     #: prediction and larger than ``reacquire_jump_px`` SI pixels: a jump inside a section cannot be interpolated
     #: away), up to ``max_reacquisitions`` times per section; a section still hit is flagged, never kept silently

@@ -134,27 +134,40 @@ def test_failure_4_a_section_hit_again_is_re_acquired_again_then_flagged(session
     re-acquired up to ``max_reacquisitions`` times; if the drift keeps jumping it is flagged, never trusted."""
     scan = session.scan
     original = scan.record_immediate
-    calls = {"n": 0}
+    original_grab = scan.grab_synchronized
+    calls = {"sections": 0, "after_section": False}
     start = session.instrument.GetVal2D("CSH")
 
+    def counting_grab(*args: typing.Any, **kw: typing.Any) -> typing.Any:
+        calls["sections"] += 1
+        calls["after_section"] = True
+        return original_grab(*args, **kw)
+
     def jumping_record(*args: typing.Any, **kw: typing.Any) -> typing.Any:
-        calls["n"] += 1
-        if calls["n"] in (6, 7, 8):  # a 0.1 nm jump after section 3 and after each of its two re-acquisitions
-            k = calls["n"] - 5
-            session.instrument.SetVal2D("CSH", Geometry.FloatPoint(y=start.y - k * 0.10e-9, x=start.x))
+        # the first reference scan after a section (not the timing probe's line, nor a rate check that follows it)
+        if calls["after_section"]:
+            calls["after_section"] = False
+            n = calls["sections"] - 1  # the first grab is the timing probe
+            if n in (3, 4, 5):  # a 0.1 nm jump after section 3 and after each of its two re-acquisitions
+                k = n - 2
+                session.instrument.SetVal2D("CSH", Geometry.FloatPoint(y=start.y - k * 0.10e-9, x=start.x))
         return original(*args, **kw)
 
     scan.record_immediate = jumping_record
+    scan.grab_synchronized = counting_grab
     try:
         result, residual, _t = _run(session, _settings(max_reacquisitions=2))
     finally:
         del scan.record_immediate
+        del scan.grab_synchronized
         session.instrument.SetVal2D("CSH", start)
     log = [(m.index, round(m.quality, 4), m.jump_nm is not None, m.ambiguous, m.predicted_sigma_nm, m.reason[:40])
            for m in result.measurements]
     third = [r for r in result.sections if r.row0 == result.sections[2].row0]
     assert [r.repeat for r in third] == [0, 1, 2] and [r.superseded for r in third] == [True, True, False], log
-    assert not third[-1].trusted and any("jumped" in f for f in third[-1].flags)
+    assert not third[-1].trusted and any("jumped" in f for f in third[-1].flags), (
+        [(r.index, r.row0, r.rows, r.repeat, r.superseded, r.measurement_before, r.measurement_after, r.flags)
+         for r in result.sections], log)
     flagged_rows = set(result.si_xdata().metadata["drift_si"]["flagged_rows"])
     sections = [(r.index, r.row0, r.rows, r.repeat, r.superseded, r.flags) for r in result.sections]
     hit = set(range(third[-1].row0, third[-1].row0 + third[-1].rows))
@@ -235,7 +248,8 @@ def test_failure_6_abort_during_a_re_acquisition_keeps_the_marks_consistent(sess
 
     def grab(*args: typing.Any, **kw: typing.Any) -> typing.Any:
         calls["grab"] += 1
-        if calls["n"] == 6:  # the re-acquisition after the jump: stop at once
+        # the re-acquisition after the jump (after the rate check's reference scan, if any): stop at once
+        if calls["n"] >= 6:
             run.abort(immediately=True)
         return original_grab(*args, **kw)
 

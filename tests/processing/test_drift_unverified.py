@@ -60,6 +60,36 @@ def test_the_unverified_register_lasts_until_a_measurement_the_content_decides()
     def rec(i: int, n: int, unverified: bool = False, lost: bool = False) -> DriftMeasurement:
         return DriftMeasurement(i, float(i), (0.0, 0.0), (0.0, 0.0), (0.075, 0.075), (0.0, 0.0), 0.99, True,
                                 n_candidates=n, unverified=unverified, lost=lost)
-    ms = [rec(0, 1), rec(1, 9), rec(2, 9, unverified=True), rec(3, 9), rec(4, 9, lost=True), rec(5, 1, lost=True),
-          rec(6, 1), rec(7, 9)]
+    # a non-periodic reference (most measurements have one candidate): a single candidate is the content's decision
+    ms = [rec(0, 1), rec(1, 1), rec(2, 9, unverified=True), rec(3, 9), rec(4, 9, lost=True), rec(5, 1, lost=True),
+          rec(6, 1), rec(7, 1), rec(8, 1)]
     assert register_unverified_since(ms) == {2: 2, 3: 2, 4: 2, 5: 2}
+    # a periodic reference: a single candidate is the alias nearest the applied offset matching a little better,
+    # no decision; the register stays unverified to the end (sweep seed 9207: one period off, re-anchored, trusted)
+    periodic = [rec(0, 1), rec(1, 9), rec(2, 9, unverified=True), rec(3, 9), rec(4, 1), rec(5, 9), rec(6, 1)]
+    assert register_unverified_since(periodic) == {2: 2, 3: 2, 4: 2, 5: 2, 6: 2}
+    assert register_unverified_since([rec(0, 1), rec(1, 9), rec(2, 9), rec(3, 1)]) == {}
+
+
+def test_a_lattice_reference_is_periodic_from_its_own_content_and_then_nothing_re_anchors() -> None:
+    """Sweep seed 9301 (perovskite): after a 0.6-period jump taken as its 0.4-period alias the later reference scans
+    mostly had one candidate (the alias nearest the applied offset matching a little better), so the chain did not
+    count as periodic by its measurements and those re-anchored the register: trusted sections 0.46 px off. The
+    reference scan's own periodicity (``self_aliases``: it matches itself at lattice translations) decides."""
+    from processing.spectroscopy.drift import DriftMeasurement
+    from test_drift_issue13 import PIXEL_NM, _crystal, _scan
+
+    rng = np.random.default_rng(7)
+    lattice = DriftEstimator().add_image(_scan(_crystal(0.0, seed=1), np.zeros(2), rng), time_s=0.0,
+                                         pixel_size_nm=(PIXEL_NM, PIXEL_NM))
+    texture = np.random.default_rng(3).normal(size=(32, 32))
+    amorphous = DriftEstimator().add_image(texture, time_s=0.0, pixel_size_nm=(PIXEL_NM, PIXEL_NM))
+    assert lattice.self_aliases > 0 and amorphous.self_aliases == 0, (lattice.self_aliases, amorphous.self_aliases)
+
+    def rec(i: int, n: int, unverified: bool = False, self_aliases: int = 0) -> DriftMeasurement:
+        return DriftMeasurement(i, float(i), (0.0, 0.0), (0.0, 0.0), (0.075, 0.075), (0.0, 0.0), 0.99, True,
+                                n_candidates=n, unverified=unverified, self_aliases=self_aliases)
+    # most measurements with one candidate: not periodic by the measurements
+    chain = [rec(1, 1), rec(2, 9, unverified=True), rec(3, 1), rec(4, 1), rec(5, 1)]
+    assert register_unverified_since([rec(0, 1)] + chain) == {2: 2}
+    assert register_unverified_since([rec(0, 1, self_aliases=8)] + chain) == {2: 2, 3: 2, 4: 2, 5: 2}
