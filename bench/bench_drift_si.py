@@ -216,7 +216,8 @@ def spatial_scenario(quick: bool, *, sample: str = "perovskite",
         "jump_rate_per_s": drift.jump_rate_per_s, "jump_size_nm": drift.jump_size_nm, "seed": drift.seed}}
     variants: dict[str, dict[str, typing.Any]] = {
         "uncorrected": dict(correct_drift=False, correct_shear=False), "ours": {},
-        "ours_no_shear": dict(correct_shear=False), "ours_no_reacquire": dict(reacquire_on_jump=False)}
+        "ours_no_shear": dict(correct_shear=False), "ours_no_reacquire": dict(reacquire_on_jump=False),
+        "ours_no_rate_check": dict(rate_check=False)}
     for name, options in variants.items():
         settings = dataclasses.replace(copy.deepcopy(base), **options)
         with stem_session(seed=3, drift=drift, controls=controls, sample=sample,

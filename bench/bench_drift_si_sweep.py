@@ -176,6 +176,8 @@ def run_engine(sc: dict[str, typing.Any], size: int, *, corrected: bool) -> dict
             print("raw per row", np.round(np.sqrt(np.nanmean(np.sum(residual ** 2, -1), axis=1)), 2).tolist())
             print("eff per row", np.round(np.sqrt(np.nanmean(np.sum(eff ** 2, -1), axis=1)), 2).tolist())
             print("corr max", float(np.abs(main.correction_px).max()), [(r.row0, r.rows) for r in result.sections])
+        if DEBUG:
+            print("self_aliases", result.measurements[0].self_aliases, [m.n_candidates for m in result.measurements])
         trusted = result.trusted_pixels(0)
         current = result.current_sections(0)
         return {"state": result.state, "rms_px": rms_px(eff),
