@@ -452,12 +452,16 @@ def align_stack(frames: typing.Any, *, pixel_size_nm: float | tuple[float, float
     n, (h, w) = source.n_frames, source.frame_shape
     if min(h, w) < 16:
         raise InputError(f"the frames are {h}x{w} px; alignment needs at least 16x16 px.")
-    noise = None
-    if opts["drift_prior"] != "off":
-        from processing.alignment.sdsd_prior import split_frame_noise
-        noise = lambda: float(split_frame_noise(source, opts)[0])  # noqa: E731
-    return measure_and_solve(n, (h, w), opts, lambda pairs, offsets: measure_in_blocks(source, opts, pairs, offsets),
-                             pixel_size_nm=pixel_size_nm, frame_noise=noise)
+
+    def run(o: dict[str, typing.Any]) -> SDSDResult:
+        noise = None
+        if o["drift_prior"] != "off":
+            from processing.alignment.sdsd_prior import split_frame_noise
+            noise = lambda: float(split_frame_noise(source, o)[0])  # noqa: E731
+        return measure_and_solve(n, (h, w), o, lambda pairs, offsets: measure_in_blocks(source, o, pairs, offsets),
+                                 pixel_size_nm=pixel_size_nm, frame_noise=noise)
+    from processing.alignment.stack_band import with_band_choice
+    return with_band_choice(run, lambda k: source.read(k, k + 1)[0], n, opts)
 
 
 Measure = typing.Callable[[list[tuple[int, int]], NDArray[np.int64]],

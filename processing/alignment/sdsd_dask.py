@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from processing.alignment.sdsd import PairMeasurement, SDSDResult, measure_and_solve, measure_pairs
 from processing.alignment.sdsd_blocks import BLOCK_BYTES, FrameBlocks, _gather
+from processing.alignment.stack_band import with_band_choice
 from processing.alignment.stack_filters import PairSpectra, prefilter_spectra, sdsd_options
 from processing.base import InputError
 from processing.execution.dask_run import DaskError, connect
@@ -233,14 +234,30 @@ def align_stack_dask(frames: typing.Any, client: typing.Any, *, pixel_size_nm: f
         n, (h, w) = stack.n_frames, stack.frame_shape
         if min(h, w) < 16:
             raise InputError(f"the frames are {h}x{w} px; alignment needs at least 16x16 px.")
-        return measure_and_solve(n, (h, w), opts,
-                                 lambda pairs, offsets: measure_on_cluster(stack, opts, pairs, offsets),
-                                 pixel_size_nm=pixel_size_nm,
-                                 frame_noise=(lambda: _split_noise(stack, opts)) if opts["drift_prior"] != "off"
-                                 else None)
+
+        def run(o: dict[str, typing.Any]) -> SDSDResult:
+            return measure_and_solve(n, (h, w), o,
+                                     lambda pairs, offsets: measure_on_cluster(stack, o, pairs, offsets),
+                                     pixel_size_nm=pixel_size_nm,
+                                     frame_noise=(lambda: _split_noise(stack, o)) if o["drift_prior"] != "off"
+                                     else None)
+        return with_band_choice(run, lambda k: _read_frame(stack, k), n, opts)
     finally:
         if owned:
             c.close()
+
+
+def _read_frame(stack: _ClusterStack, k: int) -> NDArray[np.float32]:
+    """Frame k read here (the low-pass choice reads a few dozen frames): from the array, or from the file."""
+    if stack.local is not None:
+        return np.asarray(stack.local.read(k, k + 1)[0], dtype=np.float32)
+    from processing.io.stacks import open_stack
+    assert stack.path is not None
+    opened = open_stack(stack.path, dataset=stack.dataset, lazy=True)
+    try:
+        return np.asarray(FrameBlocks(opened, 16).read(k, k + 1)[0], dtype=np.float32)
+    finally:
+        opened.close()
 
 
 def _split_noise(stack: _ClusterStack, options: dict[str, typing.Any]) -> float:

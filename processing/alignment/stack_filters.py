@@ -23,7 +23,8 @@ from numpy.typing import NDArray
 
 from processing.base import InputError, Parameter, ParameterError
 
-__all__ = ["SDSD_PARAMETERS", "PairSpectra", "sdsd_options", "validate_stack", "parse_region", "prefilter_spectra"]
+__all__ = ["SDSD_PARAMETERS", "PairSpectra", "sdsd_options", "validate_stack", "parse_region", "prefilter_spectra",
+           "prepare_frame", "gaussian_band"]
 
 Float32Array = NDArray[np.float32]
 FloatArray = NDArray[np.float64]
@@ -42,6 +43,10 @@ SDSD_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("edge_filter", "Edge filter", "boolean", False, description="Sobel gradient magnitude"),
     Parameter("lowpass_sigma_px", "Low-pass sigma", "real", 2.0, 0.0, 50.0, "px",
               description="Gaussian low-pass against shot noise (0 = off)"),
+    Parameter("lowpass_auto", "Low-pass from data", "boolean", False,
+              description="choose the low-pass from the stack itself (after a first pass at the low-pass sigma "
+                          "above): the band where the signal common to the frame pairs is most precise, refused "
+                          "where it would let lattice aliases compete with the true shift; see docs/stack.md"),
     Parameter("highpass_sigma_px", "High-pass sigma", "real", 30.0, 0.0, 1000.0, "px",
               description="remove background wider than this (0 = off)"),
     Parameter("subpixel_px", "Precision", "real", 0.02, 0.001, 0.5, "px", description="sub-pixel step of the peak search"),
@@ -192,6 +197,31 @@ def _band_size(n: int, k_cut: float) -> int:
     return n if m >= n - 1 else m
 
 
+def prepare_frame(frame: Float32Array, options: typing.Mapping[str, typing.Any], window: Float32Array,
+                  ) -> Float32Array:
+    """One (H, W) float32 frame (already cropped to the region) before its FFT: the optional median and Sobel
+    filters, the mean subtracted, times ``window`` (H, W)."""
+    median = int(options["median_px"])
+    if median > 1:
+        size = median | 1
+        frame = (cv2.medianBlur(frame, size) if size <= 5 else
+                 scipy.ndimage.median_filter(frame, size=size)).astype(np.float32)
+    if options["edge_filter"]:
+        gy = cv2.Sobel(frame, cv2.CV_32F, 0, 1, ksize=3)
+        gx = cv2.Sobel(frame, cv2.CV_32F, 1, 0, ksize=3)
+        frame = np.sqrt(gy * gy + gx * gx)
+    return np.asarray((frame - frame.mean()) * window, dtype=np.float32)
+
+
+def gaussian_band(k2: FloatArray, lowpass_sigma_px: float, highpass_sigma_px: float) -> FloatArray:
+    """The pre-filter's band-pass at squared frequencies ``k2`` (cycles/px)^2: Gaussian low-pass minus Gaussian
+    high-pass (either 0 = off), 0 at k = 0."""
+    band = np.exp(-2 * math.pi ** 2 * lowpass_sigma_px ** 2 * k2) if lowpass_sigma_px > 0 else np.ones_like(k2)
+    if highpass_sigma_px > 0:
+        band = band - np.exp(-2 * math.pi ** 2 * highpass_sigma_px ** 2 * k2)
+    return np.where(k2 == 0, 0.0, band)
+
+
 def prefilter_spectra(stack: Float32Array, options: typing.Mapping[str, typing.Any]) -> PairSpectra:
     """Pre-filter every frame of ``stack`` (N, H, W) float32 with ``options`` (see :func:`sdsd_options`)."""
     n = stack.shape[0]
@@ -207,27 +237,14 @@ def prefilter_spectra(stack: Float32Array, options: typing.Mapping[str, typing.A
     ky = np.where(rows < (h + 1) // 2, rows, rows - h).astype(np.float64) / h
     kx = np.arange(mxh, dtype=np.float64) / w
     k2 = ky[:, None] ** 2 + kx[None, :] ** 2
-    band = np.exp(-2 * math.pi ** 2 * sl ** 2 * k2) if sl > 0 else np.ones_like(k2)
-    if sh > 0:
-        band = band - np.exp(-2 * math.pi ** 2 * sh ** 2 * k2)
-    band[0, 0] = 0.0
+    band = gaussian_band(k2, sl, sh)
     band32 = band.astype(np.float32)
-    median = int(options["median_px"])
     spectra = np.empty((n, len(rows), mxh), dtype=np.complex64)
     chunk = 16
     for start in range(0, n, chunk):
         block = stack[start:start + chunk, top:bottom, left:right].astype(np.float32, copy=True)
         for k in range(block.shape[0]):
-            frame = block[k]
-            if median > 1:
-                size = median | 1
-                frame = (cv2.medianBlur(frame, size) if size <= 5 else
-                         scipy.ndimage.median_filter(frame, size=size)).astype(np.float32)
-            if options["edge_filter"]:
-                gy = cv2.Sobel(frame, cv2.CV_32F, 0, 1, ksize=3)
-                gx = cv2.Sobel(frame, cv2.CV_32F, 1, 0, ksize=3)
-                frame = np.sqrt(gy * gy + gx * gx)
-            block[k] = (frame - frame.mean()) * window
+            block[k] = prepare_frame(block[k], options, window)
         # rfft along x, then the y transform of the kept columns only
         half = scipy.fft.rfft(block, axis=-1, workers=-1)[:, :, :mxh]
         full = scipy.fft.fft(half, axis=-2, workers=-1)

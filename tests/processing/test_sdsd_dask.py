@@ -46,7 +46,8 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("options", [{"reference": "all"}, {"reference": "banded", "band_k": 3},
                                      {"reference": "banded", "band_k": 10, "lowpass_sigma_px": 3.0},
-                                     {"reference": "all", "drift_prior": "random-walk"}])
+                                     {"reference": "all", "drift_prior": "random-walk"},
+                                     {"reference": "all", "lowpass_auto": True}])
 def test_cluster_shifts_equal_the_in_memory_run(client: typing.Any, series: tuple[np.ndarray, np.ndarray],
                                                tmp_path: pathlib.Path, options: dict[str, typing.Any]) -> None:
     frames, true = series
@@ -58,6 +59,8 @@ def test_cluster_shifts_equal_the_in_memory_run(client: typing.Any, series: tupl
     for source, block in ((path, 16), (frames, 16), (path, None)):     # file on the workers; array sent; default
         cluster = align_stack_dask(source, client, pixel_size_nm=0.06, block_frames=block, **options)
         assert _relative(cluster.shifts_px, memory.shifts_px) <= 1e-6
+        if options.get("lowpass_auto"):      # the low-pass chosen from frames read here, as in memory
+            assert cluster.notes[0] == memory.notes[0] and memory.notes[0].startswith("low-pass from data")
         np.testing.assert_allclose(cluster.uncertainty_px, memory.uncertainty_px, rtol=1e-6)
         np.testing.assert_allclose(cluster.shifts_nm, memory.shifts_nm, rtol=1e-6, atol=1e-12)
         assert cluster.rejected == memory.rejected and len(cluster.pairs) == len(memory.pairs)
