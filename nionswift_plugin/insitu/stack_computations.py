@@ -27,6 +27,8 @@ from processing.alignment.stack_shift import AlignedStack, apply_shifts
 __all__ = ["ALIGN_ID", "TITLE", "PARAMETERS", "register", "install_menu", "align_item", "align_selection"]
 
 ALIGN_ID = "insitu.align_stack"
+#: the start of the captions the computation writes (the result's notes); a caption the user wrote is kept
+CAPTION_PREFIX = "SDSD: "
 TITLE = "Align stack (SDSD)"
 PARAMETERS: tuple[pb.Parameter, ...] = SDSD_PARAMETERS + (
     pb.Parameter("method", "Apply shifts", "choice", "spline", choices=("spline", "fourier")),
@@ -72,15 +74,23 @@ class AlignStackComputation:
                                                       metadata=metadata)
         sigma = np.nan_to_num(result.uncertainty_px, nan=0.0)
         rows = np.vstack([result.shifts_px.T, sigma.T]).astype(np.float64)
-        plot = DataAndMetadata.new_data_and_metadata(
-            rows, intensity_calibration=Calibration.Calibration(units="px"),
-            dimensional_calibrations=[Calibration.Calibration(), Calibration.Calibration(units="frame")],
-            metadata=metadata, data_descriptor=DataAndMetadata.DataDescriptor(False, 1, 1))
+        # a plain (4, N) array, as Swift's own Drift Log: one labelled line per row (a [1, 1] collection would show
+        # as one navigable line, dy only)
+        plot = display.rows_xdata(rows, x_calibration=Calibration.Calibration(units="frame"),
+                                  intensity_calibration=Calibration.Calibration(units="px"), metadata=metadata)
         document_model = computations.document_model_of(self.computation._computation)
         self._set("target", sequence, "aligned sequence", document_model, None)
         self._set("sum", total, "aligned sum", document_model, None)
         self._set("shifts", plot, "shifts (px) with uncertainty", document_model,
                   ["dy (px)", "dx (px)", "sigma y (px)", "sigma x (px)"])
+        # what the user must know (the low-pass chosen from the data, or why not; rejected pairs; no uncertainty)
+        # is the caption of the aligned sequence and sum (the Info section), unless the user wrote one
+        caption = CAPTION_PREFIX + "; ".join(result.notes) if result.notes else ""
+        for name in ("target", "sum"):
+            data_item = getattr(self.computation.get_result(name), "_data_item", None)
+            if data_item is not None and (not data_item.caption or data_item.caption.startswith(CAPTION_PREFIX)) \
+                    and data_item.caption != caption:
+                data_item.caption = caption
 
     def _set(self, name: str, xdata: DataAndMetadata.DataAndMetadata, title: str, document_model: typing.Any,
              labels: list[str] | None) -> None:

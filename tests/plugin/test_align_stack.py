@@ -56,11 +56,28 @@ def test_align_stack_outputs_calibrated_results(document_controller: typing.Any,
     shifts = by_title[f"{stack_computations.TITLE}: shifts (px) with uncertainty"].xdata
     assert shifts.data.shape == (4, 8) and shifts.intensity_calibration.units == "px"
     assert np.all(shifts.data[2:, 1:] > 0)    # uncertainties
+    # shown as four labelled lines on the first run (it was one navigable line, dy only, until a re-run)
+    plot_display = dm.get_display_item_for_data_item(by_title[f"{stack_computations.TITLE}: shifts (px) with uncertainty"])
+    assert [layer.label for layer in plot_display.display_layers] == ["dy (px)", "dx (px)", "sigma y (px)",
+                                                                      "sigma x (px)"]
     # a parameter change re-runs it
     computation.set_input_value("reference", "first")
     _recompute(document_controller)
     assert target.xdata.metadata["insitu"]["sdsd"]["reference"] == "first"
-    assert len(target.xdata.metadata["insitu"]["sdsd"]["notes"]) >= 1
+    notes = target.xdata.metadata["insitu"]["sdsd"]["notes"]
+    assert len(notes) >= 1
+    # the notes are what the user sees: the captions of the aligned sequence and sum (Info section)
+    assert target.caption == stack_computations.CAPTION_PREFIX + "; ".join(notes)
+    assert by_title[f"{stack_computations.TITLE}: aligned sum"].caption == target.caption
+    # the low-pass chosen from the data is said there; a caption the user wrote is kept
+    computation.set_input_value("reference", "all")
+    computation.set_input_value("lowpass_auto", True)
+    _recompute(document_controller)
+    assert target.caption.startswith(stack_computations.CAPTION_PREFIX + "low-pass from data: ")
+    target.caption = "my series"
+    computation.set_input_value("lowpass_auto", False)
+    _recompute(document_controller)
+    assert target.caption == "my series"
 
 
 @pytest.mark.parametrize("case", ["image", "one frame", "constant frames", "region outside"])
