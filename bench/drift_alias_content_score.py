@@ -11,9 +11,9 @@ Mode ``pairs`` (every pair of scans, not only against the first; pairs with a ju
 9302 and 9428 (three captured runs): the true alias wins 75 of 77 pairs whose true shift is below 3 px and 7 of 39
 beyond (0 of 30 on 9302). Below 0.5 px: 43 of 43, NCC 0.91-0.94 against 0.34-0.46 at the median (there the aliases
 are also a period away in the scan frame, so a pattern fixed to the scan would favour the truth too); 0.5-3 px: 32 of
-34, 0.69-0.70 against 0.45-0.50 (9302). The content decides when the two scans sit within ~3 px of each other, not
-at the 3-6 px a jump near half a period leaves; a verification scan moved to each candidate would bring it there
-(a lead; docs/drift_si.md).
+34, 0.69-0.70 against 0.45-0.50 (9302). Those wins are not the specimen's: on the renderer alone
+(``drift_alias_content_verify.py``) the true and the one-period-away scan score 0.928 vs 0.888 at zero shift; here
+the aliases are a period away in the scan frame too, so patterns fixed to the scan favour the truth.
 
     .venv/bin/python bench/drift_alias_content_score.py drift_alias_content_SEED.pkl [pairs]
 """
