@@ -56,6 +56,9 @@ MIN_GAIN = 1.2
 #: a frequency whose common power exceeds SPOT_FACTOR x the median power at its radius is a Bragg spot
 SPOT_FACTOR = 10.0
 
+#: frame spectra held at once while the pairs are summed (oldest dropped first)
+_SPECTRA_KEPT = 8
+
 #: radial bins of the precision figure (0 .. 0.5 cycles/px, plus the corners)
 _BINS = 64
 
@@ -100,7 +103,10 @@ def choose_lowpass_sigma(read: typing.Callable[[int], NDArray[np.float32]], n_fr
     spectra: dict[int, NDArray[np.complex128]] = {}
 
     def spectrum(k: int) -> NDArray[np.complex128]:
+        # the pairs come ordered by their first frame: a few recent spectra cover the reuse, memory stays bounded
         if k not in spectra:
+            if len(spectra) >= _SPECTRA_KEPT:
+                del spectra[next(iter(spectra))]
             frame = (frame0 if k == 0 else read(k))[top:bottom, left:right].astype(np.float32)
             spectra[k] = scipy.fft.rfft2(prepare_frame(frame, options, window).astype(np.float64))
         return spectra[k]
@@ -118,8 +124,6 @@ def choose_lowpass_sigma(read: typing.Callable[[int], NDArray[np.float32]], n_fr
             cross = -cross
         common += cross
         power += 0.5 * (np.abs(a) ** 2 + np.abs(b) ** 2)
-        if len(spectra) > 2 * max_pairs:
-            spectra.clear()
     common /= len(pairs)            # unbiased per frequency; clipped only where a power must be >= 0
     power /= len(pairs)
     common_power = np.clip(common, 0.0, None)
